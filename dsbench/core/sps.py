@@ -1,0 +1,98 @@
+"""Target verification cost: step time of one forward pass over B batch tokens for R requests.
+
+The paper's SPS(B) is a 1-D curve. A real engine's step also reads every request's KV cache, so
+profiles are 2-D: points (batch_tokens B, requests R) -> step seconds, at one stated context
+length. The scheduler uses the slice for the current R. SPS(B) = 1 / step_s(B).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+
+def interp_extrap(x, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation; linear extrapolation past the last point, clamped below the first.
+
+    Above the profiled range a verify pass is compute-bound, so continuing the last slope is the
+    honest guess; below the first point (B smaller than anything profiled) the first value is an
+    upper bound.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.interp(x, xp, fp)
+    if len(xp) >= 2:
+        slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+        y = np.where(x > xp[-1], fp[-1] + slope * (x - xp[-1]), y)
+    return y
+
+
+@dataclass(frozen=True)
+class SpsCurve:
+    """Step time versus batch tokens for a fixed number of requests (the paper's SPS(B) slice)."""
+
+    batch_tokens: np.ndarray  # sorted, unique
+    step_s: np.ndarray  # seconds per verification pass
+
+    def step_time(self, batch_tokens) -> np.ndarray:
+        """Seconds for one verification pass over `batch_tokens` tokens."""
+        return interp_extrap(batch_tokens, self.batch_tokens, self.step_s)
+
+    def sps(self, batch_tokens) -> np.ndarray:
+        """Steps per second SPS(B)."""
+        return 1.0 / self.step_time(batch_tokens)
+
+    def table(self, max_tokens: int) -> np.ndarray:
+        """Array t with t[B] = step seconds for B = 0..max_tokens (t[0] repeats t[1]).
+
+        The scheduler indexes it directly, which is far cheaper than interpolating every step.
+        """
+        t = self.step_time(np.arange(max_tokens + 1))
+        t[0] = t[1] if max_tokens >= 1 else t[0]
+        return t
+
+
+class StepTimeSurface:
+    """Profiled verification step time over (batch tokens, requests) at one context length."""
+
+    def __init__(self, batch_tokens, requests, step_s):
+        b = np.asarray(batch_tokens, dtype=float)
+        r = np.asarray(requests, dtype=float)
+        s = np.asarray(step_s, dtype=float)
+        if not (b.shape == r.shape == s.shape) or b.ndim != 1 or len(b) == 0:
+            raise ValueError("batch_tokens, requests and step_s must be equal-length 1-D arrays")
+        self._slices: dict[float, SpsCurve] = {}
+        for rv in np.unique(r):
+            m = r == rv
+            bb, idx = np.unique(b[m], return_index=True)
+            self._slices[float(rv)] = SpsCurve(bb, s[m][idx])
+        self.request_levels = np.array(sorted(self._slices))
+        self._slice_cached = lru_cache(maxsize=256)(self._slice)
+
+    def slice(self, requests: int) -> SpsCurve:
+        """The SPS(B) curve for `requests` concurrent requests.
+
+        Between profiled request levels the step time is interpolated linearly in R (the KV read
+        grows linearly with R); above the highest level it is extrapolated from the last two.
+        """
+        return self._slice_cached(float(requests))
+
+    def _slice(self, r: float) -> SpsCurve:
+        levels = self.request_levels
+        if r in self._slices or len(levels) == 1:
+            return self._slices.get(r, self._slices[float(levels[0])])
+        hi = int(np.clip(np.searchsorted(levels, r), 1, len(levels) - 1))
+        r0, r1 = float(levels[hi - 1]), float(levels[hi])
+        if r < r0:  # below the lowest profiled level
+            return self._slices[r0]
+        c0, c1 = self._slices[r0], self._slices[r1]
+        b = np.union1d(c0.batch_tokens, c1.batch_tokens)
+        b = b[b >= min(r, b.max())]
+        w = (r - r0) / (r1 - r0)
+        s = (1 - w) * c0.step_time(b) + w * c1.step_time(b)
+        return SpsCurve(b, np.maximum(s, 1e-12))
+
+    def step_time(self, batch_tokens, requests: int) -> np.ndarray:
+        """Seconds for one verification pass of `requests` requests over `batch_tokens` tokens."""
+        return self.slice(requests).step_time(batch_tokens)

@@ -1,0 +1,1 @@
+"""Profiles of verification and drafting cost: measured on this machine (torch) or roofline-modelled."""

@@ -1,0 +1,346 @@
+"""Every file format dsbench reads or writes: schemas, validation and JSON/CSV I/O, in one place.
+
+Formats are versioned by a `schema` field. Anything malformed is refused with an InputError that
+names the file and the field, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+
+PROFILE_SCHEMA = "dsbench.profile/1"
+ACCEPTANCE_SCHEMA = "dsbench.acceptance/1"
+SWEEP_SCHEMA = "dsbench.sweep/1"
+SOURCES = ("measured", "roofline", "paper", "fitted", "simulated")
+
+
+class InputError(Exception):
+    """Bad user input (file, schema, value). The CLI prints it as one line and exits 2."""
+
+
+# --------------------------------------------------------------------------- locating shipped data
+
+
+def profiles_dir() -> Path:
+    """The shipped profiles: inside the wheel, or ./profiles of a source checkout."""
+    here = Path(__file__).resolve().parent
+    for cand in (here / "_profiles", here.parent / "profiles"):
+        if cand.is_dir():
+            return cand
+    raise InputError("shipped profiles not found (broken install?): reinstall dsbench")
+
+
+def resolve_shipped(ref: str | os.PathLike, subdir: str = "", suffix: str = ".json") -> Path:
+    """A path as given, or the name of a shipped file (`h100-qwen3-8b`, `qwen3-8b`)."""
+    p = Path(ref)
+    if p.exists():
+        return p
+    cand = profiles_dir() / subdir / (str(ref) if str(ref).endswith(suffix) or not suffix else f"{ref}{suffix}")
+    if cand.exists():
+        return cand
+    return p  # let the loader report it missing under the user's own spelling
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    """Who made a file, when, with what command (secrets must never be in `command`)."""
+    return {
+        "tool": "dsbench",
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(command if command is not None else ["dsbench", *sys.argv[1:]]),
+    }
+
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _load_json(path: Path, what: str) -> dict:
+    if not path.exists():
+        raise InputError(f"{what} file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"{what} path is a directory, expected a JSON file: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def _check_schema(data: dict, path: Path, expected: str) -> None:
+    got = data.get("schema")
+    if got is None:
+        raise InputError(f"{path}: missing field 'schema' (expected {expected!r})")
+    family, _, _ = str(got).partition("/")
+    if got != expected:
+        kind = "unknown schema version" if family == expected.partition("/")[0] else "wrong schema"
+        raise InputError(f"{path}: {kind} {got!r} in field 'schema' (this dsbench reads {expected!r})")
+
+
+def _field(data: dict, key: str, path: Path, where: str = ""):
+    if key not in data:
+        raise InputError(f"{path}: missing field '{where}{key}'")
+    return data[key]
+
+
+def _number(v, path: Path, name: str, *, positive=False, nonneg=False, lo=None, hi=None, integer=False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise InputError(f"{path}: field '{name}' must be a number, got {json.dumps(v)[:40]}")
+    if not math.isfinite(v):
+        raise InputError(f"{path}: field '{name}' must be finite, got {v}")
+    if integer and int(v) != v:
+        raise InputError(f"{path}: field '{name}' must be a whole number, got {v}")
+    if positive and v <= 0:
+        raise InputError(f"{path}: field '{name}' must be > 0, got {v}")
+    if nonneg and v < 0:
+        raise InputError(f"{path}: field '{name}' must be >= 0, got {v}")
+    if lo is not None and v < lo or hi is not None and v > hi:
+        raise InputError(f"{path}: field '{name}' must lie in [{lo}, {hi}], got {v}")
+    return float(v)
+
+
+def _source(data: dict, path: Path) -> str:
+    src = _field(data, "source", path)
+    if src not in SOURCES:
+        raise InputError(f"{path}: field 'source' must be one of {', '.join(SOURCES)}, got {src!r}")
+    return src
+
+
+def _list(v, path: Path, name: str, nonempty=True) -> list:
+    if not isinstance(v, list) or (nonempty and not v):
+        raise InputError(f"{path}: field '{name}' must be a non-empty list")
+    return v
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+@dataclass
+class Profile:
+    """A verification step-time profile (+ drafter costs), as read from `dsbench.profile/1`."""
+
+    path: Path
+    source: str
+    device: dict
+    model: dict
+    context_len: int
+    batch_tokens: list[float]
+    requests: list[float]
+    step_s: list[float]
+    draft: dict[str, dict[str, list[float]]]  # method -> {"requests", "gamma", "step_s"}
+    gpus: int = 1
+    max_requests: int | None = None
+    raw: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.get('name', '?')} / {self.model.get('name', '?')} ({self.source})"
+
+
+def load_profile(path: str | os.PathLike) -> Profile:
+    """Read and validate a profile file (or a shipped profile by name)."""
+    p = resolve_shipped(path)
+    data = _load_json(p, "profile")
+    _check_schema(data, p, PROFILE_SCHEMA)
+    source = _source(data, p)
+    device = _field(data, "device", p)
+    model = _field(data, "model", p)
+    if not isinstance(device, dict) or not isinstance(model, dict):
+        raise InputError(f"{p}: fields 'device' and 'model' must be objects")
+    ctx = int(_number(_field(data, "context_len", p), p, "context_len", positive=True, integer=True))
+    gpus = int(_number(device.get("gpus", 1), p, "device.gpus", positive=True, integer=True))
+    b, r, s = [], [], []
+    for i, pt in enumerate(_list(_field(data, "points", p), p, "points")):
+        if not isinstance(pt, dict):
+            raise InputError(f"{p}: points[{i}] must be an object")
+        b.append(_number(_field(pt, "batch_tokens", p, f"points[{i}]."), p, f"points[{i}].batch_tokens", positive=True))
+        r.append(_number(pt.get("requests", 1), p, f"points[{i}].requests", positive=True))
+        s.append(_number(_field(pt, "step_s", p, f"points[{i}]."), p, f"points[{i}].step_s", positive=True))
+    draft = {}
+    for method, table in (data.get("draft") or {}).items():
+        pts = _list(_field(table, "points", p, f"draft.{method}."), p, f"draft.{method}.points")
+        cols: dict[str, list[float]] = {"requests": [], "gamma": [], "step_s": []}
+        for i, pt in enumerate(pts):
+            where = f"draft.{method}.points[{i}]"
+            cols["requests"].append(_number(_field(pt, "requests", p, where + "."), p, where + ".requests", positive=True))
+            cols["gamma"].append(_number(_field(pt, "gamma", p, where + "."), p, where + ".gamma", positive=True))
+            cols["step_s"].append(_number(_field(pt, "step_s", p, where + "."), p, where + ".step_s", nonneg=True))
+        draft[method] = cols
+    max_req = data.get("max_requests")
+    if max_req is not None:
+        max_req = int(_number(max_req, p, "max_requests", positive=True, integer=True))
+    return Profile(p, source, device, model, ctx, b, r, s, draft, gpus, max_req, data)
+
+
+# --------------------------------------------------------------------------- acceptance curves
+
+
+@dataclass
+class Acceptance:
+    """Conditional acceptance per position for one method and domain (`dsbench.acceptance/1`)."""
+
+    path: Path
+    method: str
+    domain: str
+    target: str
+    conditional: list[float]
+    source: str
+    tau: float | None = None
+    spread: dict | None = None  # {"sigma": .., "round_share": ..}
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+def load_acceptance_file(path: str | os.PathLike) -> Acceptance:
+    """Read and validate one acceptance file."""
+    p = Path(path)
+    data = _load_json(p, "acceptance")
+    _check_schema(data, p, ACCEPTANCE_SCHEMA)
+    source = _source(data, p)
+    method = str(_field(data, "method", p))
+    domain = str(_field(data, "domain", p))
+    cond = [
+        _number(v, p, f"conditional[{i}]", lo=0.0, hi=1.0) for i, v in enumerate(_list(_field(data, "conditional", p), p, "conditional"))
+    ]
+    gamma = data.get("gamma")
+    if gamma is not None and int(_number(gamma, p, "gamma", positive=True, integer=True)) != len(cond):
+        raise InputError(f"{p}: field 'gamma' is {gamma} but 'conditional' has {len(cond)} positions")
+    tau = data.get("tau")
+    if tau is not None:
+        tau = _number(tau, p, "tau", lo=1.0)
+    spread = data.get("spread")
+    if spread is not None:
+        if not isinstance(spread, dict):
+            raise InputError(f"{p}: field 'spread' must be an object")
+        _number(_field(spread, "sigma", p, "spread."), p, "spread.sigma", nonneg=True)
+        _number(spread.get("round_share", 0.5), p, "spread.round_share", lo=0.0, hi=1.0)
+    return Acceptance(p, method, domain, str(data.get("target", "")), cond, source, tau, spread, data)
+
+
+def load_acceptance(ref: str | os.PathLike) -> list[Acceptance]:
+    """All acceptance curves in a file or a directory (or a shipped set by name, e.g. `qwen3-8b`)."""
+    p = resolve_shipped(ref, "acceptance", suffix="")
+    if p.is_dir():
+        files = sorted(p.glob("*.json"))
+        if not files:
+            raise InputError(f"acceptance directory has no .json files: {p}")
+        return [load_acceptance_file(f) for f in files]
+    return [load_acceptance_file(p)]
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a killed writer never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def write_profile(path: Path, data: dict) -> None:
+    """Write a profile dict (must already carry `schema`, `source`, points...)."""
+    if data.get("schema") != PROFILE_SCHEMA:
+        raise ValueError("profile dict lacks the profile schema")
+    write_json(path, data)
+
+
+def write_acceptance(path: Path, data: dict) -> None:
+    if data.get("schema") != ACCEPTANCE_SCHEMA:
+        raise ValueError("acceptance dict lacks the acceptance schema")
+    write_json(path, data)
+
+
+def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tuple[Path, Path]:
+    """Write sweep.json (summary + every frontier point) and the tidy sweep.csv beside it."""
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": frontier_rows}
+    jpath, cpath = out_dir / "sweep.json", out_dir / "sweep.csv"
+    write_json(jpath, doc)
+    pd.DataFrame(frontier_rows).to_csv(cpath, index=False)
+    return jpath, cpath
+
+
+def load_sweep(path: str | os.PathLike) -> dict:
+    """Read a sweep.json written by `dsbench sweep`."""
+    p = Path(path)
+    data = _load_json(p / "sweep.json" if p.is_dir() else p, "sweep")
+    _check_schema(data, p, SWEEP_SCHEMA)
+    _list(_field(data, "frontier", p), p, "frontier")
+    return data
+
+
+# --------------------------------------------------------------------------- hardware and model specs
+
+GPUS_SCHEMA = "dsbench.gpus/1"
+
+
+def load_gpu_spec(name: str, table: str | os.PathLike | None = None):
+    """The HardwareSpec for a GPU name ('H100', 'NVIDIA H100 80GB HBM3'), most specific match first.
+
+    An unknown GPU is an error, never a silent default.
+    """
+    from .core.roofline import HardwareSpec
+
+    p = Path(table) if table else profiles_dir() / "gpus.json"
+    data = _load_json(p, "GPU table")
+    _check_schema(data, p, GPUS_SCHEMA)
+    key = name.lower().replace("-", "").replace(" ", "")
+    for g in _list(_field(data, "gpus", p), p, "gpus"):
+        if any(m.replace("-", "").replace(" ", "") in key for m in g["match"]):
+            return HardwareSpec(
+                g["name"],
+                _number(g["peak_bf16_flops"], p, f"{g['name']}.peak_bf16_flops", positive=True),
+                _number(g["mem_bw_bytes_s"], p, f"{g['name']}.mem_bw_bytes_s", positive=True),
+                _number(g["mem_bytes"], p, f"{g['name']}.mem_bytes", positive=True),
+            )
+    known = ", ".join(g["name"] for g in data["gpus"])
+    raise InputError(f"unknown GPU {name!r}; {p} knows {known}")
+
+
+def load_model_spec(ref: str | os.PathLike):
+    """A ModelSpec from a Hugging Face config: a config JSON, a model folder, or a shipped name."""
+    from .core.roofline import ModelSpec
+
+    p = resolve_shipped(ref, "models")
+    if p.is_dir():
+        p = p / "config.json"
+    cfg = _load_json(p, "model config")
+    name = Path(ref).stem if Path(ref).suffix == ".json" else Path(ref).name
+    try:
+        hidden = int(cfg["hidden_size"])
+        heads = int(cfg["num_attention_heads"])
+        spec = ModelSpec(
+            name=cfg.get("_name_or_path") or name,
+            layers=int(cfg["num_hidden_layers"]),
+            hidden=hidden,
+            intermediate=int(cfg["intermediate_size"]),
+            heads=heads,
+            kv_heads=int(cfg.get("num_key_value_heads") or heads),
+            head_dim=int(cfg.get("head_dim") or hidden // heads),
+            vocab=int(cfg["vocab_size"]),
+            experts=int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0),
+            experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
+            expert_intermediate=int(cfg.get("moe_intermediate_size") or 0),
+            tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        )
+    except KeyError as e:
+        raise InputError(f"{p}: missing field {e.args[0]!r} (is this a Hugging Face decoder config?)") from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{p}: malformed config value ({e})") from None
+    for fname in ("layers", "hidden", "intermediate", "heads", "kv_heads", "head_dim", "vocab"):
+        if getattr(spec, fname) <= 0:
+            raise InputError(f"{p}: {fname} must be positive")
+    return spec
