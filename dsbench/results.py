@@ -142,6 +142,35 @@ class Profile:
     max_requests: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
+    def roofline_inputs(self):
+        """(HardwareSpec, ModelSpec, RooflineKnobs) when this is a roofline profile that records
+        its formula's inputs, else None."""
+        from dataclasses import fields
+
+        from .core.roofline import HardwareSpec, ModelSpec, RooflineKnobs
+
+        knobs = (self.raw.get("roofline") or {}).get("knobs")
+        if self.source != "roofline" or not isinstance(knobs, dict):
+            return None
+        try:
+            hw = HardwareSpec(self.device["name"], float(self.device["peak_bf16_flops"]), float(self.device["mem_bw_bytes_s"]),
+                              float(self.device["mem_bytes"]))
+            model = ModelSpec(**{f.name: self.model[f.name] for f in fields(ModelSpec)})
+            return hw, model, RooflineKnobs(**knobs)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{self.path}: incomplete roofline inputs ({e})") from None
+
+    def surface(self):
+        """The verification step-time surface: the exact formula for roofline profiles, else the
+        interpolated points."""
+        from .core.roofline import RooflineSurface
+        from .core.sps import StepTimeSurface
+
+        inputs = self.roofline_inputs()
+        if inputs is not None:
+            return RooflineSurface(*inputs, self.context_len)
+        return StepTimeSurface(self.batch_tokens, self.requests, self.step_s)
+
     @property
     def label(self) -> str:
         return f"{self.device.get('name', '?')} / {self.model.get('name', '?')} ({self.source})"

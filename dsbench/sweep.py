@@ -15,7 +15,6 @@ from .core.frontier import best_at_slo, concurrency_grid
 from .core.methods import METHOD_NAMES, METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
-from .core.sps import StepTimeSurface
 from .results import Acceptance, InputError, Profile, load_acceptance, load_profile
 
 DOMAINS = ("math", "code", "chat")
@@ -96,7 +95,7 @@ def _draft_cost(profile: Profile, method: str) -> DraftCost:
 def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance], where: str) -> dict[str, Scenario]:
     """One simulator scenario per requested method."""
     policy = cfg.validate()
-    surface = StepTimeSurface(profile.batch_tokens, profile.requests, profile.step_s)
+    surface = profile.surface()
     domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
     out = {}
     for name in cfg.methods:

@@ -175,3 +175,24 @@ def max_requests(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, context_len:
     """Concurrent requests whose KV cache at `context_len` fits beside the weights (0 if none)."""
     free = hw.mem_bytes * (1.0 - kn.memory_reserve) - m.total_params * kn.dtype_bytes
     return max(0, int(free // (context_len * m.kv_bytes_per_token(kn.dtype_bytes))))
+
+
+class RooflineSurface:
+    """Exact roofline step time at any (B, R): the same interface as sps.StepTimeSurface.
+
+    Interpolating a tabulated roofline between request levels would blend two curves with
+    different compute knees into false micro-steps, which Algorithm 1's early stop then trips
+    on; evaluating the formula avoids that.
+    """
+
+    def __init__(self, hw: HardwareSpec, model: ModelSpec, knobs: RooflineKnobs, context_len: int, max_gamma: int = 64):
+        self.hw, self.model, self.knobs, self.context_len, self.max_gamma = hw, model, knobs, context_len, max_gamma
+
+    def step_time(self, batch_tokens, requests: int) -> np.ndarray:
+        return verify_step_s(self.hw, self.model, self.knobs, batch_tokens, requests, self.context_len)
+
+    def slice(self, requests: int):
+        from .sps import SpsCurve
+
+        b = np.arange(1, int(requests) * (1 + self.max_gamma) + 1)
+        return SpsCurve(b, self.step_time(b, requests))

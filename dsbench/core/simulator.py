@@ -18,6 +18,7 @@ import numpy as np
 from .acceptance import RoundSampler, expected_tau
 from .methods import DraftCost
 from .policies import Policy, schedule
+from .roofline import RooflineSurface
 from .sps import StepTimeSurface
 
 # Memory bound on one scheduling call: rounds x C x gamma elements.
@@ -44,7 +45,7 @@ class Scenario:
     """Everything the simulator needs for one method."""
 
     samplers: list[RoundSampler]  # one per domain; requests draw a domain uniformly per round
-    surface: StepTimeSurface
+    surface: StepTimeSurface | RooflineSurface  # anything with .slice(R) and .step_time(B, R)
     draft_cost: DraftCost | None  # None for no-spec
     gamma: int
     policy: Policy

@@ -1,0 +1,225 @@
+"""dsbench command line: parse options, call one library entry point, print with rich.
+
+Heavy imports (numpy, scipy, matplotlib, torch) happen inside commands, so `dsbench --help`
+starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="dsbench",
+    help="Benchmark and plan capacity for speculative decoding: no-spec, MTP-1, DFlash, Eagle3, DSpark.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Piped output gets room for the tables instead of rich's 80-column default.
+_WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or (None if sys.stdout.isatty() else 120)
+out = Console(width=_WIDTH)
+err = Console(stderr=True)
+
+METHODS_DEFAULT = "no-spec,mtp-1,dflash,eagle3,dspark"
+
+
+def handles_input_errors(fn):
+    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .results import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: results written so far are kept")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+):
+    if version:
+        from . import __version__
+
+        out.print(f"dsbench {__version__}")
+        raise typer.Exit()
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  dsbench sweep --slo 80\n\n"
+    "  dsbench sweep --slo 50 --profile h200-qwen3-8b --domain code --methods mtp-1,dspark\n\n"
+    "  dsbench sweep --slo 80 --policy dspark-async --json > sweep.json"
+)
+@handles_input_errors
+def sweep(
+    slo: Annotated[float, typer.Option(help="Per-user speed to promise, tokens/s per user.")] = 80.0,
+    profile: Annotated[str, typer.Option(help="Profile JSON, or a shipped one by name (h100-qwen3-8b, h200-qwen3-8b, a100-qwen3-8b, b200-qwen3-8b, mi300x-qwen3-8b, l40s-qwen3-8b).", rich_help_panel="Inputs")] = "h100-qwen3-8b",
+    acceptance: Annotated[Optional[str], typer.Option(help="Acceptance file or directory [default: shipped curves for the profile's model].", rich_help_panel="Inputs")] = None,
+    domain: Annotated[str, typer.Option(help="Traffic: math, code, chat, or mix (each request drawn from the three).", rich_help_panel="Inputs")] = "mix",
+    methods: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = METHODS_DEFAULT,
+    baseline: Annotated[str, typer.Option(help="Method the ratios are taken against.")] = "mtp-1",
+    policy: Annotated[str, typer.Option(help="DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.")] = "dspark",
+    gamma: Annotated[int, typer.Option(help="Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1).")] = 7,
+    max_concurrency: Annotated[int, typer.Option(help="Highest concurrency simulated (capped where the KV cache no longer fits).")] = 512,
+    seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for frontier.png/.svg and sweep.json/.csv (rewritten each run).", rich_help_panel="Output")] = Path("dsbench-out"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of the table.", rich_help_panel="Output")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel="Output")] = False,
+):
+    """Find the best decoding method at a per-user speed SLO (simulated on a profile).
+
+    Simulates every method in a closed loop over concurrency, on a step-time profile and
+    acceptance curves, and reports per method the highest throughput whose per-user speed
+    meets the SLO. Outputs are modelled (simulated), never measured: the table says on what.
+    """
+    from .sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(slo=slo, profile=profile, acceptance=acceptance, domain=domain,
+                      methods=tuple(m.strip() for m in methods.split(",") if m.strip()), baseline=baseline,
+                      policy=policy, gamma=gamma, max_concurrency=max_concurrency, seed=seed)
+    cfg.validate()
+    result = _with_progress(lambda progress, on_method: run_sweep(cfg, progress, on_method), cfg, out_dir,
+                            show=not (quiet or as_json))
+    paths = _write_sweep_outputs(result, out_dir)
+    if as_json:
+        sys.stdout.write(json.dumps({**result.summary, "frontier": result.rows, "files": [str(p) for p in paths]}) + "\n")
+        return
+    _print_sweep_table(result.summary)
+    out.print("wrote " + ", ".join(str(p) for p in paths), style="dim", highlight=False)
+
+
+def _with_progress(run, cfg, out_dir: Path, show: bool):
+    """Run the sweep with a progress bar, writing partial results after each method."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .results import write_sweep
+
+    rows_so_far: list[dict] = []
+
+    def on_method(name, rows):
+        rows_so_far.extend(rows)
+        write_sweep(out_dir, {"partial": True, "slo": cfg.slo}, rows_so_far)
+
+    if not show:
+        return run(None, on_method)
+    with Progress(TextColumn("simulating [bold]{task.fields[method]}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("sweep", total=None, method="")
+        done = {"n": 0}
+
+        def progress(method, _i):
+            done["n"] += 1
+            bar.update(task, completed=done["n"], method=method)
+
+        return run(progress, on_method)
+
+
+def _write_sweep_outputs(result, out_dir: Path) -> list[Path]:
+    from .report.plots import frontier_figure, save
+    from .results import write_sweep
+
+    s = result.summary
+    jpath, cpath = write_sweep(out_dir, s, result.rows)
+    inp = s["inputs"]
+    title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
+    subtitle = (f"simulated: {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, context {inp['context_len']}), "
+                f"acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; DSpark policy {inp['policy']}, gamma {inp['gamma']}")
+    fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
+    png, svg = out_dir / "frontier.png", out_dir / "frontier.svg"
+    save(fig, png, svg)
+    return [png, svg, jpath, cpath]
+
+
+def _fmt(v, spec: str, none: str = "—") -> str:
+    return none if v is None else format(v, spec)
+
+
+def _print_sweep_table(s: dict) -> None:
+    from rich.table import Table
+
+    inp = s["inputs"]
+    table = Table(
+        title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  ({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
+        caption=(f"simulated on a {inp['profile_source']} profile (context {inp['context_len']}) with {', '.join(inp['acceptance_sources']) or 'no'}-derived"
+                 f" acceptance; per-user speed = tau / round time; budget = tokens verified per request per round"
+                 + ("; concurrency capped at %d where the KV cache fills memory" % inp["max_concurrency_memory"] if inp["capped_by_memory"] else "")),
+        caption_justify="left",
+    )
+    for col, just in [("method", "left"), ("policy", "left"), ("tok/s/GPU", "right"), ("conc.", "right"),
+                      ("tok/s/user", "right"), ("budget", "right"), (f"vs {s['baseline']}", "right"),
+                      ("peak/user", "right")]:
+        table.add_column(col, justify=just, no_wrap=True)
+    for name, m in s["methods"].items():
+        if m["feasible"]:
+            table.add_row(name, m["policy"], _fmt(m["throughput"], ",.0f"), str(m["concurrency"]), _fmt(m["tps_user"], ".1f"),
+                          _fmt(m["verify_budget"], ".2f"), _fmt(m["ratio"], ".2f", "—") + ("x" if m["ratio"] is not None else ""),
+                          _fmt(m["peak_tps_user"], ".0f"))
+        else:
+            table.add_row(name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", _fmt(m["peak_tps_user"], ".0f"))
+    out.print(table)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  dsbench profile --roofline H200 --model qwen3-8b --out h200.json\n\n"
+    "  dsbench profile --roofline MI300X --model profiles/models/qwen3-30b-a3b.json --context 8192 --out mi300x-moe.json"
+)
+@handles_input_errors
+def profile(
+    roofline: Annotated[Optional[str], typer.Option(help="Model this GPU (from profiles/gpus.json) instead of measuring.")] = None,
+    model: Annotated[str, typer.Option(help="Hugging Face config JSON, model folder, or a shipped config name (qwen3-4b, qwen3-8b, qwen3-14b, qwen3-30b-a3b).")] = "qwen3-8b",
+    context: Annotated[int, typer.Option(help="Context length (tokens) of every request's KV cache.")] = 2048,
+    out_file: Annotated[Path, typer.Option("--out", help="Profile JSON to write.")] = Path("profile.json"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing --out file.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary to stdout.")] = False,
+):
+    """Write a step-time and draft-cost profile that sweep reads.
+
+    With --roofline GPU the profile is modelled from the GPU's datasheet peaks and the model's
+    shapes (source: roofline); every input of the formula is recorded in the file.
+    """
+    from .results import InputError, load_gpu_spec, load_model_spec, write_profile
+
+    if roofline is None:
+        raise InputError("measured profiling is not available yet; pass --roofline GPU to model a GPU")
+    if context <= 0:
+        raise InputError(f"--context must be a positive number of tokens, got {context}")
+    if out_file.exists() and not force:
+        raise InputError(f"{out_file} exists; pass --force to overwrite it")
+    from .profile.roofline import roofline_profile
+
+    doc = roofline_profile(load_gpu_spec(roofline), load_model_spec(model), context)
+    write_profile(out_file, doc)
+    info = {"file": str(out_file), "source": "roofline", "device": doc["device"]["name"], "model": doc["model"]["name"],
+            "context_len": context, "points": len(doc["points"]), "max_requests": doc["max_requests"]}
+    if as_json:
+        sys.stdout.write(json.dumps(info) + "\n")
+    else:
+        out.print(f"wrote {out_file}: roofline profile of {info['model']} on {info['device']}, {info['points']} points, "
+                  f"KV cache fits {info['max_requests']} requests at context {context}", highlight=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
