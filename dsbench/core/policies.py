@@ -143,3 +143,29 @@ def schedule(policy: Policy, conf: np.ndarray, verify_s: np.ndarray | None = Non
         return dspark_lengths(conf, verify_s, fixed_s)
     lag = 2 if policy.param is None else int(policy.param)
     return dspark_async_lengths(conf, verify_s, fixed_s, lag)
+
+
+def dspark_lengths_reference(conf: np.ndarray, verify_s: np.ndarray, fixed_s: float = 0.0) -> np.ndarray:
+    """Algorithm 1 for one round, line by line with a per-candidate Python loop.
+
+    The readable specification that `dspark_lengths` is tested against and timed against; far
+    too slow for a serving loop.
+    """
+    r, g = conf.shape
+    cands = []
+    for i in range(r):
+        a = 1.0
+        for j in range(g):
+            a *= float(conf[i, j])
+            cands.append((a, i))
+    cands.sort(key=lambda c: -c[0])
+    lengths = np.zeros(r, dtype=np.int64)
+    b, tau = r, float(r)
+    best = tau / (fixed_s + verify_s[b])
+    for a, i in cands:
+        theta = (tau + a) / (fixed_s + verify_s[b + 1])
+        if theta <= best:
+            break
+        b, tau, best = b + 1, tau + a, theta
+        lengths[i] += 1
+    return lengths
