@@ -13,6 +13,7 @@ Hugging Face config, RooflineKnobs) so a profile file can state all of them.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -192,7 +193,11 @@ class RooflineSurface:
         return verify_step_s(self.hw, self.model, self.knobs, batch_tokens, requests, self.context_len)
 
     def slice(self, requests: int):
+        return self._slice(int(requests))
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 (surfaces live as long as the process)
+    def _slice(self, requests: int):
         from .sps import SpsCurve
 
-        b = np.arange(1, int(requests) * (1 + self.max_gamma) + 1)
+        b = np.arange(1, requests * (1 + self.max_gamma) + 1)
         return SpsCurve(b, self.step_time(b, requests))

@@ -1,0 +1,1 @@
+"""Reference OpenAI-compatible server (simulated engine now; the real speculative engine plugs in later)."""
