@@ -373,3 +373,91 @@ def load_model_spec(ref: str | os.PathLike):
         if getattr(spec, fname) <= 0:
             raise InputError(f"{p}: {fname} must be positive")
     return spec
+
+
+# --------------------------------------------------------------------------- workloads
+
+WORKLOADS_DIR_NAME = "workloads"
+
+
+@dataclass
+class Prompt:
+    text: str
+    domain: str
+
+
+def load_workload(ref: str | os.PathLike) -> list[Prompt]:
+    """Prompts from a JSONL file: `{"prompt", "domain"?}` lines, or DeepSpec's `{"turns": [...]}`
+    (first turn, domain = file name). A shipped set may be named: math, code, chat."""
+    p = Path(ref)
+    if not p.exists():
+        shipped = Path(__file__).resolve().parent.parent / WORKLOADS_DIR_NAME / f"{ref}.jsonl"
+        packaged = Path(__file__).resolve().parent / "_workloads" / f"{ref}.jsonl"
+        p = next((c for c in (shipped, packaged) if c.exists()), p)
+    if not p.exists():
+        raise InputError(f"workload file not found: {ref}")
+    prompts = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{p}:{i}: not valid JSON ({e.msg})") from None
+        if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
+            prompts.append(Prompt(obj["prompt"], str(obj.get("domain") or p.stem)))
+        elif isinstance(obj, dict) and isinstance(obj.get("turns"), list) and obj["turns"] and isinstance(obj["turns"][0], str):
+            prompts.append(Prompt(obj["turns"][0], p.stem))
+        else:
+            raise InputError(f"{p}:{i}: expected {{\"prompt\": str}} or {{\"turns\": [str, ...]}}")
+    if not prompts:
+        raise InputError(f"{p}: no prompts")
+    return prompts
+
+
+# --------------------------------------------------------------------------- load-test results
+
+LOAD_SCHEMA = "dsbench.load/1"
+
+
+class LoadWriter:
+    """Writes a load run as it happens: requests.jsonl (one line per finished request, flushed),
+    points/<label>.json + .csv after each point, and load.json (all points so far)."""
+
+    def __init__(self, out_dir: Path, force: bool = False):
+        self.dir = Path(out_dir)
+        if (self.dir / "load.json").exists() or (self.dir / "requests.jsonl").exists():
+            if not force:
+                raise InputError(f"{self.dir} already holds load results; pass --force to overwrite or choose another --out")
+            for f in ("load.json", "requests.jsonl"):
+                (self.dir / f).unlink(missing_ok=True)
+        (self.dir / "points").mkdir(parents=True, exist_ok=True)
+        self._requests = open(self.dir / "requests.jsonl", "a", buffering=1)
+
+    def request(self, rec: dict) -> None:
+        self._requests.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def point(self, label: str, summary: dict, request_rows: list[dict]) -> None:
+        import pandas as pd
+
+        safe = label.replace("=", "-").replace("/", "_")
+        write_json(self.dir / "points" / f"{safe}.json", summary)
+        pd.DataFrame(request_rows).to_csv(self.dir / "points" / f"{safe}.csv", index=False)
+
+    def summary(self, doc: dict) -> Path:
+        path = self.dir / "load.json"
+        write_json(path, {"schema": LOAD_SCHEMA, **doc})
+        return path
+
+    def close(self) -> None:
+        self._requests.close()
+
+
+def load_load(path: str | os.PathLike) -> dict:
+    """Read a load.json written by `dsbench load` (a file or its directory)."""
+    p = Path(path)
+    p = p / "load.json" if p.is_dir() else p
+    data = _load_json(p, "load results")
+    _check_schema(data, p, LOAD_SCHEMA)
+    _list(_field(data, "points", p), p, "points", nonempty=False)
+    return data

@@ -1,0 +1,119 @@
+"""Load-point statistics: pure functions over request records and a steady-state window.
+
+Definitions (stated in every summary):
+- TTFT = first content chunk - send; E2E = last content chunk - send;
+  TPOT = (E2E - TTFT) / (N - 1) with N the server's usage token count.
+- per-user speed = 1 / TPOT per request (decode speed the user sees; correct under speculative
+  decoding, where per-chunk gaps overstate latency by about tau). Its pXX is the speed that XX %
+  of requests reach or exceed (the slow tail, the SLO-relevant one).
+- throughput = output tokens whose chunks arrived inside the window / window length.
+- Requests count toward latency statistics when they were sent and finished inside the window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NS = 1e9
+
+
+def _pct(x: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(x, q)) if len(x) else None
+
+
+def _dist(x: np.ndarray, prefix: str) -> dict:
+    return {f"{prefix}_mean": float(x.mean()) if len(x) else None,
+            **{f"{prefix}_p{q}": _pct(x, q) for q in (50, 90, 99)}}
+
+
+def request_metrics(r: dict) -> dict:
+    """Derived per-request figures (seconds, tokens) from one raw record dict."""
+    out = {"ttft_s": None, "e2e_s": None, "tpot_s": None, "tps_user": None, "queue_s": None,
+           "chunks": len(r.get("chunk_offsets_s") or []), "tokens_per_chunk": None}
+    if r.get("start_ns") and r.get("scheduled_ns") is not None:
+        out["queue_s"] = max(0.0, (r["start_ns"] - r["scheduled_ns"]) / NS)
+    if r.get("error") or r.get("first_chunk_ns") is None:
+        return out
+    out["ttft_s"] = (r["first_chunk_ns"] - r["start_ns"]) / NS
+    out["e2e_s"] = (r["last_chunk_ns"] - r["start_ns"]) / NS
+    n = r.get("output_tokens")
+    if n and n > 1 and out["e2e_s"] > out["ttft_s"]:
+        out["tpot_s"] = (out["e2e_s"] - out["ttft_s"]) / (n - 1)
+        out["tps_user"] = 1.0 / out["tpot_s"]
+    if n and out["chunks"] > 1:
+        first = (r.get("chunk_tokens") or [1])[0]
+        out["tokens_per_chunk"] = (n - first) / (out["chunks"] - 1)  # decode chunks only
+    return out
+
+
+def tokens_in_window(r: dict, t0_ns: int, t1_ns: int) -> float:
+    """Output tokens of one request whose chunks arrived in [t0, t1]."""
+    offs = r.get("chunk_offsets_s") or []
+    if not offs:
+        return 0.0
+    t = r["start_ns"] + np.asarray(offs) * NS
+    per = r.get("chunk_tokens")
+    if per is None:  # no per-chunk counts: spread the usage total evenly over chunks
+        per = np.full(len(offs), (r.get("output_tokens") or len(offs)) / len(offs))
+    inside = (t >= t0_ns) & (t <= t1_ns)
+    return float(np.asarray(per, dtype=float)[inside].sum())
+
+
+def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1,
+              concurrency: int | None = None) -> dict:
+    """Steady-state figures of one load point over the window [t0_ns, t1_ns]."""
+    window_s = (t1_ns - t0_ns) / NS
+    errors: dict[str, int] = {}
+    for r in records:
+        if r.get("error"):
+            errors[r["error"]] = errors.get(r["error"], 0) + 1
+    inside = [r for r in records if r.get("start_ns", 0) >= t0_ns and (r.get("end_ns") or 0) <= t1_ns]
+    derived = [request_metrics(r) for r in inside if not r.get("error")]
+    col = {k: np.array([d[k] for d in derived if d[k] is not None], dtype=float)
+           for k in ("ttft_s", "e2e_s", "tpot_s", "tps_user", "queue_s", "tokens_per_chunk")}
+    tokens = sum(tokens_in_window(r, t0_ns, t1_ns) for r in records if not r.get("error"))
+    thr = tokens / window_s if window_s > 0 else None
+    tps = np.sort(col["tps_user"])
+    out = {
+        "window_s": window_s,
+        "requests": len(records),
+        "requests_ok": sum(1 for r in records if not r.get("error")),
+        "requests_failed": sum(errors.values()),
+        "errors": errors,
+        "requests_in_window": len(derived),
+        "request_throughput_s": len(derived) / window_s if window_s > 0 else None,
+        "output_tok_s": thr,
+        "output_tok_s_gpu": thr / gpus if thr is not None else None,
+        "tps_user_mean": float(tps.mean()) if len(tps) else None,
+        # pXX of speed: reached by XX % of requests, i.e. the (100 - XX)th percentile
+        **{f"tps_user_p{q}": _pct(tps, 100 - q) for q in (50, 90, 99)},
+        "tps_user_aggregate": thr / concurrency if thr is not None and concurrency else None,
+        **_dist(col["ttft_s"], "ttft_s"),
+        **_dist(col["tpot_s"], "tpot_s"),
+        **_dist(col["e2e_s"], "e2e_s"),
+        **_dist(col["queue_s"], "queue_s"),
+        "tokens_per_chunk_mean": float(col["tokens_per_chunk"].mean()) if len(col["tokens_per_chunk"]) else None,
+    }
+    if slo is not None:
+        good = int((tps >= slo).sum())
+        out["slo"] = slo
+        out["goodput_requests_s"] = good / window_s if window_s > 0 else None
+        out["slo_attainment"] = good / len(tps) if len(tps) else None
+    return out
+
+
+def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, tolerance: float = 0.15) -> str | None:
+    """A warning when tokens per SSE chunk and the engine's tau disagree, else None.
+
+    One chunk per decode step carries tau tokens on average; more means chunks were coalesced
+    (a buffering proxy, or a server stream interval > 1); fewer means steps were split.
+    """
+    if tokens_per_chunk is None or not tau:
+        return None
+    ratio = tokens_per_chunk / tau
+    if ratio > 1 + tolerance:
+        return (f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: chunks are being coalesced "
+                "(buffering proxy or server stream interval); per-chunk latency is not per-step latency")
+    if ratio < 1 - tolerance:
+        return f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: the server splits decode steps into several chunks"
+    return None

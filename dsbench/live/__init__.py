@@ -1,0 +1,1 @@
+"""Live measurement: OpenAI-compatible streaming client, load generation, Prometheus scraping."""
