@@ -27,7 +27,7 @@ app = typer.Typer(
 # Piped output gets room for the tables instead of rich's 80-column default.
 _WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or (None if sys.stdout.isatty() else 120)
 out = Console(width=_WIDTH)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 
 METHODS_DEFAULT = "no-spec,mtp-1,dflash,eagle3,dspark"
 
@@ -351,7 +351,7 @@ def load(
     cfg = LoadConfig(url=url, model=model, workloads=workload, concurrency=_csv_list(concurrency, int, "--concurrency"),
                      rates=_csv_list(rate, float, "--rate"), requests=requests, duration_s=duration, warmup_s=warmup,
                      max_tokens=max_tokens, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
-                     slo=slo, seed=seed)
+                     slo=slo, seed=seed, api_key_env=api_key_env)
     cfg.validate()
     writer = LoadWriter(out_dir, force)
     show = not (quiet or as_json)

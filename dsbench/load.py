@@ -38,6 +38,7 @@ class LoadConfig:
     gpus: int = 1
     slo: float | None = None
     seed: int = 0
+    api_key_env: str | None = None  # the variable's name only; the key itself never enters the config
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):

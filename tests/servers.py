@@ -1,0 +1,95 @@
+"""Real servers on 127.0.0.1 for the tests: dsbench's own `serve --sim` and `transformers serve`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} not healthy after {timeout_s} s")
+
+
+@contextlib.contextmanager
+def sim_server(*args: str):
+    """`dsbench serve --sim ARGS` on a free loopback port; yields (base_url, process)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "serve", "--sim", "--port", str(port), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, 30)
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def transformers_server(model_dir: Path):
+    """`transformers serve MODEL` (a third-party OpenAI-compatible server) on CPU, offline."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(model_dir.parent / "hf-home")}
+    proc = subprocess.Popen(["transformers", "serve", str(model_dir), "--port", str(port), "--device", "cpu", "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, 120)
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def build_tiny_qwen3(out: Path) -> Path:
+    """A tiny Qwen3-architecture model with its own BPE tokenizer trained on the project's
+    workloads (random weights, sampling on), saved as safetensors. No download."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
+
+    texts = [json.loads(line)["prompt"] for name in ("math", "code", "chat")
+             for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    t = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    t.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    t.save_pretrained(out)
+    cfg = Qwen3Config(vocab_size=len(t), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, max_position_embeddings=512, eos_token_id=t.eos_token_id,
+                      pad_token_id=t.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    Qwen3ForCausalLM(cfg).save_pretrained(out)
+    GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=t.eos_token_id,
+                     pad_token_id=t.pad_token_id).save_pretrained(out)
+    return out

@@ -1,0 +1,216 @@
+"""`dsbench load` and `dsbench serve --sim` against real servers on 127.0.0.1."""
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dsbench.cli import app
+from dsbench.core.acceptance import survival
+from dsbench.core.simulator import simulate
+from dsbench.results import load_acceptance, load_load, load_profile
+from dsbench.sweep import SweepConfig, build_scenarios
+from tests.servers import build_tiny_qwen3, free_port, sim_server, transformers_server
+
+runner = CliRunner()
+
+
+def load(url, out, *args, model="dsbench-sim"):
+    r = runner.invoke(app, ["load", "--url", url, "--model", model, "--out", str(out), "--quiet", *map(str, args)])
+    return r
+
+
+def scenario(method, domain, policy="dspark"):
+    cfg = SweepConfig(domain=domain, methods=(method,), baseline=method, policy=policy)
+    return build_scenarios(cfg, load_profile("h100-qwen3-8b"), load_acceptance("qwen3-8b"), "qwen3-8b")[method]
+
+
+@pytest.mark.slow
+def test_load_against_sim_agrees_with_the_model(tmp_path):
+    """DSpark on the H100 profile, math curves, 8 users, 400-token requests: measured tau (server
+    counters), per-user speed (1/TPOT) and throughput against core.simulate for the same inputs.
+    Tolerances: tau 4 %, per-user speed 5 %, throughput 6 % (measured runs ~3 % low: each request
+    spends one round waiting to join and one prefill round that the steady-state model has not)."""
+    with sim_server("--domain", "math", "--seed", "1") as (url, _):
+        r = load(url, tmp_path, "--concurrency", "8", "--workload", "math", "--duration", "4", "--warmup", "0.7", "--max-tokens", "400")
+    assert r.exit_code == 0, r.output
+    point = load_load(tmp_path)["points"][0]
+    model = simulate(scenario("dspark", "math"), 8, samples=40_000)
+    spec = point["spec"]
+    assert spec["engine"] == "dsbench" and spec["rounds"] > 1000
+    assert spec["tau_per_round"] == pytest.approx(model.tau, rel=0.04)
+    assert point["tps_user_mean"] == pytest.approx(model.tps_user, rel=0.05)
+    assert point["output_tok_s"] == pytest.approx(model.throughput_tok_s, rel=0.06)
+    assert point["chunk_warning"] is None  # one chunk per round: tokens per chunk ~ tau
+    assert point["tokens_per_chunk_mean"] == pytest.approx(spec["tau_per_round"], rel=0.1)
+
+
+@pytest.mark.slow
+def test_per_position_survival_matches_curve_under_fixed_verification(tmp_path):
+    """DFlash verifies the whole block every round, so per-position survival from the server's
+    vLLM-style counters must follow the curve: within 0.03 absolute at every position."""
+    with sim_server("--method", "dflash", "--domain", "code") as (url, _):
+        r = load(url, tmp_path, "--concurrency", "4", "--workload", "code", "--duration", "3", "--warmup", "0.5", "--max-tokens", "300")
+    assert r.exit_code == 0, r.output
+    spec = load_load(tmp_path)["points"][0]["spec"]
+    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
+    np.testing.assert_allclose(spec["survival_per_draft"], survival(curve), atol=0.03)
+    np.testing.assert_allclose(spec["conditional"], curve, atol=0.05)
+    assert spec["acceptance_rate"] == pytest.approx(np.mean(survival(curve)), abs=0.03)
+
+
+@pytest.mark.slow
+def test_load_against_transformers_serve(tmp_path_factory):
+    model_dir = build_tiny_qwen3(tmp_path_factory.mktemp("tiny") / "qwen3-tiny")
+    out = tmp_path_factory.mktemp("out")
+    with transformers_server(model_dir) as (url, _):
+        r = load(url, out, "--concurrency", "2", "--workload", "chat", "--requests", "6", "--max-tokens", "24", "--warmup", "0",
+                 "--timeout", "120", model=str(model_dir))
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(recs) == 6 and all(rec["error"] is None for rec in recs)
+    point = load_load(out)["points"][0]
+    assert point["requests_ok"] == 6 and "spec" not in point  # transformers serve has no /metrics
+    for rec in recs:
+        assert 1 <= rec["output_tokens"] <= 24  # from the server's usage, not re-tokenised
+        assert rec["first_chunk_ns"] >= rec["start_ns"] and rec["last_chunk_ns"] >= rec["first_chunk_ns"]
+        assert rec["chunk_offsets_s"] == sorted(rec["chunk_offsets_s"])
+    assert point["tpot_s_p50"] > 0 and point["ttft_s_p50"] > 0 and point["output_tok_s"] > 0
+
+
+def test_server_absent_is_one_line(tmp_path):
+    port = free_port()
+    r = load(f"http://127.0.0.1:{port}", tmp_path, "--concurrency", "1", "--workload", "math", "--requests", "2")
+    assert r.exit_code == 2
+    assert f"server unreachable at http://127.0.0.1:{port}" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.slow
+def test_server_killed_mid_run_keeps_partial_results(tmp_path):
+    with sim_server("--time-scale", "3") as (url, server):
+        client = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
+                                   "--concurrency", "4", "--workload", "chat", "--duration", "8", "--warmup", "0",
+                                   "--max-tokens", "60", "--out", str(tmp_path), "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        server.kill()
+        out, err = client.communicate(timeout=60)
+    assert client.returncode == 1, err
+    assert "Traceback" not in err
+    assert "error:" in err and "results so far are in" in err
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    ok = [r for r in recs if r["error"] is None]
+    failed = [r for r in recs if r["error"]]
+    assert ok and failed  # what was measured before the kill is kept
+    assert {r["error"] for r in failed} <= {"connect", "stream_broken"}
+    doc = load_load(tmp_path)
+    assert doc["points"][0]["requests_ok"] == len(ok)
+    assert "server unreachable" in doc["stopped"]
+
+
+@pytest.mark.slow
+def test_http_500_and_429_are_counted_per_class(tmp_path):
+    with sim_server("--inject-error", "500:0.25", "--inject-error", "429:0.25", "--time-scale", "0.5") as (url, _):
+        r = load(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--requests", "60", "--warmup", "0", "--max-tokens", "20")
+    assert r.exit_code == 0, r.output
+    point = load_load(tmp_path)["points"][0]
+    errors = point["errors"]
+    assert set(errors) == {"http_5xx", "http_429"}
+    assert 5 <= errors["http_5xx"] <= 28 and 5 <= errors["http_429"] <= 28  # 15 expected each (binomial, 60 x 0.25)
+    assert point["requests_ok"] + point["requests_failed"] == 60
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert any("HTTP 500" in (rec["error_detail"] or "") for rec in recs)
+
+
+@pytest.mark.slow
+def test_stalled_stream_times_out(tmp_path):
+    with sim_server("--stall-after", "2") as (url, _):
+        t0 = time.monotonic()
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "2", "--warmup", "0",
+                 "--max-tokens", "200", "--timeout", "1")
+        elapsed = time.monotonic() - t0
+    assert r.exit_code == 1
+    assert "every request of c=2 failed" in r.output
+    point = load_load(tmp_path)["points"][0]
+    assert point["errors"] == {"timeout": 2}
+    assert elapsed < 10
+
+
+def test_api_key_never_reaches_outputs(tmp_path, monkeypatch):
+    secret = "sk-dsbench-test-SECRET-1234567890"
+    monkeypatch.setenv("DSB_TEST_KEY", secret)
+    with sim_server() as (url, _):
+        r = load(url, tmp_path, "--concurrency", "1", "--workload", "chat", "--requests", "2", "--warmup", "0",
+                 "--max-tokens", "8", "--api-key-env", "DSB_TEST_KEY", "--json")
+    assert r.exit_code == 0
+    assert secret not in r.output
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_text(errors="replace"), f
+    assert "DSB_TEST_KEY" in (tmp_path / "load.json").read_text()  # the variable's name is fine to record
+    missing = load(url, tmp_path / "x", "--concurrency", "1", "--workload", "chat", "--requests", "1", "--api-key-env", "NOPE_NOT_SET")
+    assert missing.exit_code == 2 and "NOPE_NOT_SET" in missing.output
+
+
+def test_refuses_to_overwrite_results_without_force(tmp_path):
+    with sim_server() as (url, _):
+        args = ("--concurrency", "1", "--workload", "chat", "--requests", "1", "--warmup", "0", "--max-tokens", "4")
+        assert load(url, tmp_path, *args).exit_code == 0
+        again = load(url, tmp_path, *args)
+        assert again.exit_code == 2 and "--force" in again.output
+        assert load(url, tmp_path, *args, "--force").exit_code == 0
+
+
+def test_poisson_rate_point_records_schedule(tmp_path):
+    with sim_server("--time-scale", "0.5") as (url, _):
+        r = load(url, tmp_path, "--rate", "20", "--workload", "code", "--requests", "30", "--warmup", "0", "--max-tokens", "16",
+                 "--slo", "50")
+    assert r.exit_code == 0, r.output
+    point = load_load(tmp_path)["points"][0]
+    assert point["mode"] == "poisson" and point["label"] == "rate=20.00" and point["requests"] == 30
+    assert 0 <= point["slo_attainment"] <= 1
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    sched = sorted(r["scheduled_ns"] for r in recs)
+    span = (sched[-1] - sched[0]) / 1e9
+    assert 0.5 < span < 4.0  # 29 gaps of mean 50 ms
+    assert max(r["start_ns"] - r["scheduled_ns"] for r in recs) < 0.2e9  # client lag stays small
+
+
+def test_bad_load_options(tmp_path):
+    base = ["load", "--url", "http://127.0.0.1:9", "--model", "m", "--workload", "math", "--out", str(tmp_path)]
+    cases = [
+        ([], "give at least one load point"),
+        (["--concurrency", "2"], "give exactly one of --requests N or --duration S"),
+        (["--concurrency", "a,b", "--requests", "3"], "--concurrency: expected comma-separated numbers"),
+        (["--concurrency", "0", "--requests", "3"], "--concurrency values must be >= 1"),
+        (["--concurrency", "2", "--requests", "3", "--api", "grpc"], "--api must be chat or completions"),
+        (["--concurrency", "2", "--requests", "3", "--workload", "no/such.jsonl"], "workload file not found"),
+    ]
+    for extra, message in cases:
+        r = runner.invoke(app, base + extra)
+        assert r.exit_code == 2 and message in r.output, (extra, r.output)
+
+
+def test_sim_server_endpoints():
+    with sim_server("--method", "mtp-1", "--time-scale", "0.2") as (url, _):
+        assert httpx.get(url + "/v1/models").json()["data"][0]["id"] == "dsbench-sim"
+        r = httpx.post(url + "/v1/chat/completions", json={"model": "dsbench-sim", "messages": [{"role": "user", "content": "a b c"}],
+                                                           "max_tokens": 12}, timeout=10).json()
+        assert r["usage"]["completion_tokens"] == 12 and r["usage"]["prompt_tokens"] == 3 + 4
+        assert len(r["choices"][0]["message"]["content"].split()) == 12
+        with httpx.stream("POST", url + "/v1/completions", json={"prompt": "x y", "max_tokens": 9, "stream": True,
+                                                                 "stream_options": {"include_usage": True}}, timeout=10) as s:
+            events = [line[6:] for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]"
+        chunks = [json.loads(e) for e in events[:-1]]
+        assert sum(len(c["choices"][0]["text"].split()) for c in chunks if c["choices"]) == 9
+        assert chunks[-1]["usage"]["completion_tokens"] == 9 and chunks[-2]["choices"][0]["finish_reason"] == "length"
+        assert httpx.post(url + "/v1/chat/completions", json={"messages": "nope"}).status_code == 400
+        assert httpx.post(url + "/v1/chat/completions", json={"model": "other", "messages": [{"role": "user", "content": "x"}]}).status_code == 404
+        metrics = httpx.get(url + "/metrics").text
+        assert "vllm:spec_decode_num_drafts_total" in metrics and 'position="0"' in metrics
