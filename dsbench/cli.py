@@ -319,6 +319,7 @@ def load(
     duration: Annotated[Optional[float], typer.Option(help="Seconds of issuing per load point.", rich_help_panel="Load")] = None,
     warmup: Annotated[float, typer.Option(help="Seconds at the start of each point left out of the steady-state window.", rich_help_panel="Load")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="max_tokens of each request.", rich_help_panel="Load")] = 256,
+    drain: Annotated[float, typer.Option(help="Seconds to let in-flight requests finish after a point's window closes before cancelling them.", rich_help_panel="Load")] = 30.0,
     api: Annotated[str, typer.Option(help="chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel="Load")] = "chat",
     metrics_url: Annotated[Optional[str], typer.Option(help="Prometheus endpoint [default: URL/metrics].", rich_help_panel="Server metrics")] = None,
     engine: Annotated[str, typer.Option(help="Metric names to read: auto, vllm, sglang, dsbench, none.", rich_help_panel="Server metrics")] = "auto",
@@ -350,7 +351,7 @@ def load(
         headers["Authorization"] = f"Bearer {key}"
     cfg = LoadConfig(url=url, model=model, workloads=workload, concurrency=_csv_list(concurrency, int, "--concurrency"),
                      rates=_csv_list(rate, float, "--rate"), requests=requests, duration_s=duration, warmup_s=warmup,
-                     max_tokens=max_tokens, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
+                     max_tokens=max_tokens, drain_s=drain, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
                      slo=slo, seed=seed, api_key_env=api_key_env)
     cfg.validate()
     writer = LoadWriter(out_dir, force)

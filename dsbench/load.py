@@ -35,6 +35,7 @@ class LoadConfig:
     metrics_url: str | None = None
     engine: str = "auto"
     timeout_s: float = 60.0
+    drain_s: float = 30.0
     gpus: int = 1
     slo: float | None = None
     seed: int = 0
@@ -51,6 +52,8 @@ class LoadConfig:
             raise InputError("give exactly one of --requests N or --duration S")
         if (self.requests is not None and self.requests < 1) or (self.duration_s is not None and not self.duration_s > 0):
             raise InputError("--requests must be >= 1 and --duration > 0")
+        if self.drain_s < 0:
+            raise InputError("--drain must be >= 0")
         if self.warmup_s < 0 or self.max_tokens < 1 or not self.timeout_s > 0 or self.gpus < 1:
             raise InputError("--warmup must be >= 0, --max-tokens >= 1, --timeout > 0, --gpus >= 1")
         if self.api not in ("chat", "completions"):
@@ -61,7 +64,7 @@ class LoadConfig:
             raise InputError(f"--slo must be positive, got {self.slo}")
 
     def points(self) -> list[PointSpec]:
-        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, seed=self.seed)
+        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=self.drain_s, seed=self.seed)
         return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]
 
 
@@ -134,7 +137,10 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
         await _check_server(cfg, headers)
         engine, metrics_url = await _detect_engine(cfg, headers)
         doc["engine"] = engine
-        target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, metrics_url, headers, cfg.timeout_s)
+        # non-standard request fields go only to the engine known to accept them
+        extra = {"dsbench_trace": True} if engine == "dsbench" else {}
+        target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, metrics_url, headers, cfg.timeout_s, extra,
+                        continuous_usage=engine in ("vllm", "dsbench"))
         for spec in cfg.points():
             if on_point_start:
                 on_point_start(spec)
@@ -146,7 +152,7 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
             writer.summary(doc)
             if on_point_done:
                 on_point_done(summary)
-            if run.aborted or summary["requests_ok"] == 0:
+            if run.aborted or (summary["requests_ok"] == 0 and summary["requests_failed"] > 0):
                 doc["stopped"] = run.aborted or f"every request of {spec.label} failed"
                 break
 

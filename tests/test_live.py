@@ -214,3 +214,37 @@ def test_sim_server_endpoints():
         assert httpx.post(url + "/v1/chat/completions", json={"model": "other", "messages": [{"role": "user", "content": "x"}]}).status_code == 404
         metrics = httpx.get(url + "/metrics").text
         assert "vllm:spec_decode_num_drafts_total" in metrics and 'position="0"' in metrics
+
+
+def test_interrupted_run_keeps_what_it_measured(tmp_path):
+    import signal
+
+    with sim_server("--time-scale", "2") as (url, _):
+        client = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
+                                   "--concurrency", "2,4", "--workload", "math", "--duration", "2", "--warmup", "0",
+                                   "--max-tokens", "40", "--out", str(tmp_path), "--quiet"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(3.2)  # inside the second point
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=60)
+    assert client.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    doc = load_load(tmp_path)
+    assert doc["interrupted"] is True and [p["label"] for p in doc["points"]] == ["c=2"]
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert {r["point"] for r in recs} == {"c=2", "c=4"}  # the cut-off point's finished requests are kept too
+
+
+def test_deepspec_turns_workload(tmp_path):
+    from dsbench.results import load_workload
+
+    f = tmp_path / "mt-bench.jsonl"
+    f.write_text('{"turns": ["first question", "follow-up"]}\n\n{"turns": ["another"]}\n')
+    prompts = load_workload(f)
+    assert [(p.text, p.domain) for p in prompts] == [("first question", "mt-bench"), ("another", "mt-bench")]
+    assert {p.domain for p in load_workload("code")} == {"code"} and len(load_workload("code")) == 20
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x"}\n')
+    from dsbench.results import InputError
+
+    with pytest.raises(InputError, match="bad.jsonl:1"):
+        load_workload(bad)

@@ -59,19 +59,30 @@ def tokens_in_window(r: dict, t0_ns: int, t1_ns: int) -> float:
     return float(np.asarray(per, dtype=float)[inside].sum())
 
 
+def chunks_in_window(records: list[dict], t0_ns: int, t1_ns: int) -> int:
+    """Content chunks (SSE events with text) that arrived inside the window."""
+    n = 0
+    for r in records:
+        offs = r.get("chunk_offsets_s")
+        if offs:
+            t = r["start_ns"] + np.asarray(offs) * NS
+            n += int(((t >= t0_ns) & (t <= t1_ns)).sum())
+    return n
+
+
 def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1,
               concurrency: int | None = None) -> dict:
     """Steady-state figures of one load point over the window [t0_ns, t1_ns]."""
     window_s = (t1_ns - t0_ns) / NS
     errors: dict[str, int] = {}
     for r in records:
-        if r.get("error"):
+        if r.get("error") and r["error"] != "cancelled":
             errors[r["error"]] = errors.get(r["error"], 0) + 1
     inside = [r for r in records if r.get("start_ns", 0) >= t0_ns and (r.get("end_ns") or 0) <= t1_ns]
     derived = [request_metrics(r) for r in inside if not r.get("error")]
     col = {k: np.array([d[k] for d in derived if d[k] is not None], dtype=float)
            for k in ("ttft_s", "e2e_s", "tpot_s", "tps_user", "queue_s", "tokens_per_chunk")}
-    tokens = sum(tokens_in_window(r, t0_ns, t1_ns) for r in records if not r.get("error"))
+    tokens = sum(tokens_in_window(r, t0_ns, t1_ns) for r in records if r.get("error") in (None, "cancelled"))
     thr = tokens / window_s if window_s > 0 else None
     tps = np.sort(col["tps_user"])
     out = {
@@ -79,6 +90,7 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         "requests": len(records),
         "requests_ok": sum(1 for r in records if not r.get("error")),
         "requests_failed": sum(errors.values()),
+        "requests_cancelled": sum(1 for r in records if r.get("error") == "cancelled"),  # cut off after the drain time
         "errors": errors,
         "requests_in_window": len(derived),
         "request_throughput_s": len(derived) / window_s if window_s > 0 else None,
@@ -93,7 +105,11 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         **_dist(col["e2e_s"], "e2e_s"),
         **_dist(col["queue_s"], "queue_s"),
         "tokens_per_chunk_mean": float(col["tokens_per_chunk"].mean()) if len(col["tokens_per_chunk"]) else None,
+        "chunks_in_window": chunks_in_window(records, t0_ns, t1_ns),
     }
+    lags = np.concatenate([np.asarray(r["chunk_lag_s"]) for r in records if r.get("chunk_lag_s")] or [np.zeros(0)])
+    if len(lags):  # server-stamped chunks: how late the client saw them (its timing error)
+        out["client_lag_s_p50"], out["client_lag_s_p99"] = _pct(lags, 50), _pct(lags, 99)
     if slo is not None:
         good = int((tps >= slo).sum())
         out["slo"] = slo

@@ -8,6 +8,7 @@ never re-tokenised. Metrics (TTFT, TPOT, ...) are computed later from the record
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ class RequestRecord:
     error: str | None = None  # connect | timeout | http_429 | http_4xx | http_5xx | stream_broken | bad_response
     error_detail: str | None = None
     domain: str | None = None
+    chunk_lag_s: list[float] | None = None  # receive - server send stamp, when the server stamps chunks (dsbench)
 
     @property
     def ok(self) -> bool:
@@ -56,10 +58,15 @@ def _content(event: dict, chat: bool) -> str:
 async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec: RequestRecord,
                          headers: dict | None = None, chat: bool = True) -> RequestRecord:
     """Send one streaming completion and fill `rec` with what happened (never raises for
-    server or network failures: they become `rec.error`)."""
+    server or network failures: they become `rec.error`).
+
+    The read loop only stamps and splits bytes; events are parsed after the stream ends. With
+    hundreds of streams receiving at the same instant (every engine step), per-event work in the
+    loop would delay the stamps of every stream read after this one.
+    """
     rec.start_ns = time.monotonic_ns()
-    prev_usage = 0
-    saw_done = False  # [DONE], or a finish_reason on a stream that then closed cleanly
+    events: list[tuple[int, bytes]] = []
+    done = False
     try:
         async with client.stream("POST", url, json=payload, headers=headers) as resp:
             rec.status = resp.status_code
@@ -68,38 +75,20 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
                 rec.error = "http_429" if resp.status_code == 429 else ("http_4xx" if resp.status_code < 500 else "http_5xx")
                 rec.error_detail = f"HTTP {resp.status_code}: {body.strip()}"
                 return rec
-            async for line in resp.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
+            buf = b""
+            async for data in resp.aiter_bytes():
                 now = time.monotonic_ns()
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    saw_done = True
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        if line[5:].strip() == b"[DONE]":
+                            done = True
+                            break
+                        events.append((now, line[5:]))
+                if done:
                     break
-                event = json.loads(data)
-                if "error" in event:
-                    rec.error, rec.error_detail = "bad_response", str(event["error"])[:300]
-                    return rec
-                usage = event.get("usage")
-                if any(c.get("finish_reason") for c in event.get("choices") or []):
-                    saw_done = True  # some servers (transformers serve) close without [DONE]
-                if _content(event, chat):
-                    if rec.first_chunk_ns is None:
-                        rec.first_chunk_ns = now
-                    rec.last_chunk_ns = now
-                    rec.chunk_offsets_s.append((now - rec.start_ns) / 1e9)
-                    if usage and usage.get("completion_tokens") is not None:
-                        if rec.chunk_tokens is None:
-                            rec.chunk_tokens = []
-                        rec.chunk_tokens.append(int(usage["completion_tokens"]) - prev_usage)
-                if usage:
-                    prev_usage = int(usage.get("completion_tokens") or prev_usage)
-                    rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
-                    rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
-        if not saw_done:
-            rec.error, rec.error_detail = "stream_broken", "stream ended without finish_reason or [DONE]"
-        elif rec.chunk_tokens is not None and len(rec.chunk_tokens) != len(rec.chunk_offsets_s):
-            rec.chunk_tokens = None  # usage on some content chunks only: per-chunk counts unknown
+        _parse_events(rec, events, done, chat)
     except httpx.TimeoutException as e:
         rec.error, rec.error_detail = "timeout", f"{type(e).__name__}: no data for longer than the timeout"
     except httpx.ConnectError as e:
@@ -108,15 +97,67 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
         rec.error, rec.error_detail = "stream_broken", f"{type(e).__name__}: {e}"
     except (json.JSONDecodeError, ValueError, TypeError) as e:
         rec.error, rec.error_detail = "bad_response", f"unparseable event: {e}"
+    except asyncio.CancelledError:  # the load generator cut it off: keep what arrived
+        rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
+        rec.end_ns = time.monotonic_ns()
+        _parse_events(rec, events, True, chat)
+        raise
     finally:
         rec.end_ns = time.monotonic_ns()
+    if rec.error and events and rec.first_chunk_ns is None:
+        try:  # keep what arrived before a failure
+            _parse_events(rec, events, True, chat)
+        except (json.JSONDecodeError, ValueError, TypeError):
+            pass
     return rec
 
 
-def build_payload(model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None) -> dict:
-    """Request body for /v1/chat/completions (api='chat') or /v1/completions."""
-    body: dict = {"model": model, "max_tokens": max_tokens, "stream": True,
-                  "stream_options": {"include_usage": True, "continuous_usage_stats": True}}
+def _parse_events(rec: RequestRecord, events: list[tuple[int, bytes]], done: bool, chat: bool) -> None:
+    """Fill `rec` from stamped SSE data payloads."""
+    prev_usage = 0
+    finished = done  # [DONE], or a finish_reason on a stream that then closed cleanly
+    for now, data in events:
+        event = json.loads(data)
+        if "error" in event:
+            rec.error, rec.error_detail = "bad_response", str(event["error"])[:300]
+            return
+        usage = event.get("usage")
+        if any(c.get("finish_reason") for c in event.get("choices") or []):
+            finished = True  # some servers (transformers serve) close without [DONE]
+        if _content(event, chat):
+            if rec.first_chunk_ns is None:
+                rec.first_chunk_ns = now
+            rec.last_chunk_ns = now
+            rec.chunk_offsets_s.append((now - rec.start_ns) / 1e9)
+            if usage and usage.get("completion_tokens") is not None:
+                if rec.chunk_tokens is None:
+                    rec.chunk_tokens = []
+                rec.chunk_tokens.append(int(usage["completion_tokens"]) - prev_usage)
+            if "dsbench_sent_ns" in event:  # same machine, same monotonic clock
+                if rec.chunk_lag_s is None:
+                    rec.chunk_lag_s = []
+                rec.chunk_lag_s.append((now - int(event["dsbench_sent_ns"])) / 1e9)
+        if usage:
+            prev_usage = int(usage.get("completion_tokens") or prev_usage)
+            rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
+            rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
+    if rec.error:
+        return
+    if not finished:
+        rec.error, rec.error_detail = "stream_broken", "stream ended without finish_reason or [DONE]"
+    elif rec.chunk_tokens is not None and len(rec.chunk_tokens) != len(rec.chunk_offsets_s):
+        rec.chunk_tokens = None  # usage on some content chunks only: per-chunk counts unknown
+
+
+def build_payload(model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None,
+                  continuous_usage: bool = False) -> dict:
+    """Request body for /v1/chat/completions (api='chat') or /v1/completions.
+
+    `continuous_usage` asks for usage on every chunk (vLLM's extension, which dsbench serve
+    also speaks); strict OpenAI-compatible servers may reject it, so it is opt-in.
+    """
+    opts = {"include_usage": True, **({"continuous_usage_stats": True} if continuous_usage else {})}
+    body: dict = {"model": model, "max_tokens": max_tokens, "stream": True, "stream_options": opts}
     if api == "chat":
         body["messages"] = [{"role": "user", "content": prompt}]
     else:

@@ -30,6 +30,7 @@ class PointSpec:
     requests: int | None = None  # budget of requests for the point
     duration_s: float | None = None  # or of time (seconds of issuing)
     warmup_s: float = 1.0
+    drain_s: float = 30.0  # after the window closes, wait this long for in-flight requests, then cancel them
     seed: int = 0
 
     @property
@@ -61,6 +62,7 @@ class Target:
     headers: dict = field(default_factory=dict)  # never written anywhere (API keys live here)
     timeout_s: float = 60.0
     extra_body: dict = field(default_factory=dict)
+    continuous_usage: bool = False  # the server accepts stream_options.continuous_usage_stats
 
     @property
     def endpoint(self) -> str:
@@ -96,13 +98,16 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
 
         async def send(rec: RequestRecord) -> None:
             p = prompts[rec.id % len(prompts)]
-            payload = build_payload(target.model, getattr(p, "text", p), target.max_tokens, target.api, target.extra_body)
-            await stream_request(client, target.endpoint, payload, rec, target.headers, chat=target.api == "chat")
-            run.records.append(rec)
+            payload = build_payload(target.model, getattr(p, "text", p), target.max_tokens, target.api, target.extra_body,
+                                    target.continuous_usage)
+            try:
+                await stream_request(client, target.endpoint, payload, rec, target.headers, chat=target.api == "chat")
+            finally:  # cancelled ones too: stream_request marked them and kept what arrived
+                run.records.append(rec)
+                if on_record:
+                    on_record(rec)
             counter["done"] += 1
             counter["refused_in_a_row"] = counter["refused_in_a_row"] + 1 if rec.error == "connect" else 0
-            if on_record:
-                on_record(rec)
             if on_progress:
                 on_progress(counter["done"])
 
@@ -123,32 +128,47 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
 
         scrape_task = asyncio.create_task(scraper())
-        if spec.concurrency is not None:
-            async def worker() -> None:
-                while True:
-                    rec = next_request(time.monotonic_ns())
-                    if rec is None:
-                        close_window()
-                        return
-                    await send(rec)
+        tasks: list[asyncio.Task] = []
+        timer = None
+        if spec.duration_s is not None:  # the window ends on time even while every request is still running
+            timer = asyncio.get_running_loop().call_later(spec.duration_s, close_window)
+        try:
+            if spec.concurrency is not None:
+                async def worker() -> None:
+                    while True:
+                        rec = next_request(time.monotonic_ns())
+                        if rec is None:
+                            close_window()
+                            return
+                        await send(rec)
 
-            await asyncio.gather(*(worker() for _ in range(spec.concurrency)))
-        else:
-            rng = np.random.default_rng(spec.seed)
-            tasks = []
-            t_next = 0.0
-            while True:
-                t_next += float(rng.exponential(1.0 / spec.rate))
-                scheduled = start_ns + int(t_next * 1e9)
-                await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
-                rec = next_request(scheduled)
-                if rec is None:
-                    break
-                tasks.append(asyncio.create_task(send(rec)))
+                tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]
+            else:
+                rng = np.random.default_rng(spec.seed)
+                t_next = 0.0
+                while True:
+                    t_next += float(rng.exponential(1.0 / spec.rate))
+                    scheduled = start_ns + int(t_next * 1e9)
+                    await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
+                    rec = next_request(scheduled)
+                    if rec is None:
+                        break
+                    tasks.append(asyncio.create_task(send(rec)))
+                close_window()
+            await window_closed.wait()
+            if tasks:
+                await asyncio.wait(tasks, timeout=spec.drain_s)
+        except BaseException:  # interrupted: no closing scrape
+            scrape_task.cancel()
+            raise
+        finally:  # stop every request still running before the client closes
+            if timer:
+                timer.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             close_window()
-            await asyncio.gather(*tasks)
-        close_window()
-        await scrape_task
+            await asyncio.gather(scrape_task, return_exceptions=True)
     run.client_cpu_s = time.process_time() - cpu0
     run.wall_s = time.perf_counter() - wall0
     return run

@@ -162,6 +162,7 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
             return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
                                  "model": engine.model_name, "choices": [choice], "usage": usage})
 
+        trace = bool(body.get("dsbench_trace"))  # stamp chunks with the send time (client-overhead benchmark)
         opts = body.get("stream_options") or {}
         include_usage = bool(opts.get("include_usage"))
         continuous = include_usage and bool(opts.get("continuous_usage_stats"))
@@ -185,6 +186,8 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
                     if continuous:
                         payload["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": produced,
                                             "total_tokens": prompt_tokens + produced}
+                    if trace:
+                        payload["dsbench_sent_ns"] = time.monotonic_ns()
                     yield event(payload)
                     chunks += 1
                     if faults.stall_after_chunks is not None and chunks >= faults.stall_after_chunks:

@@ -1,0 +1,64 @@
+"""Client overhead of `dsbench load` against `dsbench serve --sim` (not a test: figures go in the README).
+
+    python benchmarks/bench_load_client.py [--json]
+
+The simulated server stamps every chunk with its send time (same machine, same monotonic
+clock); the client's lag = its receive stamp - that send stamp is the client's timing error.
+For each concurrency the server runs MTP-1 on the H100 profile at real time, so every engine
+step sends one chunk to every stream at the same instant — the burst a real engine produces.
+Reported per level: chunk rate the client handled, lag p50/p99, the lag's spread *within* each
+stream (what TPOT would feel; a constant per-stream offset cancels in TPOT), and client CPU.
+Server and client share this machine's two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.servers import sim_server  # noqa: E402
+
+LEVELS = (4, 8, 16, 64, 256, 1000)
+
+
+def run_level(url: str, c: int, out: Path) -> dict:
+    cmd = [sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim", "--concurrency", str(c),
+           "--workload", "chat", "--duration", "5", "--warmup", "1.5", "--max-tokens", "100000", "--timeout", "120", "--drain", "0",
+           "--json", "--out", str(out), "--force"]
+    doc = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    p = doc["points"][0]
+    recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    spread = np.concatenate([np.asarray(r["chunk_lag_s"][5:]) - np.median(r["chunk_lag_s"][5:]) for r in recs
+                             if r.get("chunk_lag_s") and len(r["chunk_lag_s"]) > 10] or [np.zeros(1)])
+    return {"concurrency": c, "chunks_s": p["chunks_in_window"] / p["window_s"],
+            "lag_p50_ms": p["client_lag_s_p50"] * 1e3, "lag_p99_ms": p["client_lag_s_p99"] * 1e3,
+            "within_stream_p99_ms": float(np.percentile(np.abs(spread), 99)) * 1e3, "client_cpu": p["client_cpu_frac"]}
+
+
+def main() -> None:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in LEVELS:
+            # a fresh server per level, so one level's backlog cannot leak into the next
+            with sim_server("--method", "mtp-1", "--seed", "0") as (url, _):
+                rows.append(run_level(url, c, Path(tmp) / f"c{c}"))
+    if "--json" in sys.argv:
+        print(json.dumps(rows, indent=1))
+        return
+    print(f"{'streams':>8} {'chunks/s':>9} {'lag p50':>9} {'lag p99':>9} {'in-stream p99':>14} {'client CPU':>11}")
+    for r in rows:
+        print(f"{r['concurrency']:>8} {r['chunks_s']:>9.0f} {r['lag_p50_ms']:>7.2f}ms {r['lag_p99_ms']:>7.2f}ms "
+              f"{r['within_stream_p99_ms']:>12.2f}ms {r['client_cpu']:>10.0%}")
+    ok = [r for r in rows if r["lag_p99_ms"] <= 1.0]
+    best = max(ok, key=lambda r: r["chunks_s"]) if ok else None
+    print("highest chunk rate with p99 client lag <= 1 ms: " + (f"{best['chunks_s']:.0f} chunks/s at {best['concurrency']} streams" if best else "none"))
+
+
+if __name__ == "__main__":
+    main()
