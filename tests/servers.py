@@ -56,7 +56,8 @@ def transformers_server(model_dir: Path):
     """`transformers serve MODEL` (a third-party OpenAI-compatible server) on CPU, offline."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(model_dir.parent / "hf-home")}
-    proc = subprocess.Popen(["transformers", "serve", str(model_dir), "--port", str(port), "--device", "cpu", "--host", "127.0.0.1"],
+    exe = Path(sys.executable).parent / "transformers"  # the CLI installed beside this interpreter
+    proc = subprocess.Popen([str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--port", str(port), "--device", "cpu", "--host", "127.0.0.1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
