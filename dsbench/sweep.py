@@ -166,6 +166,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             "samples_per_point": cfg.samples, "concurrency": [int(c) for c in grid],
             "max_concurrency_requested": cfg.max_concurrency,
             "max_concurrency_memory": profile.max_requests, "capped_by_memory": capped,
+            "profiled_max_requests": int(max(profile.requests)),
             "results_source": "simulated",
         },
     }
