@@ -37,35 +37,31 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> N
 
 
 @contextlib.contextmanager
+def _server(cmd: list[str], timeout_s: float, env: dict | None = None):
+    """Start a server command bound to a free loopback port (`{port}` in `cmd`); yields (url, process)."""
+    port = free_port()
+    proc = subprocess.Popen([c.format(port=port) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, timeout_s)
+        yield url, proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def sim_server(*args: str):
     """`dsbench serve --sim ARGS` on a free loopback port; yields (base_url, process)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "serve", "--sim", "--port", str(port), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, 30)
-        yield url, proc
-    finally:
-        proc.kill()
-        proc.wait()
+    return _server([sys.executable, "-m", "dsbench.cli", "serve", "--sim", "--port", "{port}", *args], 30)
 
 
-@contextlib.contextmanager
 def transformers_server(model_dir: Path):
     """`transformers serve MODEL` (a third-party OpenAI-compatible server) on CPU, offline."""
-    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(model_dir.parent / "hf-home")}
     exe = Path(sys.executable).parent / "transformers"  # the CLI installed beside this interpreter
-    proc = subprocess.Popen([str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--port", str(port), "--device", "cpu", "--host", "127.0.0.1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, 120)
-        yield url, proc
-    finally:
-        proc.kill()
-        proc.wait()
+    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--port", "{port}", "--device", "cpu",
+           "--host", "127.0.0.1"]
+    return _server(cmd, 120, env)
 
 
 def build_tiny_qwen3(out: Path) -> Path:

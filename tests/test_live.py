@@ -21,8 +21,14 @@ runner = CliRunner()
 
 
 def load(url, out, *args, model="dsbench-sim"):
-    r = runner.invoke(app, ["load", "--url", url, "--model", model, "--out", str(out), "--quiet", *map(str, args)])
-    return r
+    return runner.invoke(app, ["load", "--url", url, "--model", model, "--out", str(out), "--quiet", *map(str, args)])
+
+
+def load_process(url, out, *args):
+    """`dsbench load` as its own process (to kill its server or interrupt it)."""
+    return subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
+                             "--warmup", "0", "--out", str(out), "--quiet", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def scenario(method, domain, policy="dspark"):
@@ -93,10 +99,7 @@ def test_server_absent_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_server_killed_mid_run_keeps_partial_results(tmp_path):
     with sim_server("--time-scale", "3") as (url, server):
-        client = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
-                                   "--concurrency", "4", "--workload", "chat", "--duration", "8", "--warmup", "0",
-                                   "--max-tokens", "60", "--out", str(tmp_path), "--quiet"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = load_process(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--duration", "8", "--max-tokens", "60")
         time.sleep(3)
         server.kill()
         out, err = client.communicate(timeout=60)
@@ -220,10 +223,7 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path):
     import signal
 
     with sim_server("--time-scale", "2") as (url, _):
-        client = subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
-                                   "--concurrency", "2,4", "--workload", "math", "--duration", "2", "--warmup", "0",
-                                   "--max-tokens", "40", "--out", str(tmp_path), "--quiet"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = load_process(url, tmp_path, "--concurrency", "2,4", "--workload", "math", "--duration", "2", "--max-tokens", "40")
         time.sleep(3.2)  # inside the second point
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=60)
