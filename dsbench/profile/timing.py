@@ -39,8 +39,6 @@ class Timing:
 
 def time_calls(fn: Callable[[], object], repeats: int, warmup: int, device: str = "cpu") -> Timing:
     """Call `fn` `warmup` times untimed, then `repeats` times, each timed on its own."""
-    import torch
-
     cuda = device.startswith("cuda")
     for _ in range(warmup):
         fn()

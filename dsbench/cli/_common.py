@@ -1,0 +1,69 @@
+"""Shared pieces of the command line: the Typer app, consoles, error handling, formatting."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="dsbench",
+    help="Benchmark and plan capacity for speculative decoding: no-spec, MTP-1, DFlash, Eagle3, DSpark.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# Piped output gets room for the tables instead of rich's 80-column default.
+_WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or (None if sys.stdout.isatty() else 120)
+out = Console(width=_WIDTH)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
+
+
+def handles_input_errors(fn):
+    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from ..results import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except InputError as e:
+            err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/]: results written so far are kept")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+):
+    if version:
+        from .. import __version__
+
+        out.print(f"dsbench {__version__}")
+        raise typer.Exit()
+
+
+def fmt(v, spec: str, none: str = "—") -> str:
+    """Format a number for a table; None becomes a dash."""
+    return none if v is None else format(v, spec)
+
+
+def csv_list(text: str, kind, name: str) -> list:
+    """Parse a comma-separated option (`1,2,4`) into numbers; a bad value is an InputError naming the option."""
+    from ..results import InputError
+
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()] if text else []
+    except ValueError:
+        raise InputError(f"{name}: expected comma-separated numbers, got {text!r}") from None

@@ -1,0 +1,132 @@
+"""`dsbench load`: live load tests against an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import app, csv_list, err, fmt, handles_input_errors, out
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  dsbench load --url http://127.0.0.1:8000 --model dsbench-sim --concurrency 1,4,16 --workload math --duration 20\n\n"
+    "  dsbench load --url http://127.0.0.1:8000 --model Qwen/Qwen3-8B --rate 2,4 --workload workloads/chat.jsonl --requests 200 --api-key-env OPENAI_API_KEY\n\n"
+    "  dsbench load --url http://127.0.0.1:30000 --model m --concurrency 8 --workload code --duration 60 --engine sglang --json"
+)
+@handles_input_errors
+def load(
+    url: Annotated[str, typer.Option(help="Server base URL (OpenAI-compatible).")],
+    model: Annotated[str, typer.Option(help="Model id to request.")],
+    workload: Annotated[list[str], typer.Option(help="Prompt file(s), JSONL ({\"prompt\"} or DeepSpec {\"turns\"}), or a shipped set: math, code, chat. Repeatable.")],
+    concurrency: Annotated[str, typer.Option(help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).", rich_help_panel="Load")] = "",
+    rate: Annotated[str, typer.Option(help="Open-loop Poisson load points in requests/s, comma-separated.", rich_help_panel="Load")] = "",
+    requests: Annotated[Optional[int], typer.Option(help="Requests per load point.", rich_help_panel="Load")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Seconds of issuing per load point.", rich_help_panel="Load")] = None,
+    warmup: Annotated[float, typer.Option(help="Seconds at the start of each point left out of the steady-state window.", rich_help_panel="Load")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="max_tokens of each request.", rich_help_panel="Load")] = 256,
+    drain: Annotated[float, typer.Option(help="Seconds to let in-flight requests finish after a point's window closes before cancelling them.", rich_help_panel="Load")] = 30.0,
+    api: Annotated[str, typer.Option(help="chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel="Load")] = "chat",
+    metrics_url: Annotated[Optional[str], typer.Option(help="Prometheus endpoint [default: URL/metrics].", rich_help_panel="Server metrics")] = None,
+    engine: Annotated[str, typer.Option(help="Metric names to read: auto, vllm, sglang, dsbench, none.", rich_help_panel="Server metrics")] = "auto",
+    api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (never written to outputs).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds without data before a request counts as timed out.")] = 60.0,
+    gpus: Annotated[int, typer.Option(help="GPUs behind the server, for per-GPU throughput.")] = 1,
+    slo: Annotated[Optional[float], typer.Option(help="Per-user speed SLO (tok/s) for goodput.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for requests.jsonl, points/, load.json.", rich_help_panel="Output")] = Path("dsbench-load"),
+    force: Annotated[bool, typer.Option(help="Overwrite results already in --out.", rich_help_panel="Output")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.", rich_help_panel="Output")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel="Output")] = False,
+):
+    """Load-test an OpenAI-compatible server and measure what users get, per load point.
+
+    Per request: TTFT, TPOT, per-user speed (1/TPOT), chunks and tokens per chunk, from
+    server-reported token counts. Per point: a steady-state window, throughput, latency
+    percentiles, goodput, and tau / acceptance / per-position survival from the server's
+    speculative-decoding counters, taken as deltas over the window.
+    """
+    from ..load import LoadConfig, run_load
+    from ..results import InputError, LoadWriter
+
+    headers = {}
+    if api_key_env:
+        key = os.environ.get(api_key_env)
+        if not key:
+            raise InputError(f"--api-key-env {api_key_env}: that environment variable is not set")
+        headers["Authorization"] = f"Bearer {key}"
+    cfg = LoadConfig(url=url, model=model, workloads=workload, concurrency=csv_list(concurrency, int, "--concurrency"),
+                     rates=csv_list(rate, float, "--rate"), requests=requests, duration_s=duration, warmup_s=warmup,
+                     max_tokens=max_tokens, drain_s=drain, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
+                     slo=slo, seed=seed, api_key_env=api_key_env)
+    cfg.validate()
+    writer = LoadWriter(out_dir, force)
+    show = not (quiet or as_json)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("load point [bold]{task.fields[label]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=True, disable=not show)
+    task = bar.add_task("load", total=requests, label="")
+
+    def point_start(spec):
+        bar.reset(task, total=requests, label=spec.label)
+
+    def point_done(s):
+        if show:
+            bar.console.print(_point_line(s), highlight=False)
+
+    try:
+        with bar:
+            doc = run_load(cfg, writer, headers, point_start, lambda n: bar.update(task, completed=n), point_done)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: kept {out_dir}/requests.jsonl and the finished points in {out_dir}/load.json")
+        raise typer.Exit(130) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc) + "\n")
+    else:
+        _print_load_table(doc)
+        out.print(f"wrote {out_dir}/load.json, {out_dir}/requests.jsonl, {out_dir}/points/", style="dim", highlight=False)
+    if doc.get("stopped"):
+        err.print(f"[bold red]error:[/] {doc['stopped']}; results so far are in {out_dir}", highlight=False)
+        raise typer.Exit(1)
+
+
+def _point_line(s: dict) -> str:
+    errs = ", ".join(f"{k}: {v}" for k, v in sorted(s["errors"].items()))
+    line = f"{s['label']}: {s['requests_ok']} ok, {s['requests_failed']} failed" + (f" ({errs})" if errs else "")
+    if s.get("output_tok_s"):
+        line += f"; {s['output_tok_s']:.0f} tok/s, {fmt(s.get('tps_user_mean'), '.1f')} tok/s/user"
+    return line
+
+
+def _print_load_table(doc: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Load test — engine metrics: {doc.get('engine') or 'none'} (all figures measured)",
+                  caption="tok/s/user = 1/TPOT per request (p90: speed 90 % of requests reach); tau = 1 + accepted/drafts "
+                          "from server counters over the steady-state window", caption_justify="left")
+    for col in ("point", "ok", "failed", "req/s", "tok/s", "tok/s/user", "p90/user", "TTFT50", "TTFT99",
+                "TPOT50", "tau", "accept", "tok/chunk"):
+        table.add_column(col, justify="left" if col == "point" else "right", no_wrap=True)
+    for s in doc["points"]:
+        spec = s.get("spec") or {}
+        tau = spec.get("tau_per_round") or spec.get("tau")
+        table.add_row(s["label"], str(s["requests_ok"]), str(s["requests_failed"]), fmt(s.get("request_throughput_s"), ".2f"),
+                      fmt(s.get("output_tok_s"), ",.0f"), fmt(s.get("tps_user_mean"), ".1f"), fmt(s.get("tps_user_p90"), ".1f"),
+                      fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms", fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
+                      fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", fmt(tau, ".2f"),
+                      fmt(spec.get("acceptance_rate"), ".0%"), fmt(s.get("tokens_per_chunk_mean"), ".2f"))
+    out.print(table)
+    for s in doc["points"]:
+        for key in ("chunk_warning", "window_error", "aborted"):
+            if s.get(key):
+                err.print(f"[yellow]{s['label']}:[/] {s[key]}", highlight=False)
+        if (s.get("spec") or {}).get("error"):
+            err.print(f"[yellow]{s['label']}:[/] {s['spec']['error']}", highlight=False)
+        if s["requests_failed"]:
+            err.print(f"[yellow]{_point_line(s)}[/]", highlight=False)
