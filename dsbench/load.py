@@ -15,6 +15,7 @@ import httpx
 from .core.loadstats import chunk_consistency, request_metrics, summarise
 from .live import prom
 from .live.loadgen import PointRun, PointSpec, Target, run_point
+from .live.shard import run_point_sharded
 from .results import InputError, LoadWriter, load_workload, provenance
 
 ENGINES = ("auto", "vllm", "sglang", "dsbench", "none")
@@ -40,6 +41,7 @@ class LoadConfig:
     slo: float | None = None
     seed: int = 0
     api_key_env: str | None = None  # the variable's name only; the key itself never enters the config
+    workers: int = 1  # client processes per load point
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -60,6 +62,8 @@ class LoadConfig:
             raise InputError(f"--api must be chat or completions, got {self.api!r}")
         if self.engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.workers < 1 or (self.workers > 1 and self.duration_s is None):
+            raise InputError("--workers must be >= 1, and more than one worker needs --duration (the window must end on time)")
         if self.slo is not None and not self.slo > 0:
             raise InputError(f"--slo must be positive, got {self.slo}")
 
@@ -144,7 +148,10 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
         for spec in cfg.points():
             if on_point_start:
                 on_point_start(spec)
-            run = await run_point(target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress)
+            if cfg.workers > 1:
+                run = await run_point_sharded(target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress)
+            else:
+                run = await run_point(target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress)
             summary = summarise_run(run, cfg, engine)
             writer.point(spec.label, summary, [{"id": r.id, "error": r.error, "output_tokens": r.output_tokens,
                                                 **request_metrics(r.to_dict())} for r in run.records])

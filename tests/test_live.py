@@ -248,3 +248,19 @@ def test_deepspec_turns_workload(tmp_path):
 
     with pytest.raises(InputError, match="bad.jsonl:1"):
         load_workload(bad)
+
+
+@pytest.mark.slow
+def test_load_sharded_over_two_processes(tmp_path):
+    with sim_server("--domain", "chat") as (url, _):
+        r = load(url, tmp_path, "--concurrency", "6", "--workload", "chat", "--duration", "3", "--warmup", "0.5",
+                 "--max-tokens", "60", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert {rec["id"] // 10_000_000 for rec in recs} == {1, 2}  # both workers' requests, ids kept apart
+    assert len({rec["id"] for rec in recs}) == len(recs)
+    point = load_load(tmp_path)["points"][0]
+    assert point["window_s"] == pytest.approx(2.5, abs=0.01) and point["requests_in_window"] > 10
+    assert point["spec"]["engine"] == "dsbench" and 2.5 < point["spec"]["tau_per_round"] < 4.5
+    bad = load(url, tmp_path / "b", "--concurrency", "2", "--workload", "chat", "--requests", "5", "--workers", "2")
+    assert bad.exit_code == 2 and "more than one worker needs --duration" in bad.output

@@ -70,14 +70,20 @@ class Target:
 
 
 async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: Callable[[RequestRecord], None] | None = None,
-                    on_progress: Callable[[int], None] | None = None) -> PointRun:
-    """Drive one load point and return its records, window and metric snapshots."""
+                    on_progress: Callable[[int], None] | None = None, start_ns: int | None = None, id_offset: int = 0) -> PointRun:
+    """Drive one load point and return its records, window and metric snapshots.
+
+    `start_ns` (monotonic) lets several processes start one point together; `id_offset` keeps
+    their request ids apart.
+    """
     run = PointRun(spec)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
     timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
     cpu0, wall0 = time.process_time(), time.perf_counter()
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        start_ns = time.monotonic_ns()
+        if start_ns is not None:
+            await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
+        start_ns = time.monotonic_ns() if start_ns is None else start_ns
         run.t0_ns = start_ns + int(spec.warmup_s * 1e9)
         window_closed = asyncio.Event()
         counter = {"issued": 0, "done": 0, "refused_in_a_row": 0}
@@ -92,7 +98,7 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 return None
             if spec.duration_s is not None and elapsed >= spec.duration_s:
                 return None
-            i = counter["issued"]
+            i = id_offset + counter["issued"]
             counter["issued"] += 1
             return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, domain=getattr(prompts[i % len(prompts)], "domain", None))
 
@@ -131,7 +137,8 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
         tasks: list[asyncio.Task] = []
         timer = None
         if spec.duration_s is not None:  # the window ends on time even while every request is still running
-            timer = asyncio.get_running_loop().call_later(spec.duration_s, close_window)
+            timer = asyncio.get_running_loop().call_later(
+                max(0.0, (start_ns + spec.duration_s * 1e9 - time.monotonic_ns()) / 1e9), close_window)
         try:
             if spec.concurrency is not None:
                 async def worker() -> None:
