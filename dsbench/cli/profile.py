@@ -16,6 +16,7 @@ from ._common import app, csv_list, err, handles_input_errors, out
     epilog="Examples:\n\n"
     "  dsbench profile --model qwen3-8b --layers 2 --requests 1,8 --batch-tokens 1,8,64 --context 1024 --out cpu-8b.json\n\n"
     "  dsbench profile --model ./my-model/ --device cuda --dtype bf16 --requests 1,8,64,256 --out h100-measured.json\n\n"
+    "  dsbench profile --model tiny-qwen3 --device cpu --draft all --gamma 1,4,7 --out cpu-tiny.json\n\n"
     "  dsbench profile --roofline H200 --model qwen3-8b --out h200.json\n\n"
     "  dsbench profile --roofline MI300X --model profiles/models/qwen3-30b-a3b.json --context 8192 --out mi300x-moe.json"
 )
@@ -32,6 +33,8 @@ def profile(
     repeats: Annotated[int, typer.Option(help="Timed passes per point.", rich_help_panel="Measurement")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed passes per point before timing.", rich_help_panel="Measurement")] = 3,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].", rich_help_panel="Measurement")] = None,
+    draft: Annotated[str, typer.Option(help="Also measure drafter cost T_draft(R, gamma): comma-separated methods (mtp-1, eagle3, dflash, dspark) or all.", rich_help_panel="Drafters")] = "",
+    gamma: Annotated[str, typer.Option(help="Draft block sizes for --draft, comma-separated.", rich_help_panel="Drafters")] = "1,2,4,7",
     out_file: Annotated[Path, typer.Option("--out", help="Profile JSON to write (rewritten after every point).")] = Path("profile.json"),
     force: Annotated[bool, typer.Option(help="Overwrite an existing --out file.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary to stdout.")] = False,
@@ -53,8 +56,15 @@ def profile(
     if roofline is not None:
         _profile_roofline(roofline, model, context, out_file, as_json)
         return
+    drafts = ("mtp-1", "eagle3", "dflash", "dspark") if draft.strip() == "all" else tuple(m.strip() for m in draft.split(",") if m.strip())
+    unknown = [m for m in drafts if m not in ("mtp-1", "eagle3", "dflash", "dspark")]
+    if unknown:
+        raise InputError(f"--draft: no drafter for {', '.join(unknown)}; choose from mtp-1, eagle3, dflash, dspark or all")
+    gammas = tuple(csv_list(gamma, int, "--gamma"))
+    if drafts and (not gammas or min(gammas) < 1):
+        raise InputError("--gamma takes positive whole numbers, e.g. 1,2,4,7")
     _profile_measured(model, device, dtype, csv_list(batch_tokens, int, "--batch-tokens"), csv_list(requests, int, "--requests"),
-                      context, layers, repeats, warmup, threads, out_file, as_json, quiet)
+                      context, layers, repeats, warmup, threads, out_file, as_json, quiet, drafts, gammas)
 
 
 def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_json: bool) -> None:
@@ -72,7 +82,8 @@ def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_jso
                   f"KV cache fits {info['max_requests']} requests at context {context}", highlight=False)
 
 
-def _profile_measured(model, device, dtype, batch_tokens, requests, context, layers, repeats, warmup, threads, out_file, as_json, quiet):
+def _profile_measured(model, device, dtype, batch_tokens, requests, context, layers, repeats, warmup, threads, out_file, as_json, quiet,
+                      drafts=(), gammas=(1, 2, 4, 7)):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..profile.measure import measured_profile
@@ -87,7 +98,8 @@ def _profile_measured(model, device, dtype, batch_tokens, requests, context, lay
         task = bar.add_task("profile", total=None, what="building model")
         doc = measured_profile(model, device, dtype, batch_tokens, requests, context, layers, repeats, warmup, threads, out_file,
                                on_point=lambda n, total, p: bar.update(task, completed=n, total=total,
-                                                                       what=f"R={p['requests']} B={p['batch_tokens']}"))
+                                                                       what=f"R={p['requests']} B={p['batch_tokens']}"),
+                               draft_methods=drafts, gammas=gammas)
     pts = doc["points"]
     if as_json:
         sys.stdout.write(json.dumps({"file": str(out_file), "source": "measured", "device": doc["device"]["name"],
@@ -103,6 +115,9 @@ def _profile_measured(model, device, dtype, batch_tokens, requests, context, lay
         table.add_row(str(p["requests"]), str(p["batch_tokens"]), str(p["tokens_per_request"]), f"{p['step_s'] * 1e3:.3f}",
                       f"{1 / p['step_s']:.1f}", f"{p['cv']:.1%}")
     out.print(table)
+    for method, table in doc.get("draft", {}).items():
+        cells = ", ".join(f"R={p['requests']} g={p['gamma']}: {p['step_s'] * 1e3:.2f} ms" for p in table["points"])
+        out.print(f"draft {method}: {cells}", highlight=False)
     if doc["scaling"]["measured_layers"] != [doc["scaling"]["model_layers"]]:
         out.print(f"extrapolated from {doc['scaling']['measured_layers']} layers to {doc['scaling']['model_layers']}: "
                   f"{doc['scaling']['formula']}", highlight=False)

@@ -221,8 +221,12 @@ def _cpu_name() -> str:
 
 def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens: list[int], requests: list[int], context: int,
                      layers: int | None, repeats: int, warmup: int, threads: int | None, out_file: Path,
-                     on_point: Callable[[int, int, dict], None] | None = None) -> dict:
-    """Measure a profile and write it to `out_file` after every point (`complete` false until done)."""
+                     on_point: Callable[[int, int, dict], None] | None = None, draft_methods: tuple[str, ...] = (),
+                     gammas: tuple[int, ...] = (1, 2, 4, 7)) -> dict:
+    """Measure a profile and write it to `out_file` after every point (`complete` false until done).
+
+    With `draft_methods`, also T_draft(R, gamma) of each drafter built from the config (full
+    depth: drafters are 1-5 layers), written after each method."""
     import torch
 
     from ..results import PROFILE_SCHEMA, provenance, write_profile
@@ -234,6 +238,7 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
     dt = torch_dtype(name, device)
     config = load_hf_config(model_ref)
     total = sum(1 for r in set(requests) for _ in {max(1, round(b / r)) for b in batch_tokens if b >= r})
+    total += sum(len(set(requests)) * (1 if m == "mtp-1" else len(set(gammas))) for m in draft_methods)
     model_name = Path(model_ref).stem if str(model_ref).endswith(".json") else Path(model_ref).name
     doc = {"schema": PROFILE_SCHEMA, "source": "measured", "device": device_info(device),
            "model": {"name": model_name, "layers": config.num_hidden_layers, "hidden": config.hidden_size,
@@ -256,6 +261,48 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
         if not is_oom(e):
             raise
         raise InputError(f"out of memory building {model_name} on {device}: profile fewer layers with --layers K") from None
-    doc.update(scaling=res["scaling"], oom=res["oom"], largest_batch_tokens=res["largest_batch_tokens"], complete=res["oom"] is None)
+    doc.update(scaling=res["scaling"], oom=res["oom"], largest_batch_tokens=res["largest_batch_tokens"])
+    write_profile(out_file, doc)
+    done = [len(points)]
+
+    def draft_point(pt: dict) -> None:
+        done[0] += 1
+        if on_point:
+            on_point(done[0], total, {"requests": pt["requests"], "batch_tokens": f"{pt['method']} gamma {pt['gamma']}"})
+
+    doc["draft"] = {}
+    for method in draft_methods:
+        doc["draft"].update(profile_drafters(config, [method], requests, list(gammas), context, device, dt, repeats, warmup, draft_point))
+        write_profile(out_file, doc)
+    doc["complete"] = res["oom"] is None
     write_profile(out_file, doc)
     return doc
+
+
+def profile_drafters(config, methods: list[str], requests: list[int], gammas: list[int], context: int, device: str, dtype,
+                     repeats: int = 10, warmup: int = 3, on_point: Callable[[dict], None] | None = None) -> dict:
+    """T_draft(R, gamma) per method on the full grid (MTP-1: gamma 1), as the profile's `draft` table."""
+    import torch
+
+    from ..core.methods import METHODS
+    from ..spec.drafters import build_drafter, draft_round_fn
+
+    tables = {}
+    for method in methods:
+        torch.manual_seed(0)
+        with torch.device(device):
+            drafter = build_drafter(method, config).to(dtype).eval()
+        gs = [1] if METHODS[method].fixed_gamma == 1 else sorted(set(gammas))
+        pts = []
+        for r in sorted(set(requests)):
+            for g in gs:
+                fn = draft_round_fn(drafter, method, config, r, g, context, device, dtype)
+                with torch.inference_mode():
+                    t = time_calls(fn, repeats, warmup, device)
+                pt = {"requests": r, "gamma": g, "step_s": t.median_s, "cv": t.cv, "method": method}
+                pts.append(pt)
+                if on_point:
+                    on_point(pt)
+        tables[method] = {"drafting": METHODS[method].drafting, "points": [{k: v for k, v in p.items() if k != "method"} for p in pts]}
+        del drafter
+    return tables

@@ -1,0 +1,1 @@
+"""In-process speculative decoding: drafters (now), rejection sampling and checkpoint loading (next)."""

@@ -1,0 +1,277 @@
+"""Drafter architectures, built from the target's config the way DeepSpec builds them.
+
+Parameter names follow DeepSpec's checkpoints (see the compatibility notes) so the loaders can
+fill them from safetensors as they are. Shapes: R requests, T tokens, H hidden, V vocab,
+nH / nKV heads of size hd. Every drafter reads a per-request KV cache of `ctx` entries (its own
+layers' keys and values for the context), preallocated and written in place.
+
+- MTP-1 (DeepSeek-style, not in DeepSpec): enorm/hnorm, eh_proj (2H -> H), one decoder layer,
+  the target's head; one token per request per round.
+- Eagle3: one layer whose attention reads [input_layernorm(embed(token)); hidden_norm(h)] (2H),
+  fc (5H -> H) for target features, norm, full-vocab head; gamma sequential steps.
+- DFlash: `num_hidden_layers` layers, context C = hidden_norm(fc(features)) injected as extra
+  keys/values, a block [anchor, mask x (gamma - 1)] attended bidirectionally, one forward.
+- DSpark: DFlash + Markov head (logits_k += W2(W1[x_{k-1}])) sampled left to right, + confidence
+  head sigmoid(w . [h_k ; W1[x_{k-1}]] + b).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        var = x.float().pow(2).mean(-1, keepdim=True)
+        return (x.float() * torch.rsqrt(var + self.eps)).to(x.dtype) * self.weight
+
+
+def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Rotary embedding (rotate-half form) of x (R, heads, T, hd) at integer `positions` (T,)."""
+    hd = x.shape[-1]
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd))
+    ang = positions.float()[:, None] * inv[None, :]
+    cos, sin = torch.cat([ang.cos(), ang.cos()], -1).to(x.dtype), torch.cat([ang.sin(), ang.sin()], -1).to(x.dtype)
+    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
+    return x * cos + torch.cat([-x2, x1], -1) * sin
+
+
+class Attention(nn.Module):
+    """Qwen3 attention (q/k norms, GQA) over a preallocated cache, with optional extra key/value
+    inputs (DFlash's context injection) and an input width of H or 2H (Eagle3)."""
+
+    def __init__(self, cfg, in_dim: int | None = None):
+        super().__init__()
+        h, self.nh, self.nkv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
+        self.hd = getattr(cfg, "head_dim", None) or h // self.nh
+        self.theta = float(getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6))
+        d = in_dim or h
+        self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
+        self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
+        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
+        self.o_proj = nn.Linear(self.nh * self.hd, h, bias=False)
+        self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
+        self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
+
+    def _kv(self, x, positions):
+        r, t, _ = x.shape
+        k = self.k_norm(self.k_proj(x).view(r, t, self.nkv, self.hd)).transpose(1, 2)
+        v = self.v_proj(x).view(r, t, self.nkv, self.hd).transpose(1, 2)
+        return rope(k, positions, self.theta), v
+
+    def forward(self, x, positions, cache: tuple[torch.Tensor, torch.Tensor], cache_len: int, extra=None, extra_positions=None):
+        """x (R, T, d) queries at `positions`; writes their keys/values (and `extra`'s, if given,
+        first) into the cache after `cache_len` entries and attends over everything written."""
+        r, t, _ = x.shape
+        q = self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2)
+        q = rope(q, positions, self.theta)
+        ck, cv = cache
+        n = cache_len
+        for inp, pos in ((extra, extra_positions), (x, positions)):
+            if inp is None:
+                continue
+            k, v = self._kv(inp, pos)
+            ck[:, :, n : n + k.shape[2]] = k
+            cv[:, :, n : n + k.shape[2]] = v
+            n += k.shape[2]
+        out = F.scaled_dot_product_attention(q, ck[:, :, :n], cv[:, :, :n], enable_gqa=True)  # bidirectional / all past
+        return self.o_proj(out.transpose(1, 2).reshape(r, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm Qwen3 layer. With `in_dim` = 2H (Eagle3) the attention reads
+    [input_layernorm(embedding) ; hidden_norm(h)] and the residual is h."""
+
+    def __init__(self, cfg, eagle3: bool = False):
+        super().__init__()
+        h = cfg.hidden_size
+        self.eagle3 = eagle3
+        self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        if eagle3:
+            self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg, 2 * h if eagle3 else h)
+        self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, positions, cache, cache_len, extra=None, extra_positions=None, embed=None):
+        if self.eagle3:
+            a_in = torch.cat([self.input_layernorm(embed), self.hidden_norm(x)], -1)
+        else:
+            a_in = self.input_layernorm(x)
+        x = x + self.self_attn(a_in, positions, cache, cache_len, extra, extra_positions)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def _cache(r: int, layers: int, cfg, length: int, device, dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    shape = (r, cfg.num_key_value_heads, length, hd)
+    return [(torch.randn(shape, device=device, dtype=dtype), torch.randn(shape, device=device, dtype=dtype)) for _ in range(layers)]
+
+
+class MTPDrafter(nn.Module):
+    """One multi-token-prediction module predicting one extra token (DeepSeek-V3 style)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        h = cfg.hidden_size
+        self.enorm, self.hnorm = RMSNorm(h, cfg.rms_norm_eps), RMSNorm(h, cfg.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * h, h, bias=False)
+        self.layer = DecoderLayer(cfg)
+        self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self.num_cache_layers = 1
+
+    def propose(self, tokens, hidden, start: int, gamma: int, caches):
+        """tokens (R,), hidden (R, H) last target hidden state -> draft logits (R, 1, V)."""
+        x = self.eh_proj(torch.cat([self.enorm(self.embed_tokens(tokens)), self.hnorm(hidden)], -1))[:, None]
+        pos = torch.tensor([start], device=x.device)
+        return self.lm_head(self.norm(self.layer(x, pos, caches[0], start)))
+
+
+class Eagle3Drafter(nn.Module):
+    """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`): one layer, gamma sequential steps."""
+
+    def __init__(self, cfg, n_features: int = 5):
+        super().__init__()
+        h = cfg.hidden_size
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        self.fc = nn.Linear(n_features * h, h, bias=False)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, eagle3=True)])
+        self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self.num_cache_layers = 1
+
+    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
+        """tokens (R,) anchor, features (R, 5H) target features -> (draft tokens (R, gamma), logits (R, gamma, V))."""
+        h = self.fc(features)[:, None]
+        tok = tokens
+        out_tokens, out_logits = [], []
+        for k in range(gamma):
+            pos = torch.tensor([start + k], device=h.device)
+            h = self.layers[0](h, pos, caches[0], start + k, embed=self.embed_tokens(tok)[:, None])
+            logits = self.lm_head(self.norm(h))[:, 0]
+            tok = _sample(logits, temperature)
+            out_tokens.append(tok)
+            out_logits.append(logits)
+        return torch.stack(out_tokens, 1), torch.stack(out_logits, 1)
+
+
+class MarkovHead(nn.Module):
+    """DSpark's low-rank first-order correction: logits_k += W2(W1[x_{k-1}])."""
+
+    def __init__(self, vocab: int, rank: int):
+        super().__init__()
+        self.markov_w1 = nn.Embedding(vocab, rank)
+        self.markov_w2 = nn.Linear(rank, vocab, bias=False)
+
+
+class ConfidenceHead(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Linear(dim, 1)
+
+
+class BlockDrafter(nn.Module):
+    """DFlash (markov_rank 0) and DSpark (markov_rank > 0, confidence head): DeepSpec's
+    `Qwen3DSparkModel`. One bidirectional forward over the block, context injected as keys/values."""
+
+    def __init__(self, cfg, draft_layers: int = 5, n_features: int = 5, markov_rank: int = 0, confidence: bool = False,
+                 mask_token_id: int = 0):
+        super().__init__()
+        h = cfg.hidden_size
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        self.fc = nn.Linear(n_features * h, h, bias=False)
+        self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(draft_layers)])
+        self.norm = RMSNorm(h, cfg.rms_norm_eps)
+        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self.markov_head = MarkovHead(cfg.vocab_size, markov_rank) if markov_rank else None
+        self.confidence_head = ConfidenceHead(h + markov_rank) if confidence else None
+        self.mask_token_id = mask_token_id
+        self.num_cache_layers = draft_layers
+
+    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
+        """tokens (R,) anchor; features (R, S, 5H) target features of the S newly verified tokens
+        (positions start-S..start-1) -> (draft tokens (R, gamma), logits (R, gamma, V), confidence (R, gamma) or None)."""
+        r, s = features.shape[0], features.shape[1]
+        ctx = self.hidden_norm(self.fc(features))
+        block = torch.full((r, gamma), self.mask_token_id, dtype=torch.long, device=tokens.device)
+        block[:, 0] = tokens
+        x = self.embed_tokens(block)
+        pos = torch.arange(start, start + gamma, device=x.device)
+        ctx_pos = torch.arange(start - s, start, device=x.device)
+        cache_len = start - s  # context entries already cached before this round
+        for layer, cache in zip(self.layers, caches):
+            x = layer(x, pos, cache, cache_len, extra=ctx, extra_positions=ctx_pos)
+        hidden = self.norm(x)
+        logits = self.lm_head(hidden)
+        if self.markov_head is None:
+            return _sample(logits, temperature), logits, None
+        prev, toks, outs, confs = tokens, [], [], []
+        for k in range(gamma):  # sequential: position k's correction depends on the token drawn at k - 1
+            e = self.markov_head.markov_w1(prev)
+            lk = logits[:, k] + self.markov_head.markov_w2(e)
+            if self.confidence_head is not None:
+                confs.append(torch.sigmoid(self.confidence_head.proj(torch.cat([hidden[:, k], e], -1)))[:, 0])
+            prev = _sample(lk, temperature)
+            toks.append(prev)
+            outs.append(lk)
+        return torch.stack(toks, 1), torch.stack(outs, 1), (torch.stack(confs, 1) if confs else None)
+
+
+def _sample(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Tokens from logits (..., V): argmax at temperature ~0, else a multinomial draw."""
+    if temperature < 1e-5:
+        return logits.argmax(-1)
+    p = torch.softmax(logits.float() / temperature, -1)
+    return torch.multinomial(p.reshape(-1, p.shape[-1]), 1).reshape(p.shape[:-1])
+
+
+def build_drafter(method: str, cfg, draft_layers: int = 5, markov_rank: int = 256):
+    """A random-weight drafter of `method` for target config `cfg`."""
+    if method == "mtp-1":
+        return MTPDrafter(cfg)
+    if method == "eagle3":
+        return Eagle3Drafter(cfg)
+    if method == "dflash":
+        return BlockDrafter(cfg, draft_layers)
+    if method == "dspark":
+        return BlockDrafter(cfg, draft_layers, markov_rank=markov_rank, confidence=True)
+    raise ValueError(f"no drafter for method {method!r}")
+
+
+def draft_round_fn(drafter: nn.Module, method: str, cfg, requests: int, gamma: int, context: int, device, dtype):
+    """A zero-argument callable running one drafting round for `requests` requests whose drafter
+    caches hold `context` entries (for the profiler). MTP-1 always drafts one token."""
+    r = requests
+    caches = _cache(r, drafter.num_cache_layers, cfg, context + gamma + 8, device, dtype)
+    h = cfg.hidden_size
+    tokens = torch.randint(0, cfg.vocab_size, (r,), device=device)
+    if method == "mtp-1":
+        hidden = torch.randn(r, h, device=device, dtype=dtype)
+        return lambda: drafter.propose(tokens, hidden, context, 1, caches)
+    if method == "eagle3":
+        feats = torch.randn(r, 5 * h, device=device, dtype=dtype)
+        return lambda: drafter.propose(tokens, feats, context, gamma, caches)
+    # block drafters take the features of the tokens verified last round (about tau of them)
+    feats = torch.randn(r, 4, 5 * h, device=device, dtype=dtype)
+    return lambda: drafter.propose(tokens, feats, context, gamma, caches)
