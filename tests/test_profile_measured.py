@@ -87,6 +87,7 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
     (["--model", "no/such/config.json"], "model config not found"),
     (["--device", "cuda"], "no CUDA device is available"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+    (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
     (["--dtype", "fp8"], "--dtype must be one of bf16, fp16, fp32"),
     (["--layers", "1"], "--layers must be >= 2"),
     (["--repeats", "1"], "--repeats must be >= 2"),
@@ -105,3 +106,18 @@ def test_malformed_config_is_refused(tmp_path):
     bad.write_text('{"hidden_size": 64}')
     r = runner.invoke(app, ["profile", "--model", str(bad), "--device", "cpu", "--out", str(tmp_path / "p.json")])
     assert r.exit_code == 2 and "not a usable Hugging Face config" in r.output
+
+
+@pytest.mark.gpu
+def test_cuda_profile_with_graphs(tmp_path):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    out = tmp_path / "gpu.json"
+    r = runner.invoke(app, ["profile", "--model", "tiny-qwen3", "--device", "cuda", "--dtype", "bf16", "--requests", "1,8",
+                            "--batch-tokens", "8,64", "--context", "512", "--cuda-graph", "--draft", "dflash", "--gamma", "1,7",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    p = load_profile(out)
+    assert p.device["kind"] == "cuda" and p.device["cuda"] and p.raw["cuda_graph"] is True
+    assert all(pt["step_s"] > 0 for pt in p.raw["points"])

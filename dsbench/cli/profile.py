@@ -33,6 +33,7 @@ def profile(
     repeats: Annotated[int, typer.Option(help="Timed passes per point.", rich_help_panel="Measurement")] = 10,
     warmup: Annotated[int, typer.Option(help="Untimed passes per point before timing.", rich_help_panel="Measurement")] = 3,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch [default: torch's].", rich_help_panel="Measurement")] = None,
+    cuda_graph: Annotated[bool, typer.Option("--cuda-graph", help="Capture each pass in a CUDA graph and time its replay (CUDA only).", rich_help_panel="Measurement")] = False,
     draft: Annotated[str, typer.Option(help="Also measure drafter cost T_draft(R, gamma): comma-separated methods (mtp-1, eagle3, dflash, dspark) or all.", rich_help_panel="Drafters")] = "",
     gamma: Annotated[str, typer.Option(help="Draft block sizes for --draft, comma-separated.", rich_help_panel="Drafters")] = "1,2,4,7",
     out_file: Annotated[Path, typer.Option("--out", help="Profile JSON to write (rewritten after every point).")] = Path("profile.json"),
@@ -64,7 +65,7 @@ def profile(
     if drafts and (not gammas or min(gammas) < 1):
         raise InputError("--gamma takes positive whole numbers, e.g. 1,2,4,7")
     _profile_measured(model, device, dtype, csv_list(batch_tokens, int, "--batch-tokens"), csv_list(requests, int, "--requests"),
-                      context, layers, repeats, warmup, threads, out_file, as_json, quiet, drafts, gammas)
+                      context, layers, repeats, warmup, threads, out_file, as_json, quiet, drafts, gammas, cuda_graph)
 
 
 def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_json: bool) -> None:
@@ -83,7 +84,7 @@ def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_jso
 
 
 def _profile_measured(model, device, dtype, batch_tokens, requests, context, layers, repeats, warmup, threads, out_file, as_json, quiet,
-                      drafts=(), gammas=(1, 2, 4, 7)):
+                      drafts=(), gammas=(1, 2, 4, 7), cuda_graph=False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..profile.measure import measured_profile
@@ -99,7 +100,7 @@ def _profile_measured(model, device, dtype, batch_tokens, requests, context, lay
         doc = measured_profile(model, device, dtype, batch_tokens, requests, context, layers, repeats, warmup, threads, out_file,
                                on_point=lambda n, total, p: bar.update(task, completed=n, total=total,
                                                                        what=f"R={p['requests']} B={p['batch_tokens']}"),
-                               draft_methods=drafts, gammas=gammas)
+                               draft_methods=drafts, gammas=gammas, cuda_graph=cuda_graph)
     pts = doc["points"]
     if as_json:
         sys.stdout.write(json.dumps({"file": str(out_file), "source": "measured", "device": doc["device"]["name"],

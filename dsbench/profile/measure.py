@@ -130,6 +130,15 @@ def _verify_fn(level: _Level, q: int, device: str) -> Callable[[], object]:
     return fn
 
 
+def _graph_or_explain(fn):  # pragma: no cover - needs a GPU
+    from .timing import cuda_graphed
+
+    try:
+        return cuda_graphed(fn)
+    except RuntimeError as e:
+        raise InputError(f"CUDA-graph capture failed ({e}); profile without --cuda-graph") from None
+
+
 def is_oom(e: BaseException) -> bool:
     import torch
 
@@ -138,7 +147,7 @@ def is_oom(e: BaseException) -> bool:
 
 def profile_target(config, device: str, dtype, batch_tokens: list[int], requests: list[int], context: int,
                    layers: int | None = None, repeats: int = 10, warmup: int = 3,
-                   on_point: Callable[[dict], None] | None = None) -> dict:
+                   on_point: Callable[[dict], None] | None = None, cuda_graph: bool = False) -> dict:
     """Measure step time over the (B, R) grid. Returns {"points": [...], "scaling": {...}, "oom": ...}.
 
     Each point: batch_tokens actually run (R * q), requests, q, step_s (median, scaled to full
@@ -169,7 +178,10 @@ def profile_target(config, device: str, dtype, batch_tokens: list[int], requests
             if rr != r:
                 continue
             try:
-                timings = {d: time_calls(_verify_fn(levels[d], q, device), repeats, warmup, device) for d in depths}
+                fns = {d: _verify_fn(levels[d], q, device) for d in depths}
+                if cuda_graph:  # pragma: no cover - needs a GPU
+                    fns = {d: _graph_or_explain(f) for d, f in fns.items()}
+                timings = {d: time_calls(fns[d], repeats, warmup, device) for d in depths}
             except (RuntimeError, MemoryError) as e:
                 if not is_oom(e):
                     raise
@@ -222,7 +234,7 @@ def _cpu_name() -> str:
 def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens: list[int], requests: list[int], context: int,
                      layers: int | None, repeats: int, warmup: int, threads: int | None, out_file: Path,
                      on_point: Callable[[int, int, dict], None] | None = None, draft_methods: tuple[str, ...] = (),
-                     gammas: tuple[int, ...] = (1, 2, 4, 7)) -> dict:
+                     gammas: tuple[int, ...] = (1, 2, 4, 7), cuda_graph: bool = False) -> dict:
     """Measure a profile and write it to `out_file` after every point (`complete` false until done).
 
     With `draft_methods`, also T_draft(R, gamma) of each drafter built from the config (full
@@ -232,6 +244,8 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
     from ..results import PROFILE_SCHEMA, provenance, write_profile
 
     device = resolve_device(device)
+    if cuda_graph and not device.startswith("cuda"):
+        raise InputError("--cuda-graph needs a CUDA device")
     if threads:
         torch.set_num_threads(threads)
     name = dtype_name if dtype_name != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
@@ -243,7 +257,7 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
     doc = {"schema": PROFILE_SCHEMA, "source": "measured", "device": device_info(device),
            "model": {"name": model_name, "layers": config.num_hidden_layers, "hidden": config.hidden_size,
                      "vocab": config.vocab_size, "architecture": (config.architectures or [config.model_type])[0]},
-           "dtype": name, "context_len": context, "points": [], "complete": False,
+           "dtype": name, "context_len": context, "points": [], "complete": False, "cuda_graph": cuda_graph,
            "composition": "R requests x q tokens each, B = R * q, one batched forward with logits at every position; "
                           "every request has a StaticCache of context_len random keys/values",
            "provenance": provenance()}
@@ -256,7 +270,7 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
             on_point(len(points), total, pt)
 
     try:
-        res = profile_target(config, device, dt, batch_tokens, requests, context, layers, repeats, warmup, keep)
+        res = profile_target(config, device, dt, batch_tokens, requests, context, layers, repeats, warmup, keep, cuda_graph)
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
