@@ -121,3 +121,27 @@ def test_cuda_profile_with_graphs(tmp_path):
     p = load_profile(out)
     assert p.device["kind"] == "cuda" and p.device["cuda"] and p.raw["cuda_graph"] is True
     assert all(pt["step_s"] > 0 for pt in p.raw["points"])
+
+
+def test_out_of_memory_keeps_the_points_that_fit(tiny_config, monkeypatch, tmp_path):
+    """An allocation failure at a large batch stops the grid and reports the largest batch that
+    fit (the failure is injected: this machine has memory to spare for the tiny model)."""
+    import dsbench.profile.measure as measure
+
+    real = measure.time_calls
+
+    def failing(fn, repeats, warmup, device):
+        if failing.calls >= 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        failing.calls += 1
+        return real(fn, repeats, warmup, device)
+
+    failing.calls = 0
+    monkeypatch.setattr(measure, "time_calls", failing)
+    out = tmp_path / "oom.json"
+    r = runner.invoke(app, ["profile", "--model", str(tiny_config), "--device", "cpu", "--requests", "1", "--batch-tokens", "1,4,16,64",
+                            "--context", "64", "--repeats", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "out of memory at 1 requests x 16 tokens" in r.output and "largest batch that fit: 4 tokens" in r.output
+    doc = json.loads(out.read_text())
+    assert [p["batch_tokens"] for p in doc["points"]] == [1, 4] and doc["complete"] is False
