@@ -1,0 +1,132 @@
+"""In-process speculative decoding, one sequence at a time (DeepSpec's evaluation loop).
+
+Per round (positions are absolute; `start` is the anchor, the last committed token, which the
+target has not processed yet):
+  1. propose — the drafter returns gamma drafts, the distributions q they were sampled from, and
+     (DSpark) per-position confidences;
+  2. schedule — the verification policy picks how many drafts to verify (core.policies);
+  3. verify — one target pass over [anchor, d_1..d_l]; rejection sampling (sampling.verify);
+  4. commit [d_1..d_acc, next]; crop the target cache to the new anchor; hand the drafter the
+     target features of the acc + 1 verified positions.
+Records each round's (proposal length, accepted) so tau and per-position figures come from counts.
+
+Implemented for block drafters (DFlash, DSpark) and no-spec; Eagle3 and MTP-1 chains follow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..core.policies import Policy, schedule
+from .sampling import stop_inside_drafts, verify
+
+
+@dataclass
+class RoundLog:
+    proposal: list[int] = field(default_factory=list)  # drafts verified per round
+    accepted: list[int] = field(default_factory=list)  # accepted drafts per round (no bonus)
+    committed: list[int] = field(default_factory=list)  # tokens committed per round (acc + 1, or acc on a stop)
+    confidence: list[list[float]] = field(default_factory=list)  # DSpark: per-position confidence per round
+
+
+def _crop(cache, length: int) -> None:
+    """Cut a DynamicCache back to `length` positions (transformers 5 takes a negative count to remove)."""
+    excess = cache.get_seq_length() - length
+    if excess > 0:
+        cache.crop(-excess)
+
+
+def _probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """fp32 probabilities; one-hot argmax at temperature ~0 (as DeepSpec does)."""
+    if temperature < 1e-5:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    return torch.softmax(logits.float() / temperature, -1)
+
+
+class SpecDecoder:
+    """Target (a transformers causal LM) + an optional block drafter, batch size 1."""
+
+    def __init__(self, target, drafter=None, target_layer_ids: list[int] | None = None, gamma: int = 7,
+                 policy: Policy | None = None, verify_s: np.ndarray | None = None, temperature: float = 1.0,
+                 stop_ids: set[int] | None = None, max_len: int = 4096, seed: int = 0):
+        self.target, self.drafter = target, drafter
+        n = target.config.num_hidden_layers
+        self.layer_ids = target_layer_ids if target_layer_ids is not None else list(range(min(5, n - 1)))
+        if any(i >= n - 1 for i in self.layer_ids):
+            raise ValueError("target features may not come from the final layer (its HF output is normed)")
+        self.gamma = gamma if drafter is not None else 0
+        self.policy = policy or Policy("fixed")
+        self.verify_s = verify_s
+        self.temperature = temperature
+        self.stop_ids = set(stop_ids or ())
+        self.max_len = max_len
+        self.gen = torch.Generator(device=target.device).manual_seed(seed)
+
+    def _features(self, hidden_states) -> torch.Tensor:
+        return torch.cat([hidden_states[i + 1] for i in self.layer_ids], -1)  # raw outputs of the chosen layers
+
+    @torch.inference_mode()
+    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], RoundLog]:
+        """Generated tokens (the prefill token first) and the per-round log."""
+        from transformers import DynamicCache
+
+        dev = self.target.device
+        ids = torch.tensor([prompt_ids], device=dev)
+        cache = DynamicCache()
+        out = self.target(input_ids=ids, past_key_values=cache, output_hidden_states=True, use_cache=True)
+        first = torch.multinomial(_probs(out.logits[:, -1], self.temperature), 1, generator=self.gen)[0]
+        tokens = [int(first)]
+        log = RoundLog()
+        if tokens[-1] in self.stop_ids:
+            return tokens, log
+        start = len(prompt_ids)  # position of the anchor
+        feats = self._features(out.hidden_states) if self.drafter is not None else None
+        dcaches = self._draft_caches(dev) if self.drafter is not None else None
+        while len(tokens) < max_new_tokens:
+            anchor = torch.tensor([tokens[-1]], device=dev)
+            drafts, q, conf = self._propose(anchor, feats, start, dcaches)
+            g = drafts.shape[1]
+            c = (conf if conf is not None else torch.ones(1, g)).float().cpu().numpy()[:, None, :]  # no head: fully confident
+            length = int(schedule(self.policy, c, self.verify_s)[0, 0]) if g else 0
+            verify_ids = torch.cat([anchor[:, None], drafts[:, :length]], 1)
+            pos = torch.arange(start, start + length + 1, device=dev)
+            out = self.target(input_ids=verify_ids, past_key_values=cache, cache_position=pos, position_ids=pos[None],
+                              output_hidden_states=True, use_cache=True, logits_to_keep=0)
+            p = _probs(out.logits, self.temperature)  # (1, l + 1, V)
+            acc, nxt = verify(p, q[:, :length], drafts[:, :length], torch.tensor([length], device=dev), self.gen)
+            a = int(acc[0])
+            stop_at = int(stop_inside_drafts(drafts[:, :length], acc, self.stop_ids)[0])
+            committed = drafts[0, :a].tolist() + [int(nxt[0])] if stop_at < 0 else drafts[0, :stop_at].tolist()
+            log.proposal.append(length)
+            log.accepted.append(a if stop_at < 0 else stop_at)
+            log.committed.append(len(committed))
+            if conf is not None:
+                log.confidence.append(conf[0].float().tolist())
+            tokens += committed
+            if stop_at >= 0 or any(t in self.stop_ids for t in committed):
+                break
+            _crop(cache, start + a + 1)  # keep the anchor and the accepted drafts; `next` is the new anchor
+            if self.drafter is not None:
+                feats = self._features(out.hidden_states)[:, : a + 1]
+            start += a + 1
+        return tokens[:max_new_tokens] if len(tokens) > max_new_tokens else tokens, log
+
+    def _draft_caches(self, dev):
+        d, cfg = self.drafter, self.target.config
+        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        dtype = next(d.parameters()).dtype
+        shape = (1, cfg.num_key_value_heads, self.max_len + self.gamma + 2, hd)
+        return [(torch.zeros(shape, device=dev, dtype=dtype), torch.zeros(shape, device=dev, dtype=dtype))
+                for _ in range(d.num_cache_layers)]
+
+    def _propose(self, anchor, feats, start, dcaches):
+        dev = anchor.device
+        if self.drafter is None:
+            v = self.target.config.vocab_size
+            return torch.zeros((1, 0), dtype=torch.long, device=dev), torch.zeros((1, 0, v), device=dev), None
+        drafts, logits, conf = self.drafter.propose(anchor, feats.to(next(self.drafter.parameters()).dtype), start, self.gamma,
+                                                    dcaches, self.temperature)
+        return drafts, _probs(logits, self.temperature), conf
