@@ -1,0 +1,133 @@
+"""`dsbench accept`: offline accepted length of a drafter on the user's own target, per domain.
+
+Loads the target (transformers, local path, safetensors only) and a DeepSpec-layout drafter,
+renders each prompt as DeepSpec does (chat template, first turn, no system prompt, thinking off,
+no added special tokens), decodes with the in-process speculative decoder and writes one
+`dsbench.acceptance/1` file per (method, domain) with the pooled figures and the raw per-round
+counts, so `dsbench sweep --acceptance OUT` uses measured curves.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .core import acceptstats
+from .core.policies import Policy
+from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, provenance, write_acceptance
+
+
+@dataclass
+class AcceptConfig:
+    target: str
+    draft: str | None
+    workloads: list[str]
+    samples: int = 20
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    seed: int = 980406  # DeepSpec's default
+    device: str = "cpu"
+    policy: str = "fixed"
+    gamma: int | None = None  # default: the checkpoint's block size
+
+
+def load_target(path: str, device: str):
+    """A causal LM and its tokenizer from a local folder (weights from safetensors only)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = Path(path)
+    if not (p / "config.json").exists():
+        raise InputError(f"target not found (no config.json): {path}")
+    if not list(p.glob("*.safetensors")):
+        raise InputError(f"{path}: no .safetensors weights (pickled checkpoints are refused)")
+    model = AutoModelForCausalLM.from_pretrained(p, use_safetensors=True, dtype=torch.float32 if device == "cpu" else "auto").to(device).eval()
+    return model, AutoTokenizer.from_pretrained(p)
+
+
+def render(tokenizer, prompt: str) -> list[int]:
+    """DeepSpec's prompt: first turn as the user message, generation prompt, thinking off."""
+    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
+                                         enable_thinking=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _stop_ids(model, tokenizer) -> set[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    eos = tokenizer.eos_token_id if eos is None else eos
+    return set(eos if isinstance(eos, list) else [eos]) - {None}
+
+
+def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, int], None] | None = None) -> dict:
+    """Decode every workload's prompts and write acceptance files into `out_dir`; returns a summary."""
+    import torch
+
+    from .profile.measure import resolve_device
+    from .spec.checkpoints import load_drafter
+    from .spec.engine import SpecDecoder
+
+    if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0:
+        raise InputError("--samples and --max-new-tokens must be >= 1 and --temperature >= 0")
+    try:
+        policy = Policy.parse(cfg.policy)
+    except ValueError as e:
+        raise InputError(f"--policy: {e}") from None
+    if policy.kind in ("dspark", "dspark-async"):
+        raise InputError("--policy dspark needs a step-time profile inside the engine; offline acceptance uses fixed or threshold")
+    device = resolve_device(cfg.device)
+    datasets = {w: load_workload(w) for w in cfg.workloads}
+    target, tok = load_target(cfg.target, device)
+    drafter, info = (None, None)
+    if cfg.draft:
+        drafter, info = load_drafter(cfg.draft, target)
+        if info.method not in ("dflash", "dspark"):
+            raise InputError(f"{cfg.draft}: {info.method} drafters are not wired into the offline decoder yet (dflash, dspark are)")
+    method = info.method if info else "no-spec"
+    gamma = cfg.gamma or (info.gamma if info else 0)
+    dec = SpecDecoder(target, drafter, info.target_layer_ids if info else None, gamma, policy, None, cfg.temperature,
+                      _stop_ids(target, tok), seed=cfg.seed)
+    summary = {"method": method, "gamma": gamma, "datasets": {}}
+    by_domain: dict[str, dict[str, list]] = {}
+    for name, prompts in datasets.items():
+        rounds = {"proposal": [], "accepted": [], "committed": []}
+        for idx, pr in enumerate(prompts[: cfg.samples]):
+            torch.manual_seed(cfg.seed + idx)  # DeepSpec seeds every sample
+            dec.gen.manual_seed(cfg.seed + idx)
+            _, log = dec.generate(render(tok, pr.text), cfg.max_new_tokens)
+            for k in rounds:
+                rounds[k] += getattr(log, k)
+            d = by_domain.setdefault(pr.domain, {"proposal": [], "accepted": [], "committed": []})
+            for k in d:
+                d[k] += getattr(log, k)
+            if on_sample:
+                on_sample(name, idx + 1, min(cfg.samples, len(prompts)))
+        summary["datasets"][name] = _figures(rounds, gamma)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    for domain, rounds in by_domain.items():
+        fig = _figures(rounds, gamma)
+        cond = [c for c in fig["conditional"] if c is not None]
+        doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": Path(cfg.target).name,
+               "domain": domain, "gamma": len(cond), "temperature": cfg.temperature, "conditional": cond,
+               "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(policy),
+               "per_round": {k: [int(x) for x in v] for k, v in rounds.items()}, "provenance": provenance()}
+        if gamma and cond:
+            path = out_dir / f"{method}-{domain}.json"
+            write_acceptance(path, doc)
+            files.append(str(path))
+    summary["files"] = files
+    return summary
+
+
+def _figures(rounds: dict, gamma: int) -> dict:
+    def clean(a):
+        return [None if math.isnan(x) else float(x) for x in a]
+
+    return {"rounds": len(rounds["committed"]), "tau": acceptstats.tau(rounds["committed"]) if rounds["committed"] else None,
+            "survival": clean(acceptstats.survival(rounds["proposal"], rounds["accepted"], gamma)) if gamma else [],
+            "conditional": clean(acceptstats.conditional(rounds["proposal"], rounds["accepted"], gamma)) if gamma else [],
+            "mean_proposal": float(np.mean(rounds["proposal"])) if rounds["proposal"] else None}

@@ -1,0 +1,63 @@
+"""`dsbench accept`: offline accepted length from a local target and a DeepSpec-layout drafter."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ._common import app, err, fmt, handles_input_errors, out
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "  dsbench accept --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --workload math --workload chat --samples 50 --out acc/\n\n"
+    "  dsbench sweep --acceptance acc/ --methods mtp-1,dspark --domain math --slo 80"
+)
+@handles_input_errors
+def accept(
+    target: Annotated[str, typer.Option(help="Target model folder (config.json + safetensors + tokenizer).")],
+    workload: Annotated[list[str], typer.Option(help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.")],
+    draft: Annotated[Optional[str], typer.Option(help="Drafter checkpoint folder in DeepSpec's layout (none: plain decoding, tau = 1).")] = None,
+    samples: Annotated[int, typer.Option(help="Prompts per workload file.")] = 20,
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt.")] = 256,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of target and drafter (0 = greedy).")] = 1.0,
+    policy: Annotated[str, typer.Option(help="Verification policy: fixed[:l] or threshold:t.")] = "fixed",
+    gamma: Annotated[Optional[int], typer.Option(help="Draft block size [default: the checkpoint's].")] = None,
+    seed: Annotated[int, typer.Option(help="Seed (DeepSpec's default 980406; sample i uses seed + i).")] = 980406,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the acceptance files sweep reads.")] = Path("dsbench-accept"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+):
+    """Measure accepted length per dataset and domain by in-process speculative decoding.
+
+    tau is pooled per round with the bonus token (DeepSpec's accept_len); survival is DeepSpec's
+    accept_rate@k (unconditional); conditional is the paper's Figure 2 curve; the raw per-round
+    (proposal, accepted) counts are kept in every file.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..accept import AcceptConfig, run_accept
+
+    cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma)
+    with Progress(TextColumn("decoding [bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True, disable=quiet or as_json) as bar:
+        task = bar.add_task("accept", total=None, what="loading")
+        summary = run_accept(cfg, out_dir, lambda name, i, n: bar.update(task, completed=i, total=n, what=name))
+    if as_json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Accepted length — {summary['method']}, gamma {summary['gamma']} (measured)")
+    for col in ("dataset", "rounds", "tau", "mean proposal", "survival by position"):
+        table.add_column(col, justify="left" if col in ("dataset", "survival by position") else "right")
+    for name, f in summary["datasets"].items():
+        table.add_row(name, str(f["rounds"]), fmt(f["tau"], ".3f"), fmt(f["mean_proposal"], ".2f"),
+                      " ".join(fmt(s, ".2f") for s in f["survival"]))
+    out.print(table)
+    out.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)

@@ -1,0 +1,62 @@
+"""`dsbench accept` end to end on a tiny local target and a DSpark checkpoint in DeepSpec's layout."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dsbench.cli import app
+from dsbench.results import load_acceptance
+from dsbench.spec.checkpoints import save_drafter
+from dsbench.spec.drafters import BlockDrafter
+from tests.servers import build_tiny_qwen3
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from transformers import AutoModelForCausalLM
+
+    root = tmp_path_factory.mktemp("accept")
+    target_dir = build_tiny_qwen3(root / "target")
+    target = AutoModelForCausalLM.from_pretrained(target_dir)
+    torch.manual_seed(0)
+    d = BlockDrafter(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
+    with torch.no_grad():
+        d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)
+        d.lm_head.weight.copy_(target.get_output_embeddings().weight)
+    draft_dir = save_drafter(d, "dspark", target.config, root / "dspark", [0], 4)
+    return target_dir, draft_dir
+
+
+def test_accept_writes_curves_sweep_can_read(models, tmp_path):
+    target_dir, draft_dir = models
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "math",
+                            "--workload", "chat", "--samples", "3", "--max-new-tokens", "24", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["method"] == "dspark" and summary["gamma"] == 4
+    for name in ("math", "chat"):
+        f = summary["datasets"][name]
+        assert f["rounds"] > 0 and 1.0 <= f["tau"] <= 5.0 and f["mean_proposal"] == 4.0
+    curves = {(c.method, c.domain): c for c in load_acceptance(tmp_path)}
+    assert set(curves) == {("dspark", "math"), ("dspark", "chat")}
+    c = curves[("dspark", "chat")]
+    assert c.source == "measured" and len(c.raw["per_round"]["proposal"]) == c.raw["rounds"]
+    committed = c.raw["per_round"]["committed"]
+    assert c.tau == pytest.approx(sum(committed) / len(committed))
+    s = runner.invoke(app, ["sweep", "--acceptance", str(tmp_path), "--methods", "no-spec,dspark", "--baseline", "no-spec",
+                            "--domain", "chat", "--gamma", str(len(c.conditional)), "--max-concurrency", "8", "--json",
+                            "--out", str(tmp_path / "s")])
+    assert s.exit_code == 0, s.output
+    assert json.loads(s.stdout)["inputs"]["acceptance_sources"] == ["measured"]
+
+
+def test_accept_refuses_bad_inputs(models, tmp_path):
+    target_dir, _ = models
+    r = runner.invoke(app, ["accept", "--target", str(tmp_path / "nope"), "--workload", "math", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "target not found" in r.output
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(tmp_path), "--workload", "math", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "has no config.json" in r.output
