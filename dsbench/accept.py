@@ -9,16 +9,15 @@ counts, so `dsbench sweep --acceptance OUT` uses measured curves.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .core import acceptstats
+from .core import acceptstats, calibration
 from .core.policies import Policy
-from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, provenance, write_acceptance
+from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, nan_to_none, provenance, write_acceptance
 
 
 @dataclass
@@ -93,14 +92,14 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
     summary = {"method": method, "gamma": gamma, "datasets": {}}
     by_domain: dict[str, dict[str, list]] = {}
     for name, prompts in datasets.items():
-        rounds = {"proposal": [], "accepted": [], "committed": []}
+        rounds = {"proposal": [], "accepted": [], "committed": [], "confidence": []}
         for idx, pr in enumerate(prompts[: cfg.samples]):
             torch.manual_seed(cfg.seed + idx)  # DeepSpec seeds every sample
             dec.gen.manual_seed(cfg.seed + idx)
             _, log = dec.generate(render(tok, pr.text), cfg.max_new_tokens)
             for k in rounds:
                 rounds[k] += getattr(log, k)
-            d = by_domain.setdefault(pr.domain, {"proposal": [], "accepted": [], "committed": []})
+            d = by_domain.setdefault(pr.domain, {"proposal": [], "accepted": [], "committed": [], "confidence": []})
             for k in d:
                 d[k] += getattr(log, k)
             if on_sample:
@@ -114,7 +113,12 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
         doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": Path(cfg.target).name,
                "domain": domain, "gamma": len(cond), "temperature": cfg.temperature, "conditional": cond,
                "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(policy),
-               "per_round": {k: [int(x) for x in v] for k, v in rounds.items()}, "provenance": provenance()}
+               "per_round": {k: [int(x) for x in rounds[k]] for k in ("proposal", "accepted", "committed")},
+               "provenance": provenance()}
+        if rounds["confidence"]:  # DSpark: the raw head's per-round confidences and its quality per position
+            doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds["confidence"]]
+            m = calibration.metrics(np.array(rounds["confidence"]), np.array(rounds["proposal"]), np.array(rounds["accepted"]))
+            doc["confidence_metrics"] = nan_to_none(m)
         if gamma and cond:
             path = out_dir / f"{method}-{domain}.json"
             write_acceptance(path, doc)
@@ -124,10 +128,8 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
 
 
 def _figures(rounds: dict, gamma: int) -> dict:
-    def clean(a):
-        return [None if math.isnan(x) else float(x) for x in a]
-
-    return {"rounds": len(rounds["committed"]), "tau": acceptstats.tau(rounds["committed"]) if rounds["committed"] else None,
-            "survival": clean(acceptstats.survival(rounds["proposal"], rounds["accepted"], gamma)) if gamma else [],
-            "conditional": clean(acceptstats.conditional(rounds["proposal"], rounds["accepted"], gamma)) if gamma else [],
-            "mean_proposal": float(np.mean(rounds["proposal"])) if rounds["proposal"] else None}
+    return nan_to_none({
+        "rounds": len(rounds["committed"]), "tau": acceptstats.tau(rounds["committed"]) if rounds["committed"] else None,
+        "survival": acceptstats.survival(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
+        "conditional": acceptstats.conditional(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
+        "mean_proposal": float(np.mean(rounds["proposal"])) if rounds["proposal"] else None})

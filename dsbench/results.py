@@ -269,6 +269,17 @@ def load_acceptance(ref: str | os.PathLike) -> list[Acceptance]:
 # --------------------------------------------------------------------------- writing
 
 
+def nan_to_none(obj: Any) -> Any:
+    """The same structure with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (a killed writer never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -461,3 +472,25 @@ def load_load(path: str | os.PathLike) -> dict:
     _check_schema(data, p, LOAD_SCHEMA)
     _list(_field(data, "points", p), p, "points", nonempty=False)
     return data
+
+
+# --------------------------------------------------------------------------- calibration
+
+CALIBRATION_SCHEMA = "dsbench.calibration/1"
+
+
+def write_calibration(path: Path, doc: dict) -> None:
+    write_json(path, {"schema": CALIBRATION_SCHEMA, **doc})
+
+
+def per_round_confidences(acc: Acceptance):
+    """(confidence (rounds, gamma), proposal, accepted) arrays from a measured acceptance file."""
+    import numpy as np
+
+    pr = acc.raw.get("per_round") or {}
+    if "confidence" not in pr:
+        raise InputError(f"{acc.path}: no per-round confidences (field 'per_round.confidence'); only DSpark runs of dsbench accept have them")
+    conf = np.array(pr["confidence"], dtype=float)
+    if conf.ndim != 2 or len(conf) != len(pr["proposal"]) or ((conf < 0) | (conf > 1)).any():
+        raise InputError(f"{acc.path}: field 'per_round.confidence' must be one row of probabilities per round")
+    return conf, np.array(pr["proposal"]), np.array(pr["accepted"])

@@ -60,3 +60,23 @@ def test_accept_refuses_bad_inputs(models, tmp_path):
     assert r.exit_code == 2 and "target not found" in r.output
     r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(tmp_path), "--workload", "math", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "has no config.json" in r.output
+
+
+def test_dspark_confidences_are_recorded_and_calibrated(models, tmp_path):
+    target_dir, draft_dir = models
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
+                            "--samples", "4", "--max-new-tokens", "40", "--out", str(tmp_path / "acc"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    (c,) = load_acceptance(tmp_path / "acc")
+    conf = c.raw["per_round"]["confidence"]
+    assert len(conf) == c.raw["rounds"] and all(len(row) == 4 for row in conf)
+    m = c.raw["confidence_metrics"]
+    assert len(m["ece"]) == 4 and 0 <= m["ece_mean"] <= 1 and m["n"][0] == c.raw["rounds"]
+    r = runner.invoke(app, ["calibrate", "--acceptance", str(tmp_path / "acc"), "--out", str(tmp_path / "cal.json"), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert len(res["temperatures"]) == 4 and res["rounds_fit"] + res["rounds_held_out"] == c.raw["rounds"]
+    doc = json.loads((tmp_path / "cal.json").read_text())
+    assert doc["schema"] == "dsbench.calibration/1" and len(doc["reliability"]) == 4
+    no_conf = runner.invoke(app, ["calibrate", "--acceptance", "qwen3-8b", "--out", str(tmp_path / "x.json")])
+    assert no_conf.exit_code == 2 and "no per-round confidences" in no_conf.output
