@@ -133,3 +133,58 @@ def _figures(rounds: dict, gamma: int) -> dict:
         "survival": acceptstats.survival(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
         "conditional": acceptstats.conditional(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
         "mean_proposal": float(np.mean(rounds["proposal"])) if rounds["proposal"] else None})
+
+
+def run_accept_backend(url: str, model: str, method: str, workloads: list[str], samples: int, max_tokens: int,
+                       concurrency: int, out_dir: Path, engine: str = "auto", headers: dict | None = None,
+                       metrics_url: str | None = None, timeout_s: float = 120.0) -> dict:
+    """Accepted length "against any backend": each workload file is sent to a live server and
+    tau / per-position survival come from its speculative-decoding counters scraped around it."""
+    import asyncio
+
+    import httpx
+
+    from .core.acceptance import conditional_from_survival
+    from .live import prom
+    from .live.loadgen import PointSpec, Target, run_point
+
+    if samples < 1 or max_tokens < 1 or concurrency < 1:
+        raise InputError("--samples, --max-new-tokens and --concurrency must be >= 1")
+    murl = metrics_url or url.rstrip("/") + "/metrics"
+    headers = headers or {}
+
+    async def one(prompts) -> tuple[dict, int, int]:
+        async with httpx.AsyncClient(timeout=timeout_s) as c:
+            try:
+                before = await prom.scrape(c, murl, headers)
+            except (httpx.HTTPError, ValueError) as e:
+                raise InputError(f"cannot read metrics at {murl}: {type(e).__name__}: {e}") from None
+            run = await run_point(Target(url, model, "chat", max_tokens, None, headers, timeout_s),
+                                  PointSpec(concurrency=concurrency, requests=min(samples, len(prompts)), warmup_s=0.0), prompts)
+            after = await prom.scrape(c, murl, headers)
+        ok = sum(1 for r in run.records if r.ok)
+        return prom.spec_delta(before, after, engine), ok, len(run.records)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"method": method, "backend": url, "datasets": {}, "files": []}
+    for w in workloads:
+        prompts = load_workload(w)
+        spec, ok, n = asyncio.run(one(prompts))
+        if ok == 0:
+            raise InputError(f"every request of {w} failed against {url}")
+        if spec.get("engine") == "none" or spec.get("error"):
+            raise InputError(f"{url}: no usable speculative-decoding counters ({spec.get('error') or 'none found'})")
+        surv = spec.get("survival_per_round") or spec.get("survival_per_draft") or []
+        cond = spec.get("conditional") or (conditional_from_survival(np.array(surv)).tolist() if surv else [])
+        tau = spec.get("tau_per_round") or spec.get("tau")
+        summary["datasets"][Path(str(w)).stem] = {"requests_ok": ok, "requests": n, **nan_to_none(spec)}
+        if cond and tau:
+            domain = prompts[0].domain
+            doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": model, "domain": domain,
+                   "gamma": len(cond), "conditional": [min(1.0, max(0.0, float(x or 0.0))) for x in cond], "tau": tau,
+                   "survival": surv, "backend": {"url": url, "engine": spec["engine"], "counters": nan_to_none(spec)},
+                   "provenance": provenance()}
+            path = out_dir / f"{method}-{domain}.json"
+            write_acceptance(path, doc)
+            summary["files"].append(str(path))
+    return summary

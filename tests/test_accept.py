@@ -80,3 +80,24 @@ def test_dspark_confidences_are_recorded_and_calibrated(models, tmp_path):
     assert doc["schema"] == "dsbench.calibration/1" and len(doc["reliability"]) == 4
     no_conf = runner.invoke(app, ["calibrate", "--acceptance", "qwen3-8b", "--out", str(tmp_path / "x.json")])
     assert no_conf.exit_code == 2 and "no per-round confidences" in no_conf.output
+
+
+@pytest.mark.slow
+def test_accept_against_a_backend_reads_its_counters(tmp_path):
+    """DFlash verifies whole blocks, so the live server's counters must give the curve back."""
+    import numpy as np
+
+    from dsbench.core.acceptance import expected_tau, survival
+    from tests.servers import sim_server
+
+    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
+    with sim_server("--method", "dflash", "--domain", "code", "--time-scale", "0.3") as (url, _):
+        r = runner.invoke(app, ["accept", "--backend", url, "--model", "dsbench-sim", "--method", "dflash", "--workload", "code",
+                                "--samples", "20", "--max-new-tokens", "300", "--concurrency", "8", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    (c,) = load_acceptance(tmp_path)
+    assert c.source == "measured" and c.method == "dflash" and c.domain == "code"
+    assert c.tau == pytest.approx(expected_tau(curve), rel=0.04)
+    np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.04)
+    bad = runner.invoke(app, ["accept", "--backend", url, "--workload", "code", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--backend needs --model" in bad.output

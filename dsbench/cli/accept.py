@@ -15,12 +15,18 @@ from ._common import app, err, fmt, handles_input_errors, out
 @app.command(
     epilog="Examples:\n\n"
     "  dsbench accept --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --workload math --workload chat --samples 50 --out acc/\n\n"
+    "  dsbench accept --backend http://127.0.0.1:8000 --model Qwen/Qwen3-8B --method dspark --workload chat --samples 100 --out acc-live/\n\n"
     "  dsbench sweep --acceptance acc/ --methods mtp-1,dspark --domain math --slo 80"
 )
 @handles_input_errors
 def accept(
-    target: Annotated[str, typer.Option(help="Target model folder (config.json + safetensors + tokenizer).")],
     workload: Annotated[list[str], typer.Option(help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.")],
+    target: Annotated[Optional[str], typer.Option(help="Target model folder (config.json + safetensors + tokenizer).")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Measure against a live server instead (its speculative-decoding metrics).", rich_help_panel="Backend")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model id on the --backend server.", rich_help_panel="Backend")] = None,
+    method: Annotated[str, typer.Option(help="What the --backend server runs (names the acceptance files).", rich_help_panel="Backend")] = "dspark",
+    concurrency: Annotated[int, typer.Option(help="Requests in flight against --backend.", rich_help_panel="Backend")] = 4,
+    engine: Annotated[str, typer.Option(help="Metric names of --backend: auto, vllm, sglang, dsbench.", rich_help_panel="Backend")] = "auto",
     draft: Annotated[Optional[str], typer.Option(help="Drafter checkpoint folder in DeepSpec's layout (none: plain decoding, tau = 1).")] = None,
     samples: Annotated[int, typer.Option(help="Prompts per workload file.")] = 20,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt.")] = 256,
@@ -41,8 +47,23 @@ def accept(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..accept import AcceptConfig, run_accept
+    from ..accept import AcceptConfig, run_accept, run_accept_backend
+    from ..results import InputError
 
+    if backend:
+        if not model:
+            raise InputError("--backend needs --model (the model id on that server)")
+        summary = run_accept_backend(backend, model, method, workload, samples, max_new_tokens, concurrency, out_dir, engine)
+        if as_json:
+            sys.stdout.write(json.dumps(summary) + "\n")
+        else:
+            for name, d in summary["datasets"].items():
+                out.print(f"{name}: tau {fmt(d.get('tau_per_round') or d.get('tau'), '.3f')}, acceptance {fmt(d.get('acceptance_rate'), '.1%')} "
+                          f"({d['requests_ok']}/{d['requests']} requests, {d['engine']} counters)", highlight=False)
+            out.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
+        return
+    if not target:
+        raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
     cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma)
     with Progress(TextColumn("decoding [bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=quiet or as_json) as bar:
