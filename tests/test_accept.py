@@ -54,6 +54,22 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
     assert json.loads(s.stdout)["inputs"]["acceptance_sources"] == ["measured"]
 
 
+def test_accept_with_an_eagle3_checkpoint(models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from dsbench.spec.drafters import Eagle3Drafter
+
+    target_dir, _ = models
+    target = AutoModelForCausalLM.from_pretrained(target_dir)
+    torch.manual_seed(0)
+    d = save_drafter(Eagle3Drafter(target.config, n_features=1), "eagle3", target.config, tmp_path / "eagle3", [0], 3)
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(d), "--workload", "math", "--samples", "2",
+                            "--max-new-tokens", "16", "--out", str(tmp_path / "acc"), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["method"] == "eagle3" and summary["gamma"] == 3 and summary["datasets"]["math"]["mean_proposal"] == 3.0
+
+
 def test_accept_refuses_bad_inputs(models, tmp_path):
     target_dir, _ = models
     r = runner.invoke(app, ["accept", "--target", str(tmp_path / "nope"), "--workload", "math", "--out", str(tmp_path)])

@@ -23,7 +23,8 @@ def _plain_greedy(target, prompt, n):
     return out[0, len(prompt):].tolist()
 
 
-@pytest.mark.parametrize("method,policy", [("dflash", Policy("fixed")), ("dspark", Policy("fixed")),
+@pytest.mark.parametrize("method,policy", [("dflash", Policy("fixed")), ("dspark", Policy("fixed")), ("eagle3", Policy("fixed")),
+                                           ("eagle3", Policy("fixed", 2)), ("mtp-1", Policy("fixed")),
                                            ("dspark", Policy("threshold", 0.5)), ("dspark", Policy("dspark")), (None, Policy("fixed"))])
 def test_greedy_output_equals_plain_target_decoding(target, method, policy):
     torch.manual_seed(0)
@@ -35,7 +36,12 @@ def test_greedy_output_equals_plain_target_decoding(target, method, policy):
     assert tokens == _plain_greedy(target, prompt, 40)
     assert sum(log.committed) + 1 >= 40  # every token accounted for by rounds (+ the prefill token)
     if method:
-        assert max(log.proposal) <= 5 and all(0 <= a <= p for a, p in zip(log.accepted, log.proposal))
+        full = 1 if method == "mtp-1" else 2 if policy.param == 2 else 5
+        if policy.kind == "fixed":
+            assert set(log.proposal) == {full}
+        else:
+            assert max(log.proposal) <= full
+        assert all(0 <= a <= p for a, p in zip(log.accepted, log.proposal))
 
 
 def test_drafter_that_copies_the_target_is_always_accepted(target):

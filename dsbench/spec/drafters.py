@@ -126,8 +126,50 @@ def _cache(r: int, layers: int, cfg, length: int, device, dtype) -> list[tuple[t
     return [(torch.randn(shape, device=device, dtype=dtype), torch.randn(shape, device=device, dtype=dtype)) for _ in range(layers)]
 
 
-class MTPDrafter(nn.Module):
-    """One multi-token-prediction module predicting one extra token (DeepSeek-V3 style)."""
+class ChainDrafter(nn.Module):
+    """Drafters that predict one token per forward from (token, hidden) pairs: MTP-1 and Eagle3.
+
+    Alignment (DeepSpec's Eagle3): the target feature at position i is paired with token i + 1 at
+    position i, and the output there predicts token i + 2. `extend` writes such pairs (the prompt
+    at prefill; after verification the anchor and accepted drafts, paired with the committed
+    tokens) and returns the last hidden state, whose logits are the next round's first draft;
+    `step` feeds (hidden, drafted token) one position further.
+    """
+
+    num_cache_layers = 1
+
+    def logits(self, h):
+        return self.lm_head(self.norm(h))
+
+    def extend(self, features, tokens, start: int, caches):
+        """features (R, S, F) at positions start..start+S-1, tokens (R, S) -> last hidden (R, H)."""
+        pos = torch.arange(start, start + features.shape[1], device=features.device)
+        return self._layer(self._hidden_in(features), tokens, pos, caches, start)[:, -1]
+
+    def step(self, h, token, pos: int, caches):
+        p = torch.tensor([pos], device=h.device)
+        return self._layer(h[:, None], token[:, None], p, caches, pos)[:, 0]
+
+    def propose_chain(self, h_last, start: int, gamma: int, caches, temperature: float = 1.0):
+        """gamma drafts from the last hidden state: (tokens (R, gamma), logits (R, gamma, V))."""
+        toks, outs, h = [], [], h_last
+        for k in range(gamma):
+            if k:
+                h = self.step(h, toks[-1], start + k - 1, caches)
+            logits = self.logits(h)
+            toks.append(_sample(logits, temperature))
+            outs.append(logits)
+        return torch.stack(toks, 1), torch.stack(outs, 1)
+
+    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
+        """One round as the profiler times it: extend with the last verified position, then the chain."""
+        h = self.extend(features[:, None] if features.dim() == 2 else features, tokens[:, None], start, caches)
+        return self.propose_chain(h, start + 1, gamma, caches, temperature)
+
+
+class MTPDrafter(ChainDrafter):
+    """One multi-token-prediction module predicting one extra token (DeepSeek-V3 style): the
+    layer input is eh_proj([enorm(embed(token)) ; hnorm(target hidden)])."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -138,17 +180,18 @@ class MTPDrafter(nn.Module):
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
         self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
         self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
-        self.num_cache_layers = 1
 
-    def propose(self, tokens, hidden, start: int, gamma: int, caches):
-        """tokens (R,), hidden (R, H) last target hidden state -> draft logits (R, 1, V)."""
-        x = self.eh_proj(torch.cat([self.enorm(self.embed_tokens(tokens)), self.hnorm(hidden)], -1))[:, None]
-        pos = torch.tensor([start], device=x.device)
-        return self.lm_head(self.norm(self.layer(x, pos, caches[0], start)))
+    def _hidden_in(self, features):
+        return features  # the target's last hidden state, width H
+
+    def _layer(self, h, tokens, pos, caches, cache_len):
+        x = self.eh_proj(torch.cat([self.enorm(self.embed_tokens(tokens)), self.hnorm(h)], -1))
+        return self.layer(x, pos, caches[0], cache_len)
 
 
-class Eagle3Drafter(nn.Module):
-    """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`): one layer, gamma sequential steps."""
+class Eagle3Drafter(ChainDrafter):
+    """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`): one layer whose attention reads
+    [input_layernorm(embed(token)) ; hidden_norm(h)]; target features enter through fc (5H -> H)."""
 
     def __init__(self, cfg, n_features: int = 5):
         super().__init__()
@@ -158,21 +201,12 @@ class Eagle3Drafter(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(cfg, eagle3=True)])
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
-        self.num_cache_layers = 1
 
-    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
-        """tokens (R,) anchor, features (R, 5H) target features -> (draft tokens (R, gamma), logits (R, gamma, V))."""
-        h = self.fc(features)[:, None]
-        tok = tokens
-        out_tokens, out_logits = [], []
-        for k in range(gamma):
-            pos = torch.tensor([start + k], device=h.device)
-            h = self.layers[0](h, pos, caches[0], start + k, embed=self.embed_tokens(tok)[:, None])
-            logits = self.lm_head(self.norm(h))[:, 0]
-            tok = _sample(logits, temperature)
-            out_tokens.append(tok)
-            out_logits.append(logits)
-        return torch.stack(out_tokens, 1), torch.stack(out_logits, 1)
+    def _hidden_in(self, features):
+        return self.fc(features)  # fc only for target features; drafted hidden states are already H wide
+
+    def _layer(self, h, tokens, pos, caches, cache_len):
+        return self.layers[0](h, pos, caches[0], cache_len, embed=self.embed_tokens(tokens))
 
 
 class MarkovHead(nn.Module):

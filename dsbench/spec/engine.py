@@ -10,7 +10,9 @@ target has not processed yet):
      target features of the acc + 1 verified positions.
 Records each round's (proposal length, accepted) so tau and per-position figures come from counts.
 
-Implemented for block drafters (DFlash, DSpark) and no-spec; Eagle3 and MTP-1 chains follow.
+Block drafters (DFlash, DSpark) take the new positions' target features each round; chain
+drafters (Eagle3, MTP-1) keep their last hidden state and `extend` it with the verified positions
+paired with the committed tokens (DeepSpec's Eagle3 alignment).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from ..core.policies import Policy, schedule
+from .drafters import ChainDrafter, MTPDrafter
 from .sampling import stop_inside_drafts, verify
 
 
@@ -57,7 +60,7 @@ class SpecDecoder:
         self.layer_ids = target_layer_ids if target_layer_ids is not None else list(range(min(5, n - 1)))
         if any(i >= n - 1 for i in self.layer_ids):
             raise ValueError("target features may not come from the final layer (its HF output is normed)")
-        self.gamma = gamma if drafter is not None else 0
+        self.gamma = (1 if isinstance(drafter, MTPDrafter) else gamma) if drafter is not None else 0
         self.policy = policy or Policy("fixed")
         self.verify_s = verify_s
         self.temperature = temperature
@@ -66,6 +69,8 @@ class SpecDecoder:
         self.gen = torch.Generator(device=target.device).manual_seed(seed)
 
     def _features(self, hidden_states) -> torch.Tensor:
+        if isinstance(self.drafter, MTPDrafter):
+            return hidden_states[-1]  # MTP reads the target's last hidden state
         return torch.cat([hidden_states[i + 1] for i in self.layer_ids], -1)  # raw outputs of the chosen layers
 
     @torch.inference_mode()
@@ -85,6 +90,10 @@ class SpecDecoder:
         start = len(prompt_ids)  # position of the anchor
         feats = self._features(out.hidden_states) if self.drafter is not None else None
         dcaches = self._draft_caches(dev) if self.drafter is not None else None
+        chain = isinstance(self.drafter, ChainDrafter)
+        if chain:  # prompt features 0..n-1 paired with tokens 1..n (the last one is the prefill token)
+            shifted = torch.tensor([prompt_ids[1:] + tokens], device=dev)
+            self._h = self.drafter.extend(self._cast(feats), shifted, 0, dcaches)
         while len(tokens) < max_new_tokens:
             anchor = torch.tensor([tokens[-1]], device=dev)
             drafts, q, conf = self._propose(anchor, feats, start, dcaches)
@@ -109,7 +118,10 @@ class SpecDecoder:
             if stop_at >= 0 or any(t in self.stop_ids for t in committed):
                 break
             _crop(cache, start + a + 1)  # keep the anchor and the accepted drafts; `next` is the new anchor
-            if self.drafter is not None:
+            if chain:  # verified positions start..start+a paired with the committed tokens
+                self._h = self.drafter.extend(self._cast(self._features(out.hidden_states)[:, : a + 1]),
+                                              torch.tensor([committed], device=dev), start, dcaches)
+            elif self.drafter is not None:
                 feats = self._features(out.hidden_states)[:, : a + 1]
             start += a + 1
         return tokens[:max_new_tokens] if len(tokens) > max_new_tokens else tokens, log
@@ -122,11 +134,17 @@ class SpecDecoder:
         return [(torch.zeros(shape, device=dev, dtype=dtype), torch.zeros(shape, device=dev, dtype=dtype))
                 for _ in range(d.num_cache_layers)]
 
+    def _cast(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(next(self.drafter.parameters()).dtype)
+
     def _propose(self, anchor, feats, start, dcaches):
         dev = anchor.device
         if self.drafter is None:
             v = self.target.config.vocab_size
             return torch.zeros((1, 0), dtype=torch.long, device=dev), torch.zeros((1, 0, v), device=dev), None
-        drafts, logits, conf = self.drafter.propose(anchor, feats.to(next(self.drafter.parameters()).dtype), start, self.gamma,
-                                                    dcaches, self.temperature)
+        if isinstance(self.drafter, ChainDrafter):
+            drafts, logits = self.drafter.propose_chain(self._h, start, self.gamma, dcaches, self.temperature)
+            conf = None
+        else:
+            drafts, logits, conf = self.drafter.propose(anchor, self._cast(feats), start, self.gamma, dcaches, self.temperature)
         return drafts, _probs(logits, self.temperature), conf
