@@ -33,14 +33,27 @@ class RMSNorm(nn.Module):
         return (x.float() * torch.rsqrt(var + self.eps)).to(x.dtype) * self.weight
 
 
-def rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """Rotary embedding (rotate-half form) of x (R, heads, T, hd) at integer `positions` (T,)."""
-    hd = x.shape[-1]
-    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd))
-    ang = positions.float()[:, None] * inv[None, :]
-    cos, sin = torch.cat([ang.cos(), ang.cos()], -1).to(x.dtype), torch.cat([ang.sin(), ang.sin()], -1).to(x.dtype)
-    x1, x2 = x[..., : hd // 2], x[..., hd // 2 :]
-    return x * cos + torch.cat([-x2, x1], -1) * sin
+class Rotary:
+    """Rotary embedding (rotate-half form) with cos/sin tables grown on demand, not rebuilt per call."""
+
+    def __init__(self, head_dim: int, theta: float):
+        self.hd, self.theta = head_dim, theta
+        self.cos = self.sin = None
+
+    def _tables(self, n: int, like: torch.Tensor):
+        if self.cos is None or self.cos.shape[0] < n or self.cos.device != like.device or self.cos.dtype != like.dtype:
+            size = max(n, 2 * (0 if self.cos is None else self.cos.shape[0]), 256)
+            inv = 1.0 / (self.theta ** (torch.arange(0, self.hd, 2, device=like.device, dtype=torch.float32) / self.hd))
+            ang = torch.arange(size, device=like.device, dtype=torch.float32)[:, None] * inv[None, :]
+            self.cos = torch.cat([ang.cos(), ang.cos()], -1).to(like.dtype)
+            self.sin = torch.cat([ang.sin(), ang.sin()], -1).to(like.dtype)
+        return self.cos, self.sin
+
+    def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x (R, heads, T, hd) at integer `positions` (T,)."""
+        cos, sin = self._tables(int(positions.max()) + 1, x)
+        x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2 :]
+        return x * cos[positions] + torch.cat([-x2, x1], -1) * sin[positions]
 
 
 class Attention(nn.Module):
@@ -51,7 +64,8 @@ class Attention(nn.Module):
         super().__init__()
         h, self.nh, self.nkv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
         self.hd = getattr(cfg, "head_dim", None) or h // self.nh
-        self.theta = float(getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6))
+        theta = float(getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6))
+        self.rope = Rotary(self.hd, theta)
         d = in_dim or h
         self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
         self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
@@ -64,14 +78,14 @@ class Attention(nn.Module):
         r, t, _ = x.shape
         k = self.k_norm(self.k_proj(x).view(r, t, self.nkv, self.hd)).transpose(1, 2)
         v = self.v_proj(x).view(r, t, self.nkv, self.hd).transpose(1, 2)
-        return rope(k, positions, self.theta), v
+        return self.rope(k, positions), v
 
     def forward(self, x, positions, cache: tuple[torch.Tensor, torch.Tensor], cache_len: int, extra=None, extra_positions=None):
         """x (R, T, d) queries at `positions`; writes their keys/values (and `extra`'s, if given,
         first) into the cache after `cache_len` entries and attends over everything written."""
         r, t, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2)
-        q = rope(q, positions, self.theta)
+        q = self.rope(q, positions)
         ck, cv = cache
         n = cache_len
         for inp, pos in ((extra, extra_positions), (x, positions)):
