@@ -112,15 +112,20 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
     return out
 
 
+def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
+    """The profile, the acceptance curves the methods need (none for no-spec alone) and where they came from."""
+    profile = load_profile(cfg.profile)
+    acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
+    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
+    return profile, (load_acceptance(acc_ref) if needs_curves else []), acc_ref
+
+
 def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = None,
               on_method: Callable[[str, list[dict]], None] | None = None) -> SweepResult:
     """Simulate each method over the concurrency grid; `progress(method, n_done)` after each point,
     `on_method(method, rows)` after each method (so callers can write results as they arrive)."""
     policy = cfg.validate()
-    profile = load_profile(cfg.profile)
-    acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
-    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods)
-    curves = load_acceptance(acc_ref) if needs_curves else []
+    profile, curves, acc_ref = load_inputs(cfg)
     scenarios = build_scenarios(cfg, profile, curves, acc_ref)
 
     max_c = cfg.max_concurrency

@@ -49,15 +49,12 @@ def serve(
     from ..serve.app import create_app
     from ..serve.app import serve as run_server
     from ..serve.engine import SimEngine
-    from ..sweep import SweepConfig, build_scenarios
+    from ..sweep import SweepConfig, build_scenarios, load_inputs
 
-    from ..results import load_acceptance, load_profile
 
     cfg = SweepConfig(profile=profile, acceptance=acceptance, domain=domain, methods=(method,), baseline=method,
                       policy=policy, gamma=gamma)
-    prof = load_profile(profile)
-    acc_ref = acceptance or str(prof.model.get("name", ""))
-    curves = load_acceptance(acc_ref) if method != "no-spec" else []
+    prof, curves, acc_ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, prof, curves, acc_ref)[method]
     engine = SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name)
     err.print(f"dsbench serve: simulated {method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
