@@ -50,10 +50,13 @@ class Rotary:
         return self.cos, self.sin
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """x (R, heads, T, hd) at integer `positions` (T,)."""
+        """x (R, heads, T, hd) at integer `positions`, (T,) shared or (R, T) per row."""
         cos, sin = self._tables(int(positions.max()) + 1, x)
+        cos, sin = cos[positions], sin[positions]
+        if positions.dim() == 2:
+            cos, sin = cos[:, None], sin[:, None]
         x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2 :]
-        return x * cos[positions] + torch.cat([-x2, x1], -1) * sin[positions]
+        return x * cos + torch.cat([-x2, x1], -1) * sin
 
 
 class Attention(nn.Module):
@@ -80,9 +83,11 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(r, t, self.nkv, self.hd).transpose(1, 2)
         return self.rope(k, positions), v
 
-    def forward(self, x, positions, cache: tuple[torch.Tensor, torch.Tensor], cache_len: int, extra=None, extra_positions=None):
+    def forward(self, x, positions, cache: tuple[torch.Tensor, torch.Tensor], cache_len: int, extra=None, extra_positions=None,
+                attn_mask=None):
         """x (R, T, d) queries at `positions`; writes their keys/values (and `extra`'s, if given,
-        first) into the cache after `cache_len` entries and attends over everything written."""
+        first) into the cache after `cache_len` entries and attends over everything written
+        (restricted by a boolean `attn_mask` broadcastable to (R, heads, T, keys), if given)."""
         r, t, _ = x.shape
         q = self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2)
         q = self.rope(q, positions)
@@ -95,7 +100,7 @@ class Attention(nn.Module):
             ck[:, :, n : n + k.shape[2]] = k
             cv[:, :, n : n + k.shape[2]] = v
             n += k.shape[2]
-        out = F.scaled_dot_product_attention(q, ck[:, :, :n], cv[:, :, :n], enable_gqa=True)  # bidirectional / all past
+        out = F.scaled_dot_product_attention(q, ck[:, :, :n], cv[:, :, :n], attn_mask=attn_mask, enable_gqa=True)
         return self.o_proj(out.transpose(1, 2).reshape(r, t, -1))
 
 
@@ -125,19 +130,21 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, positions, cache, cache_len, extra=None, extra_positions=None, embed=None):
+    def forward(self, x, positions, cache, cache_len, extra=None, extra_positions=None, embed=None, attn_mask=None):
         if self.eagle3:
             a_in = torch.cat([self.input_layernorm(embed), self.hidden_norm(x)], -1)
         else:
             a_in = self.input_layernorm(x)
-        x = x + self.self_attn(a_in, positions, cache, cache_len, extra, extra_positions)
+        x = x + self.self_attn(a_in, positions, cache, cache_len, extra, extra_positions, attn_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-def _cache(r: int, layers: int, cfg, length: int, device, dtype) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _cache(r: int, layers: int, cfg, length: int, device, dtype, zeros: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of `length` entries: random (a full cache for timing) or zeros."""
     hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     shape = (r, cfg.num_key_value_heads, length, hd)
-    return [(torch.randn(shape, device=device, dtype=dtype), torch.randn(shape, device=device, dtype=dtype)) for _ in range(layers)]
+    make = torch.zeros if zeros else torch.randn
+    return [(make(shape, device=device, dtype=dtype), make(shape, device=device, dtype=dtype)) for _ in range(layers)]
 
 
 class ChainDrafter(nn.Module):
@@ -284,6 +291,45 @@ class BlockDrafter(nn.Module):
             toks.append(prev)
             outs.append(lk)
         return torch.stack(toks, 1), torch.stack(outs, 1), (torch.stack(confs, 1) if confs else None)
+
+
+def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: torch.Tensor, anchors: torch.Tensor, gamma: int):
+    """Teacher-forced training pass of a block drafter over many anchors of one sequence.
+
+    tokens (L,) the sequence, features (L, F) the target's features at its positions, anchors (A,)
+    anchor positions t (each block predicts tokens t+1..t+gamma from the context of positions < t).
+    Returns base logits (A, gamma, V), the normed block hidden states (A, gamma, H), and for DSpark
+    the Markov-corrected logits and confidence logits given the true previous tokens (else None).
+    """
+    a, length = len(anchors), len(tokens)
+    ctx = drafter.hidden_norm(drafter.fc(features))[None].expand(a, -1, -1)
+    block = torch.full((a, gamma), drafter.mask_token_id, dtype=torch.long, device=tokens.device)
+    block[:, 0] = tokens[anchors]
+    x = drafter.embed_tokens(block)
+    pos = anchors[:, None] + torch.arange(gamma, device=tokens.device)[None, :]
+    keys_ok = torch.cat([torch.arange(length, device=tokens.device)[None, :] < anchors[:, None],
+                         torch.ones(a, gamma, dtype=torch.bool, device=tokens.device)], 1)[:, None, None, :]
+    caches = _cache(a, len(drafter.layers), _CacheShape(drafter), length + gamma, tokens.device, x.dtype, zeros=True)
+    for layer, cache in zip(drafter.layers, caches):
+        x = layer(x, pos, cache, 0, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
+    hidden = drafter.norm(x)
+    logits = drafter.lm_head(hidden)
+    if drafter.markov_head is None:
+        return logits, hidden, None, None
+    # slot k's previous token: the anchor for slot 0, then the true tokens t+1..t+gamma-1
+    prev = torch.cat([tokens[anchors][:, None], tokens[(anchors[:, None] + torch.arange(1, gamma, device=tokens.device)).clamp(max=length - 1)]], 1)
+    e = drafter.markov_head.markov_w1(prev)
+    corrected = logits + drafter.markov_head.markov_w2(e)
+    conf = drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0] if drafter.confidence_head is not None else None
+    return logits, hidden, corrected, conf
+
+
+class _CacheShape:
+    """The config fields `_cache` needs, read off a drafter's first attention layer."""
+
+    def __init__(self, drafter):
+        att = drafter.layers[0].self_attn
+        self.hidden_size, self.num_attention_heads, self.num_key_value_heads, self.head_dim = att.o_proj.out_features, att.nh, att.nkv, att.hd
 
 
 def _sample(logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -1,0 +1,127 @@
+"""Briefly trained fixtures, so measured acceptance means something (no downloads, CPU only).
+
+- target: the tiny Qwen3 of tests/servers.py, trained for a few hundred steps to answer each of the
+  project's own prompts with the next prompt's text (chat template, so `dsbench accept` renders
+  the same way);
+- drafters: DFlash and DSpark block drafters (1 layer, rank-32 Markov head) distilled on the
+  target's own sampled continuations, teacher-forced: CE on each block slot (weights exp(-k/4))
+  for both; DSpark adds the Markov correction and trains its confidence head (BCE against the
+  analytic per-step acceptance 1 - 0.5 ||p_d - p_t||_1), as DeepSpec does.
+Everything is cached under the pytest cache directory, keyed by VERSION. Building takes about
+a minute of wall time on two cores (~110 s of CPU): over the one CPU-minute aimed for.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from dsbench.spec.checkpoints import save_drafter
+from dsbench.spec.drafters import BlockDrafter, block_train_forward
+from tests.servers import REPO, build_tiny_qwen3
+
+VERSION = "trained-v2"
+GAMMA = 4
+LAYER_IDS = [0]
+
+
+def _render(tok, user: str, answer: str | None = None) -> list[int]:
+    text = tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+    if answer is not None:
+        text += answer + "<|im_end|>"
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def _prompts() -> list[str]:
+    return [json.loads(line)["prompt"] for name in ("math", "code", "chat")
+            for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+
+
+def train_target(out: Path, steps: int = 300) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    build_tiny_qwen3(out)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    prompts = _prompts()
+    seqs = [_render(tok, p, prompts[(i + 1) % len(prompts)]) for i, p in enumerate(prompts)]
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), tok.pad_token_id)
+    labels = torch.full((len(seqs), width), -100)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        labels[i, : len(s)] = torch.tensor(s)
+    torch.manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    model.save_pretrained(out)
+    return out
+
+
+def distill(target_dir: Path, out: Path, markov: bool, epochs: int = 30) -> Path:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(target_dir)
+    target = AutoModelForCausalLM.from_pretrained(target_dir).eval()
+    torch.manual_seed(1)
+    data = []
+    with torch.no_grad():  # (not inference_mode: these tensors feed training)
+        for p in _prompts():
+            prompt = torch.tensor([_render(tok, p)])
+            seq = target.generate(prompt, max_new_tokens=40, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                  pad_token_id=tok.pad_token_id)[0]
+            out_t = target(input_ids=seq[None], output_hidden_states=True)
+            feats = torch.cat([out_t.hidden_states[i + 1][0] for i in LAYER_IDS], -1)
+            probs = torch.softmax(out_t.logits[0].float(), -1)  # probs[t] predicts token t+1
+            anchors = torch.arange(prompt.shape[1] - 1, len(seq) - GAMMA)
+            data.append((seq, feats, probs, anchors))
+    d = BlockDrafter(target.config, draft_layers=1, n_features=len(LAYER_IDS), markov_rank=32 if markov else 0,
+                     confidence=markov, mask_token_id=tok.pad_token_id)
+    with torch.no_grad():  # frozen copies of the target's embedding and head, as DeepSpec keeps them
+        d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)
+        d.lm_head.weight.copy_(target.get_output_embeddings().weight)
+    d.embed_tokens.weight.requires_grad_(False)
+    d.lm_head.weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in d.parameters() if p.requires_grad], lr=3e-3)
+    w = torch.exp(-torch.arange(GAMMA) / 4.0)
+    d.train()
+    for _ in range(epochs):
+        for seq, feats, probs, anchors in data:
+            logits, _, corrected, conf = block_train_forward(d, seq, feats, anchors, GAMMA)
+            out_logits = corrected if corrected is not None else logits
+            tgt_pos = anchors[:, None] + torch.arange(1, GAMMA + 1)[None, :]
+            ce = torch.nn.functional.cross_entropy(out_logits.reshape(-1, out_logits.shape[-1]), seq[tgt_pos].reshape(-1),
+                                                   reduction="none").view(-1, GAMMA)
+            loss = (ce * w).mean()
+            if conf is not None:
+                p_t = probs[tgt_pos - 1]  # the target's distribution for each slot's token
+                p_d = torch.softmax(out_logits, -1)
+                accept = (1 - 0.5 * (p_d - p_t).abs().sum(-1)).detach().clamp(0, 1)
+                loss = loss + torch.nn.functional.binary_cross_entropy_with_logits(conf, accept)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    d.eval()
+    return save_drafter(d, "dspark" if markov else "dflash", target.config, out, LAYER_IDS, GAMMA)
+
+
+def fixtures(cache_dir: Path) -> dict[str, Path]:
+    """Paths of the trained target and distilled drafters, built once per VERSION."""
+    root = Path(cache_dir) / VERSION
+    done = root / "done"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        target = train_target(root / "target")
+        distill(target, root / "dflash", markov=False)
+        distill(target, root / "dspark", markov=True)
+        done.write_text("ok")
+    return {"target": root / "target", "dflash": root / "dflash", "dspark": root / "dspark"}
