@@ -32,6 +32,7 @@ class AcceptConfig:
     device: str = "cpu"
     policy: str = "fixed"
     gamma: int | None = None  # default: the checkpoint's block size
+    profile: str | None = None  # step-time profile for the dspark policy (its R = 1 slice: one sequence at a time)
 
 
 def load_target(path: str, device: str):
@@ -75,8 +76,10 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
         policy = Policy.parse(cfg.policy)
     except ValueError as e:
         raise InputError(f"--policy: {e}") from None
-    if policy.kind in ("dspark", "dspark-async"):
-        raise InputError("--policy dspark needs a step-time profile inside the engine; offline acceptance uses fixed or threshold")
+    if policy.kind == "dspark-async":
+        raise InputError("--policy dspark-async schedules across concurrent requests; offline decoding runs one sequence: use dspark")
+    if policy.kind == "dspark" and not cfg.profile:
+        raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
     device = resolve_device(cfg.device)
     datasets = {w: load_workload(w) for w in cfg.workloads}
     target, tok = load_target(cfg.target, device)
@@ -85,7 +88,12 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
         drafter, info = load_drafter(cfg.draft, target)
     method = info.method if info else "no-spec"
     gamma = cfg.gamma or (info.gamma if info else 0)
-    dec = SpecDecoder(target, drafter, info.target_layer_ids if info else None, gamma, policy, None, cfg.temperature,
+    verify_s = None
+    if cfg.profile:
+        from .results import load_profile
+
+        verify_s = load_profile(cfg.profile).surface().slice(1).table(1 + max(gamma, 1))
+    dec = SpecDecoder(target, drafter, info.target_layer_ids if info else None, gamma, policy, verify_s, cfg.temperature,
                       _stop_ids(target, tok), seed=cfg.seed)
     summary = {"method": method, "gamma": gamma, "datasets": {}}
     by_domain: dict[str, dict[str, list]] = {}

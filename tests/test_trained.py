@@ -55,3 +55,26 @@ def test_trained_drafters_are_accepted_and_the_markov_head_helps_late_positions(
     record_property("late_conditional", late)
     print(f"conditional acceptance at positions 2-4: DFlash {late['dflash']:.2f}, DSpark {late['dspark']:.2f}")
     assert late["dspark"] > late["dflash"] + 0.05
+
+
+@pytest.mark.slow
+def test_dspark_policy_runs_on_real_confidences(trained, tmp_path, write_json):
+    """Algorithm 1 inside the engine on the trained head's confidences. On a memory-bound H100 at
+    one request it verifies the whole block; on a profile where every verified token costs 60 %
+    more time it truncates, varying the length with the confidences."""
+    steep = write_json("steep.json", {"schema": "dsbench.profile/1", "source": "measured", "device": {"name": "test"},
+                                      "model": {"name": "tiny"}, "context_len": 64,
+                                      "points": [{"batch_tokens": b, "requests": 1, "step_s": 0.001 * (1 + 0.6 * (b - 1))}
+                                                 for b in range(1, 6)]})
+    proposals = {}
+    for profile in ("h100-qwen3-8b", str(steep)):
+        r = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]), "--workload", "chat",
+                                "--samples", "4", "--max-new-tokens", "30", "--policy", "dspark", "--profile", profile,
+                                "--out", str(tmp_path / "acc"), "--json"])
+        assert r.exit_code == 0, r.output
+        proposals[profile] = json.loads(r.stdout)["datasets"]["chat"]["mean_proposal"]
+    assert proposals["h100-qwen3-8b"] == 4.0
+    assert 0.0 < proposals[str(steep)] < 3.0
+    bad = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]), "--workload", "chat",
+                              "--policy", "dspark", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--policy dspark needs --profile" in bad.output

@@ -31,7 +31,8 @@ def accept(
     samples: Annotated[int, typer.Option(help="Prompts per workload file.")] = 20,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt.")] = 256,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of target and drafter (0 = greedy).")] = 1.0,
-    policy: Annotated[str, typer.Option(help="Verification policy: fixed[:l] or threshold:t.")] = "fixed",
+    policy: Annotated[str, typer.Option(help="Verification policy: fixed[:l], threshold:t, or dspark (with --profile).")] = "fixed",
+    profile: Annotated[Optional[str], typer.Option(help="Step-time profile for --policy dspark (file or shipped name).")] = None,
     gamma: Annotated[Optional[int], typer.Option(help="Draft block size [default: the checkpoint's].")] = None,
     seed: Annotated[int, typer.Option(help="Seed (DeepSpec's default 980406; sample i uses seed + i).")] = 980406,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
@@ -64,7 +65,7 @@ def accept(
         return
     if not target:
         raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
-    cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma)
+    cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma, profile)
     with Progress(TextColumn("decoding [bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=quiet or as_json) as bar:
         task = bar.add_task("accept", total=None, what="loading")
