@@ -35,6 +35,20 @@ class RoundLog:
     confidence: list[list[float]] = field(default_factory=list)  # DSpark: per-position confidence per round
 
 
+@dataclass
+class Session:
+    """One sequence's decoding state between rounds."""
+
+    cache: object  # the target's DynamicCache
+    start: int  # position of the anchor (the last committed token, not yet in the target cache)
+    tokens: list[int]
+    done: bool = False
+    feats: torch.Tensor | None = None  # block drafters: target features of the positions verified last round
+    h: torch.Tensor | None = None  # chain drafters: last hidden state
+    dcaches: list | None = None
+    log: RoundLog = field(default_factory=RoundLog)
+
+
 def _crop(cache, length: int) -> None:
     """Cut a DynamicCache back to `length` positions (transformers 5 takes a negative count to remove)."""
     excess = cache.get_seq_length() - length
@@ -74,57 +88,65 @@ class SpecDecoder:
         return torch.cat([hidden_states[i + 1] for i in self.layer_ids], -1)  # raw outputs of the chosen layers
 
     @torch.inference_mode()
-    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], RoundLog]:
-        """Generated tokens (the prefill token first) and the per-round log."""
+    def start(self, prompt_ids: list[int]) -> Session:
+        """Prefill one sequence and sample its first token (which no round counts)."""
         from transformers import DynamicCache
 
         dev = self.target.device
-        ids = torch.tensor([prompt_ids], device=dev)
         cache = DynamicCache()
-        out = self.target(input_ids=ids, past_key_values=cache, output_hidden_states=True, use_cache=True)
-        first = torch.multinomial(_probs(out.logits[:, -1], self.temperature), 1, generator=self.gen)[0]
-        tokens = [int(first)]
-        log = RoundLog()
-        if tokens[-1] in self.stop_ids:
-            return tokens, log
-        start = len(prompt_ids)  # position of the anchor
-        feats = self._features(out.hidden_states) if self.drafter is not None else None
-        dcaches = self._draft_caches(dev) if self.drafter is not None else None
-        chain = isinstance(self.drafter, ChainDrafter)
-        if chain:  # prompt features 0..n-1 paired with tokens 1..n (the last one is the prefill token)
-            shifted = torch.tensor([prompt_ids[1:] + tokens], device=dev)
-            self._h = self.drafter.extend(self._cast(feats), shifted, 0, dcaches)
-        while len(tokens) < max_new_tokens:
-            anchor = torch.tensor([tokens[-1]], device=dev)
-            drafts, q, conf = self._propose(anchor, feats, start, dcaches)
-            g = drafts.shape[1]
-            c = (conf if conf is not None else torch.ones(1, g)).float().cpu().numpy()[:, None, :]  # no head: fully confident
-            length = int(schedule(self.policy, c, self.verify_s)[0, 0]) if g else 0
-            verify_ids = torch.cat([anchor[:, None], drafts[:, :length]], 1)
-            pos = torch.arange(start, start + length + 1, device=dev)
-            out = self.target(input_ids=verify_ids, past_key_values=cache, cache_position=pos, position_ids=pos[None],
-                              output_hidden_states=True, use_cache=True, logits_to_keep=0)
-            p = _probs(out.logits, self.temperature)  # (1, l + 1, V)
-            acc, nxt = verify(p, q[:, :length], drafts[:, :length], torch.tensor([length], device=dev), self.gen)
-            a = int(acc[0])
-            stop_at = int(stop_inside_drafts(drafts[:, :length], acc, self.stop_ids)[0])
-            committed = drafts[0, :a].tolist() + [int(nxt[0])] if stop_at < 0 else drafts[0, :stop_at].tolist()
-            log.proposal.append(length)
-            log.accepted.append(a if stop_at < 0 else stop_at)
-            log.committed.append(len(committed))
-            if conf is not None:
-                log.confidence.append(conf[0].float().tolist())
-            tokens += committed
-            if stop_at >= 0 or any(t in self.stop_ids for t in committed):
-                break
-            _crop(cache, start + a + 1)  # keep the anchor and the accepted drafts; `next` is the new anchor
-            if chain:  # verified positions start..start+a paired with the committed tokens
-                self._h = self.drafter.extend(self._cast(self._features(out.hidden_states)[:, : a + 1]),
-                                              torch.tensor([committed], device=dev), start, dcaches)
-            elif self.drafter is not None:
-                feats = self._features(out.hidden_states)[:, : a + 1]
-            start += a + 1
-        return tokens[:max_new_tokens] if len(tokens) > max_new_tokens else tokens, log
+        out = self.target(input_ids=torch.tensor([prompt_ids], device=dev), past_key_values=cache, output_hidden_states=True,
+                          use_cache=True)
+        first = int(torch.multinomial(_probs(out.logits[:, -1], self.temperature), 1, generator=self.gen)[0])
+        s = Session(cache=cache, start=len(prompt_ids), tokens=[first], done=first in self.stop_ids)
+        if self.drafter is not None:
+            s.feats = self._features(out.hidden_states)
+            s.dcaches = self._draft_caches(dev)
+            if isinstance(self.drafter, ChainDrafter):  # prompt features 0..n-1 paired with tokens 1..n
+                s.h = self.drafter.extend(self._cast(s.feats), torch.tensor([prompt_ids[1:] + [first]], device=dev), 0, s.dcaches)
+        return s
+
+    @torch.inference_mode()
+    def step(self, s: Session) -> list[int]:
+        """One round for one sequence; returns the tokens it committed (and marks a stop)."""
+        dev = self.target.device
+        anchor = torch.tensor([s.tokens[-1]], device=dev)
+        drafts, q, conf = self._propose(anchor, s)
+        g = drafts.shape[1]
+        c = (conf if conf is not None else torch.ones(1, g)).float().cpu().numpy()[:, None, :]  # no head: fully confident
+        length = int(schedule(self.policy, c, self.verify_s)[0, 0]) if g else 0
+        verify_ids = torch.cat([anchor[:, None], drafts[:, :length]], 1)
+        pos = torch.arange(s.start, s.start + length + 1, device=dev)
+        out = self.target(input_ids=verify_ids, past_key_values=s.cache, cache_position=pos, position_ids=pos[None],
+                          output_hidden_states=True, use_cache=True, logits_to_keep=0)
+        p = _probs(out.logits, self.temperature)  # (1, l + 1, V)
+        acc, nxt = verify(p, q[:, :length], drafts[:, :length], torch.tensor([length], device=dev), self.gen)
+        a = int(acc[0])
+        stop_at = int(stop_inside_drafts(drafts[:, :length], acc, self.stop_ids)[0])
+        committed = drafts[0, :a].tolist() + [int(nxt[0])] if stop_at < 0 else drafts[0, :stop_at].tolist()
+        s.log.proposal.append(length)
+        s.log.accepted.append(a if stop_at < 0 else stop_at)
+        s.log.committed.append(len(committed))
+        if conf is not None:
+            s.log.confidence.append(conf[0].float().tolist())
+        s.tokens += committed
+        if stop_at >= 0 or any(t in self.stop_ids for t in committed):
+            s.done = True
+            return committed
+        _crop(s.cache, s.start + a + 1)  # keep the anchor and the accepted drafts; `next` is the new anchor
+        if isinstance(self.drafter, ChainDrafter):  # verified positions paired with the committed tokens
+            s.h = self.drafter.extend(self._cast(self._features(out.hidden_states)[:, : a + 1]),
+                                      torch.tensor([committed], device=dev), s.start, s.dcaches)
+        elif self.drafter is not None:
+            s.feats = self._features(out.hidden_states)[:, : a + 1]
+        s.start += a + 1
+        return committed
+
+    def generate(self, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], RoundLog]:
+        """Generated tokens (the prefill token first) and the per-round log."""
+        s = self.start(prompt_ids)
+        while not s.done and len(s.tokens) < max_new_tokens:
+            self.step(s)
+        return s.tokens[:max_new_tokens], s.log
 
     def _draft_caches(self, dev):
         d, cfg = self.drafter, self.target.config
@@ -137,14 +159,14 @@ class SpecDecoder:
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(next(self.drafter.parameters()).dtype)
 
-    def _propose(self, anchor, feats, start, dcaches):
+    def _propose(self, anchor, s: Session):
         dev = anchor.device
         if self.drafter is None:
             v = self.target.config.vocab_size
             return torch.zeros((1, 0), dtype=torch.long, device=dev), torch.zeros((1, 0, v), device=dev), None
         if isinstance(self.drafter, ChainDrafter):
-            drafts, logits = self.drafter.propose_chain(self._h, start, self.gamma, dcaches, self.temperature)
+            drafts, logits = self.drafter.propose_chain(s.h, s.start, self.gamma, s.dcaches, self.temperature)
             conf = None
         else:
-            drafts, logits, conf = self.drafter.propose(anchor, self._cast(feats), start, self.gamma, dcaches, self.temperature)
+            drafts, logits, conf = self.drafter.propose(anchor, self._cast(s.feats), s.start, self.gamma, s.dcaches, self.temperature)
         return drafts, _probs(logits, self.temperature), conf
