@@ -1,6 +1,9 @@
 """Measured acceptance on briefly trained fixtures (tests/trained.py; built once, then cached)."""
 
 import json
+import sys
+
+import httpx
 
 import numpy as np
 import pytest
@@ -78,3 +81,25 @@ def test_dspark_policy_runs_on_real_confidences(trained, tmp_path, write_json):
     bad = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]), "--workload", "chat",
                               "--policy", "dspark", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--policy dspark needs --profile" in bad.output
+
+
+@pytest.mark.slow
+def test_serve_real_engine_under_load(trained, tmp_path):
+    """`dsbench serve --target --draft` answers a load test with real speculative decoding: real
+    text, token counts from the engine, tau from its counters."""
+    from dsbench.results import load_load
+    from tests.servers import _server
+
+    cmd = [sys.executable, "-m", "dsbench.cli", "serve", "--target", str(trained["target"]), "--draft", str(trained["dspark"]),
+           "--port", "{port}", "--model-name", "tiny", "--seed", "3"]
+    with _server(cmd, 60) as (url, _):
+        r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--concurrency", "2", "--workload", "chat",
+                                "--requests", "6", "--max-tokens", "24", "--warmup", "0", "--out", str(tmp_path), "--quiet"])
+        assert r.exit_code == 0, r.output
+        body = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12,
+                                                              "messages": [{"role": "user", "content": "Write a haiku"}]}, timeout=30).json()
+    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    assert len(recs) == 6 and all(rec["error"] is None and 1 <= rec["output_tokens"] <= 24 for rec in recs)
+    spec = load_load(tmp_path)["points"][0]["spec"]
+    assert spec["engine"] == "dsbench" and spec["rounds"] > 0 and 1.0 <= spec["tau_per_round"] <= 5.0
+    assert body["usage"]["completion_tokens"] <= 12 and isinstance(body["choices"][0]["message"]["content"], str)

@@ -13,16 +13,21 @@ from ._common import app, err, handles_input_errors
     epilog="Examples:\n\n"
     "  dsbench serve --sim\n\n"
     "  dsbench serve --sim --method mtp-1 --profile h200-qwen3-8b --port 8001\n\n"
-    "  dsbench serve --sim --time-scale 4 --inject-error 500:0.1 --inject-error 429:0.05"
+    "  dsbench serve --sim --time-scale 4 --inject-error 500:0.1 --inject-error 429:0.05\n\n"
+    "  dsbench serve --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --model-name qwen3-8b"
 )
 @handles_input_errors
 def serve(
     sim: Annotated[bool, typer.Option("--sim", help="Run the simulated engine (rounds timed by the profile, acceptance drawn from the curves).")] = False,
+    target: Annotated[Optional[str], typer.Option(help="Real engine: target model folder (safetensors + tokenizer).", rich_help_panel="Real engine")] = None,
+    draft: Annotated[Optional[str], typer.Option(help="Real engine: drafter checkpoint in DeepSpec's layout.", rich_help_panel="Real engine")] = None,
+    temperature: Annotated[float, typer.Option(help="Real engine: sampling temperature.", rich_help_panel="Real engine")] = 1.0,
+    device: Annotated[str, typer.Option(help="Real engine: auto, cpu or cuda[:N].", rich_help_panel="Real engine")] = "cpu",
     profile: Annotated[str, typer.Option(help="Profile JSON or shipped name.", rich_help_panel="Engine")] = "h100-qwen3-8b",
     acceptance: Annotated[Optional[str], typer.Option(help="Acceptance file or directory [default: shipped curves for the profile's model].", rich_help_panel="Engine")] = None,
     method: Annotated[str, typer.Option(help="Decoding method: dspark, dflash, eagle3, mtp-1, no-spec.", rich_help_panel="Engine")] = "dspark",
     policy: Annotated[str, typer.Option(help="DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.", rich_help_panel="Engine")] = "dspark",
-    gamma: Annotated[int, typer.Option(help="Draft block size.", rich_help_panel="Engine")] = 7,
+    gamma: Annotated[Optional[int], typer.Option(help="Draft block size [default: 7 simulated; the checkpoint's for the real engine].", rich_help_panel="Engine")] = None,
     domain: Annotated[str, typer.Option(help="Acceptance curves: math, code, chat, or mix (one drawn per request).", rich_help_panel="Engine")] = "mix",
     time_scale: Annotated[float, typer.Option(help="Wall seconds per simulated second (2 = twice as slow).", rich_help_panel="Engine")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed of the engine.", rich_help_panel="Engine")] = 0,
@@ -32,20 +37,28 @@ def serve(
     inject_error: Annotated[list[str], typer.Option(help="Fault injection for client tests: STATUS:FRACTION, repeatable (e.g. 500:0.1).", rich_help_panel="Fault injection")] = [],  # noqa: B006
     stall_after: Annotated[Optional[int], typer.Option(help="Stall every stream after this many chunks.", rich_help_panel="Fault injection")] = None,
 ):
-    """Serve an OpenAI-compatible API on 127.0.0.1 backed by a simulated speculative engine.
+    """Serve an OpenAI-compatible API on 127.0.0.1: a simulated speculative engine, or a real one.
 
     Rounds of all in-flight requests are batched continuously; each round lasts
     T_draft + step_s(B, R) from the profile, the verification policy picks each request's
     length, and each round's committed tokens go out as one SSE chunk. /metrics exposes vLLM's
-    speculative-decoding counters.
+    speculative-decoding counters. With --target (and --draft) the rounds are real in-process
+    speculative decoding of every in-flight request, interleaved round by round.
     """
     from ..results import InputError
 
-    if not sim:
-        raise InputError("only the simulated engine is available yet: pass --sim")
+    if sim == bool(target):
+        raise InputError("choose one engine: --sim, or --target PATH [--draft PATH]")
     if not time_scale > 0:
         raise InputError(f"--time-scale must be > 0, got {time_scale}")
     faults = _parse_faults(inject_error, stall_after, seed)
+    if target:
+        engine = _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile)
+        from ..serve.app import create_app
+        from ..serve.app import serve as run_server
+
+        run_server(create_app(engine, faults), host, port, on_ready=lambda _s: err.print(f"listening on http://{host}:{port}", highlight=False))
+        return
     from ..serve.app import create_app
     from ..serve.app import serve as run_server
     from ..serve.engine import SimEngine
@@ -53,7 +66,7 @@ def serve(
 
 
     cfg = SweepConfig(profile=profile, acceptance=acceptance, domain=domain, methods=(method,), baseline=method,
-                      policy=policy, gamma=gamma)
+                      policy=policy, gamma=gamma or 7)
     prof, curves, acc_ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, prof, curves, acc_ref)[method]
     engine = SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name)
@@ -61,6 +74,33 @@ def serve(
               f"time scale {time_scale:g}, model id {model_name!r}", highlight=False)
     run_server(create_app(engine, faults), host, port,
                on_ready=lambda _s: err.print(f"listening on http://{host}:{port}", highlight=False))
+
+
+def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile):
+    from ..accept import _stop_ids, load_target
+    from ..core.policies import Policy
+    from ..profile.measure import resolve_device
+    from ..results import InputError, load_profile
+    from ..serve.real import RealEngine
+    from ..spec.checkpoints import load_drafter
+    from ..spec.engine import SpecDecoder
+
+    try:
+        pol = Policy.parse(policy)
+    except ValueError as e:
+        raise InputError(f"--policy: {e}") from None
+    dev = resolve_device(device)
+    model, tok = load_target(target, dev)
+    drafter, info = load_drafter(draft, model) if draft else (None, None)
+    g = (gamma or info.gamma) if draft else 0
+    verify_s = load_profile(profile).surface().slice(1).table(1 + max(g, 1)) if pol.kind == "dspark" else None
+    if pol.kind == "dspark-async":
+        raise InputError("--policy dspark-async is for the simulated engine; the real engine takes fixed, threshold or dspark")
+    dec = SpecDecoder(model, drafter, info.target_layer_ids if info else None, g, pol, verify_s, temperature, _stop_ids(model, tok),
+                      seed=seed)
+    err.print(f"dsbench serve: real engine, target {target}, " + (f"{info.method} drafter, gamma {dec.gamma}, {pol}" if info else "no drafter"),
+              highlight=False)
+    return RealEngine(dec, tok, model_name)
 
 
 def _parse_faults(specs: list[str], stall_after: int | None, seed: int):

@@ -2,8 +2,9 @@
 
 Endpoints: /v1/chat/completions and /v1/completions (streaming and not, `usage`,
 `stream_options.include_usage` and `continuous_usage_stats`), /v1/models, /health, and /metrics
-with vLLM's speculative-decoding counters plus dsbench's exact ones. Token counts are the
-engine's; the simulated engine's "tokenizer" counts whitespace-separated words of the prompt.
+with vLLM's speculative-decoding counters plus dsbench's exact ones. The engine owns tokens and
+text: `submit(prompt, max_tokens)` returns a queue of (tokens, text) chunks ending in None, and
+the prompt's token count.
 
 Fault injection (for testing clients, off by default): answer a fraction of requests with an
 HTTP error, or stall streams after some chunks.
@@ -27,10 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .engine import SimEngine
-
-_WORDS = ("the", "model", "drafts", "tokens", "and", "verifies", "them", "in", "one", "pass")
-
+from .engine import SimEngine  # or any engine with the same interface (serve/real.py)
 
 @dataclass
 class Faults:
@@ -98,23 +96,19 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
-def _prompt_tokens(body: dict, chat: bool) -> int:
+def _prompt(body: dict, chat: bool):
+    """The request's prompt: a list of chat messages, or a completion string."""
     if chat:
         msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            raise ValueError("'messages' must be a non-empty list")
-        text = " ".join(str(m.get("content", "")) for m in msgs if isinstance(m, dict))
-        return len(text.split()) + 4 * len(msgs)  # role and template tokens per message
+        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
+            raise ValueError("'messages' must be a non-empty list of objects")
+        return msgs
     prompt = body.get("prompt")
     if isinstance(prompt, list):
         prompt = " ".join(map(str, prompt))
     if not isinstance(prompt, str):
         raise ValueError("'prompt' must be a string")
-    return len(prompt.split())
-
-
-def _text(n: int, start: int) -> str:
-    return "".join(" " + _WORDS[(start + i) % len(_WORDS)] for i in range(n))
+    return prompt
 
 
 def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
@@ -137,7 +131,7 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
             body = await request.json()
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
-            prompt_tokens = _prompt_tokens(body, chat)
+            prompt = _prompt(body, chat)
             max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
             if max_tokens < 1:
                 raise ValueError("max_tokens must be >= 1")
@@ -151,14 +145,16 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
 
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{next(ids)}"
         created = int(time.time())
-        queue = engine.submit(prompt_tokens, max_tokens)
+        queue, prompt_tokens = engine.submit(prompt, max_tokens)
         if not body.get("stream"):
-            produced = 0
-            while (n := await queue.get()) is not None:
-                produced += n
+            produced, parts = 0, []
+            while (item := await queue.get()) is not None:
+                produced += item[0]
+                parts.append(item[1])
+            finish = "length" if produced >= max_tokens else "stop"
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": produced, "total_tokens": prompt_tokens + produced}
-            choice = ({"index": 0, "message": {"role": "assistant", "content": _text(produced, 0)}, "finish_reason": "length"}
-                      if chat else {"index": 0, "text": _text(produced, 0), "finish_reason": "length"})
+            choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": finish}
+                      if chat else {"index": 0, "text": "".join(parts), "finish_reason": finish})
             return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
                                  "model": engine.model_name, "choices": [choice], "usage": usage})
 
@@ -174,12 +170,12 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
         async def stream() -> AsyncIterator[bytes]:
             produced, chunks = 0, 0
             try:
-                n = await queue.get()
-                while n is not None:
+                item = await queue.get()
+                while item is not None:
                     nxt = await queue.get()  # look ahead so the last content chunk carries finish_reason
-                    finish = "length" if nxt is None else None
-                    text = _text(n, produced)
+                    n, text = item
                     produced += n
+                    finish = None if nxt is not None else ("length" if produced >= max_tokens else "stop")
                     choice = ({"index": 0, "delta": {"role": "assistant", "content": text} if chunks == 0 else {"content": text},
                                "finish_reason": finish} if chat else {"index": 0, "text": text, "finish_reason": finish})
                     payload = {"id": rid, "object": obj, "created": created, "model": engine.model_name, "choices": [choice]}
@@ -192,7 +188,7 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
                     chunks += 1
                     if faults.stall_after_chunks is not None and chunks >= faults.stall_after_chunks:
                         await asyncio.sleep(faults.stall_s)
-                    n = nxt
+                    item = nxt
                 if include_usage:
                     yield event({"id": rid, "object": obj, "created": created, "model": engine.model_name, "choices": [],
                                  "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produced,

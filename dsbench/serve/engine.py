@@ -44,6 +44,18 @@ class SpecCounters:
         self.accepted_per_pos = np.zeros(max(self.gamma, 1), dtype=np.int64)
         self.reached_per_pos = np.zeros(max(self.gamma, 1), dtype=np.int64)
 
+    def record(self, lengths: np.ndarray, acc: np.ndarray) -> None:
+        """Count decode steps: `lengths` drafts verified and `acc` accepted, one entry per request."""
+        lengths, acc = np.asarray(lengths), np.asarray(acc)
+        pos = np.arange(self.gamma)
+        self.rounds += len(lengths)
+        self.drafts += int((lengths > 0).sum())
+        self.draft_tokens += int(lengths.sum())
+        self.accepted += int(acc.sum())
+        self.accepted_per_pos += (pos[None, :] < acc[:, None]).sum(axis=0)
+        # draft k (0-based) was reached when verified and all before it accepted: k < l and k <= acc
+        self.reached_per_pos += ((pos[None, :] < lengths[:, None]) & (pos[None, :] <= acc[:, None])).sum(axis=0)
+
 
 @dataclass
 class _Request:
@@ -88,15 +100,17 @@ class SimEngine:
                 pass
             self._task = None
 
-    def submit(self, prompt_tokens: int, max_tokens: int) -> asyncio.Queue:
-        """Queue a request; the returned queue yields token counts per chunk, then None."""
+    def submit(self, prompt, max_tokens: int) -> tuple[asyncio.Queue, int]:
+        """Queue a request (chat messages or a completion string); returns a queue of (tokens, text)
+        chunks ending in None, and the prompt's token count (this engine's "tokenizer" counts
+        whitespace-separated words, plus 4 template tokens per chat message)."""
         samplers = self.sc.samplers
         sampler = samplers[int(self.rng.integers(len(samplers)))] if samplers else None
-        req = _Request(max(1, prompt_tokens), max(1, max_tokens), sampler, asyncio.Queue())
+        req = _Request(max(1, _count_words(prompt)), max(1, max_tokens), sampler, asyncio.Queue())
         self._joining.append(req)
         self.counters.prompt_tokens += req.prompt_tokens
         self._wake.set()
-        return req.queue
+        return req.queue, req.prompt_tokens
 
     def cancel(self, queue: asyncio.Queue) -> None:
         """Drop a request whose client went away."""
@@ -119,7 +133,7 @@ class SimEngine:
             else:
                 self.late_s = max(self.late_s, -delay)
             for req, n in emit:
-                req.queue.put_nowait(n)
+                req.queue.put_nowait((n, _text(n, req.produced - n)))
                 if req.produced >= req.max_tokens:
                     req.queue.put_nowait(None)
             self.rounds_run += 1
@@ -173,13 +187,19 @@ class SimEngine:
         return topk_lengths(p, k)
 
     def _count(self, lengths: np.ndarray, acc: np.ndarray) -> None:
-        c, g = self.counters, self.sc.gamma
-        pos = np.arange(g)
-        c.rounds += len(lengths)
-        c.drafts += int((lengths > 0).sum())
-        c.draft_tokens += int(lengths.sum())
-        c.accepted += int(acc.sum())
-        c.accepted_per_pos += (pos[None, :] < acc[:, None]).sum(axis=0)
-        # draft k (0-based) was reached when verified and all before it accepted: k < l and k <= acc
-        c.reached_per_pos += ((pos[None, :] < lengths[:, None]) & (pos[None, :] <= acc[:, None])).sum(axis=0)
+        self.counters.record(lengths, acc)
 
+
+
+_WORDS = ("the", "model", "drafts", "tokens", "and", "verifies", "them", "in", "one", "pass")
+
+
+def _text(n: int, start: int) -> str:
+    """Text of `n` simulated tokens starting at token index `start` (one word each)."""
+    return "".join(" " + _WORDS[(start + i) % len(_WORDS)] for i in range(n))
+
+
+def _count_words(prompt) -> int:
+    if isinstance(prompt, list):  # chat messages
+        return len(" ".join(str(m.get("content", "")) for m in prompt).split()) + 4 * len(prompt)
+    return len(str(prompt).split())
