@@ -103,3 +103,64 @@ def test_serve_real_engine_under_load(trained, tmp_path):
     spec = load_load(tmp_path)["points"][0]["spec"]
     assert spec["engine"] == "dsbench" and spec["rounds"] > 0 and 1.0 <= spec["tau_per_round"] <= 5.0
     assert body["usage"]["completion_tokens"] <= 12 and isinstance(body["choices"][0]["message"]["content"], str)
+
+
+def _first_round_tokens(dec, prompt_ids, n: int, seed: int = 0):
+    """First committed token of the first speculative round, from n copies of one prefilled session."""
+    import copy
+
+    torch.manual_seed(seed)
+    dec.gen.manual_seed(seed)
+    base = dec.start(prompt_ids)
+    firsts = []
+    for _ in range(n):
+        s = copy.deepcopy(base)
+        firsts.append(dec.step(s)[0])
+    return base.tokens[0], np.array(firsts)
+
+
+TEMPERATURE = 3.0  # the trained target is nearly deterministic at 1.0; a flatter target gives the test power
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dflash", "dspark", "dspark-threshold", "dspark-biased"])
+def test_engine_output_follows_the_target(trained, method, monkeypatch):
+    """Through the whole engine (drafter, policy, target pass, rejection sampling): the first token
+    of a round follows the target's distribution given the anchor. Chi-square over the target's
+    likely tokens (expected count >= 5, the rest pooled), 3,000 rounds, temperature 3; a sampler
+    that skips the residual must be caught (p < 1e-4), the real ones pass (p > 1e-3)."""
+    from scipy.stats import chisquare
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import dsbench.spec.engine as engine_mod
+    from dsbench.accept import render
+    from dsbench.core.policies import Policy
+    from dsbench.spec.checkpoints import load_drafter
+    from dsbench.spec.engine import SpecDecoder
+    from dsbench.spec.sampling import verify
+
+    target = AutoModelForCausalLM.from_pretrained(trained["target"]).eval()
+    tok = AutoTokenizer.from_pretrained(trained["target"])
+    kind = "dspark" if method.startswith("dspark") else method
+    drafter, info = load_drafter(trained[kind], target)
+    policy = Policy("threshold", 0.5) if method == "dspark-threshold" else Policy("fixed")
+    if method == "dspark-biased":
+        def biased(p, q, drafts, lengths, gen):
+            acc, _ = verify(p, q, drafts, lengths, gen)
+            return acc, torch.multinomial(p[torch.arange(len(acc)), acc], 1, generator=gen)[:, 0]  # p, not the residual
+        monkeypatch.setattr(engine_mod, "verify", biased)
+    dec = SpecDecoder(target, drafter, info.target_layer_ids, info.gamma, policy, None, TEMPERATURE)
+    prompt = render(tok, "Give me three ideas for a rainy weekend with two children.")
+    anchor, firsts = _first_round_tokens(dec, prompt, 3000)
+    with torch.no_grad():
+        p = torch.softmax(target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].float() / TEMPERATURE, -1).numpy()
+    expected = p * len(firsts)
+    big = expected >= 5
+    obs = np.bincount(firsts, minlength=len(p))
+    f_obs = np.append(obs[big], obs[~big].sum())
+    f_exp = np.append(expected[big], expected[~big].sum())
+    pvalue = chisquare(f_obs, f_exp * f_obs.sum() / f_exp.sum()).pvalue
+    if method == "dspark-biased":
+        assert pvalue < 1e-4
+    else:
+        assert pvalue > 1e-3, pvalue
