@@ -153,13 +153,13 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
     prompt = render(tok, "Give me three ideas for a rainy weekend with two children.")
     anchor, firsts = _first_round_tokens(dec, prompt, 3000)
     with torch.no_grad():
-        p = torch.softmax(target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].float() / TEMPERATURE, -1).numpy()
+        p = torch.softmax(target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].double() / TEMPERATURE, -1).numpy()
     expected = p * len(firsts)
     big = expected >= 5
     obs = np.bincount(firsts, minlength=len(p))
     f_obs = np.append(obs[big], obs[~big].sum())
     f_exp = np.append(expected[big], expected[~big].sum())
-    pvalue = chisquare(f_obs, f_exp * f_obs.sum() / f_exp.sum()).pvalue
+    pvalue = chisquare(f_obs.astype(float), f_exp / f_exp.sum() * f_obs.sum()).pvalue
     if method == "dspark-biased":
         assert pvalue < 1e-4
     else:
