@@ -127,7 +127,7 @@ TEMPERATURE = 3.0  # the trained target is nearly deterministic at 1.0; a flatte
 def test_engine_output_follows_the_target(trained, method, monkeypatch):
     """Through the whole engine (drafter, policy, target pass, rejection sampling): the first token
     of a round follows the target's distribution given the anchor. Chi-square over the target's
-    likely tokens (expected count >= 5, the rest pooled), 3,000 rounds, temperature 3; a sampler
+    likely tokens (expected count >= 30, the rest pooled), 3,000 rounds, temperature 3; a sampler
     that skips the residual must be caught (p < 1e-4), the real ones pass (p > 1e-3)."""
     from scipy.stats import chisquare
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -155,7 +155,7 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
     with torch.no_grad():
         p = torch.softmax(target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].double() / TEMPERATURE, -1).numpy()
     expected = p * len(firsts)
-    big = expected >= 5
+    big = expected >= 30  # well-filled cells: sparse ones give the statistic heavy tails
     obs = np.bincount(firsts, minlength=len(p))
     f_obs = np.append(obs[big], obs[~big].sum())
     f_exp = np.append(expected[big], expected[~big].sum())
