@@ -66,26 +66,10 @@ class _Request:
     produced: int = 0
 
 
-class SimEngine:
-    """Continuous-batching simulated engine driven by a core Scenario."""
+class EngineLoop:
+    """The background task every engine runs (`_loop`), started and stopped with the server."""
 
-    def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim"):
-        self.sc = scenario
-        self.time_scale = time_scale
-        self.model_name = model_name
-        self.rng = np.random.default_rng(seed)
-        self.counters = SpecCounters(scenario.gamma)
-        self._active: list[_Request] = []
-        self._joining: list[_Request] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._capacity_history: deque[int] = deque(maxlen=3)  # dspark-async's lagged K
-        self.rounds_run = 0
-        self.late_s = 0.0  # how far the engine fell behind its clock (server overload shows here)
-
-    @property
-    def running(self) -> int:
-        return len(self._active) + len(self._joining)
+    _task: asyncio.Task | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -99,6 +83,30 @@ class SimEngine:
             except asyncio.CancelledError:
                 pass
             self._task = None
+
+    async def _loop(self) -> None:
+        raise NotImplementedError
+
+
+class SimEngine(EngineLoop):
+    """Continuous-batching simulated engine driven by a core Scenario."""
+
+    def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim"):
+        self.sc = scenario
+        self.time_scale = time_scale
+        self.model_name = model_name
+        self.rng = np.random.default_rng(seed)
+        self.counters = SpecCounters(scenario.gamma)
+        self._active: list[_Request] = []
+        self._joining: list[_Request] = []
+        self._wake = asyncio.Event()
+        self._capacity_history: deque[int] = deque(maxlen=3)  # dspark-async's lagged K
+        self.rounds_run = 0
+        self.late_s = 0.0  # how far the engine fell behind its clock (server overload shows here)
+
+    @property
+    def running(self) -> int:
+        return len(self._active) + len(self._joining)
 
     def submit(self, prompt, max_tokens: int) -> tuple[asyncio.Queue, int]:
         """Queue a request (chat messages or a completion string); returns a queue of (tokens, text)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..spec.engine import Session, SpecDecoder
-from .engine import SpecCounters
+from .engine import EngineLoop, SpecCounters
 
 
 @dataclass
@@ -30,31 +30,17 @@ class _Live:
     out: list = field(default_factory=list)  # chunks produced by the last step: (tokens, text)
 
 
-class RealEngine:
+class RealEngine(EngineLoop):
     def __init__(self, decoder: SpecDecoder, tokenizer, model_name: str):
         self.decoder, self.tok, self.model_name = decoder, tokenizer, model_name
         self.counters = SpecCounters(max(decoder.gamma, 1))
         self._live: list[_Live] = []
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self.late_s = 0.0  # a real engine has no clock to keep
 
     @property
     def running(self) -> int:
         return len(self._live)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
 
     def submit(self, prompt, max_tokens: int) -> tuple[asyncio.Queue, int]:
         """Queue chat messages (rendered with the tokenizer's chat template) or a completion string."""
