@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .core import acceptstats, calibration
 from .core.policies import Policy
 from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, nan_to_none, provenance, write_acceptance
+
+if TYPE_CHECKING:
+    from .spec.engine import RoundLog
 
 
 @dataclass
@@ -62,52 +66,56 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos]) - {None}
 
 
+def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None, temperature: float, device: str, seed: int,
+                  profile: str | None):
+    """The in-process speculative decoder for a local target (+ drafter), shared by `accept` and
+    `serve --target`. Returns (SpecDecoder, tokenizer, DrafterInfo or None)."""
+    from .profile.measure import resolve_device
+    from .results import load_profile
+    from .spec.checkpoints import load_drafter
+    from .spec.engine import SpecDecoder
+
+    try:
+        pol = Policy.parse(policy)
+    except ValueError as e:
+        raise InputError(f"--policy: {e}") from None
+    if pol.kind == "dspark-async":
+        raise InputError("--policy dspark-async schedules across concurrent requests (simulated engine only); "
+                         "in-process decoding takes fixed, threshold or dspark")
+    if pol.kind == "dspark" and not profile:
+        raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
+    dev = resolve_device(device)
+    model, tok = load_target(target, dev)
+    drafter, info = load_drafter(draft, model) if draft else (None, None)
+    g = (gamma or info.gamma) if info else 0
+    # one sequence per target pass here, so the profile's one-request slice is the SPS curve
+    verify_s = load_profile(profile).surface().slice(1).table(1 + max(g, 1)) if pol.kind == "dspark" else None
+    dec = SpecDecoder(model, drafter, info.target_layer_ids if info else None, g, pol, verify_s, temperature,
+                      _stop_ids(model, tok), seed=seed)
+    return dec, tok, info
+
+
 def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, int], None] | None = None) -> dict:
     """Decode every workload's prompts and write acceptance files into `out_dir`; returns a summary."""
     import torch
 
-    from .profile.measure import resolve_device
-    from .spec.checkpoints import load_drafter
-    from .spec.engine import SpecDecoder
-
     if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0:
         raise InputError("--samples and --max-new-tokens must be >= 1 and --temperature >= 0")
-    try:
-        policy = Policy.parse(cfg.policy)
-    except ValueError as e:
-        raise InputError(f"--policy: {e}") from None
-    if policy.kind == "dspark-async":
-        raise InputError("--policy dspark-async schedules across concurrent requests; offline decoding runs one sequence: use dspark")
-    if policy.kind == "dspark" and not cfg.profile:
-        raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
-    device = resolve_device(cfg.device)
     datasets = {w: load_workload(w) for w in cfg.workloads}
-    target, tok = load_target(cfg.target, device)
-    drafter, info = (None, None)
-    if cfg.draft:
-        drafter, info = load_drafter(cfg.draft, target)
-    method = info.method if info else "no-spec"
-    gamma = cfg.gamma or (info.gamma if info else 0)
-    verify_s = None
-    if cfg.profile:
-        from .results import load_profile
-
-        verify_s = load_profile(cfg.profile).surface().slice(1).table(1 + max(gamma, 1))
-    dec = SpecDecoder(target, drafter, info.target_layer_ids if info else None, gamma, policy, verify_s, cfg.temperature,
-                      _stop_ids(target, tok), seed=cfg.seed)
+    dec, tok, info = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile)
+    method, gamma, policy = (info.method if info else "no-spec"), dec.gamma, dec.policy
     summary = {"method": method, "gamma": gamma, "datasets": {}}
-    by_domain: dict[str, dict[str, list]] = {}
+    from .spec.engine import RoundLog
+
+    by_domain: dict[str, RoundLog] = {}
     for name, prompts in datasets.items():
-        rounds = {"proposal": [], "accepted": [], "committed": [], "confidence": []}
+        rounds = RoundLog()
         for idx, pr in enumerate(prompts[: cfg.samples]):
             torch.manual_seed(cfg.seed + idx)  # DeepSpec seeds every sample
             dec.gen.manual_seed(cfg.seed + idx)
             _, log = dec.generate(render(tok, pr.text), cfg.max_new_tokens)
-            for k in rounds:
-                rounds[k] += getattr(log, k)
-            d = by_domain.setdefault(pr.domain, {"proposal": [], "accepted": [], "committed": [], "confidence": []})
-            for k in d:
-                d[k] += getattr(log, k)
+            rounds.extend(log)
+            by_domain.setdefault(pr.domain, RoundLog()).extend(log)
             if on_sample:
                 on_sample(name, idx + 1, min(cfg.samples, len(prompts)))
         summary["datasets"][name] = _figures(rounds, gamma)
@@ -119,11 +127,11 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
         doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": Path(cfg.target).name,
                "domain": domain, "gamma": len(cond), "temperature": cfg.temperature, "conditional": cond,
                "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(policy),
-               "per_round": {k: [int(x) for x in rounds[k]] for k in ("proposal", "accepted", "committed")},
+               "per_round": {k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed")},
                "provenance": provenance()}
-        if rounds["confidence"]:  # DSpark: the raw head's per-round confidences and its quality per position
-            doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds["confidence"]]
-            m = calibration.metrics(np.array(rounds["confidence"]), np.array(rounds["proposal"]), np.array(rounds["accepted"]))
+        if rounds.confidence:  # DSpark: the raw head's per-round confidences and its quality per position
+            doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds.confidence]
+            m = calibration.metrics(np.array(rounds.confidence), np.array(rounds.proposal), np.array(rounds.accepted))
             doc["confidence_metrics"] = nan_to_none(m)
         if gamma and cond:
             path = out_dir / f"{method}-{domain}.json"
@@ -133,12 +141,12 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
     return summary
 
 
-def _figures(rounds: dict, gamma: int) -> dict:
+def _figures(rounds: RoundLog, gamma: int) -> dict:
     return nan_to_none({
-        "rounds": len(rounds["committed"]), "tau": acceptstats.tau(rounds["committed"]) if rounds["committed"] else None,
-        "survival": acceptstats.survival(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
-        "conditional": acceptstats.conditional(rounds["proposal"], rounds["accepted"], gamma).tolist() if gamma else [],
-        "mean_proposal": float(np.mean(rounds["proposal"])) if rounds["proposal"] else None})
+        "rounds": len(rounds.committed), "tau": acceptstats.tau(rounds.committed) if rounds.committed else None,
+        "survival": acceptstats.survival(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
+        "conditional": acceptstats.conditional(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
+        "mean_proposal": float(np.mean(rounds.proposal)) if rounds.proposal else None})
 
 
 def run_accept_backend(url: str, model: str, method: str, workloads: list[str], samples: int, max_tokens: int,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config
-from dsbench.spec.drafters import BlockDrafter, _cache, block_train_forward
+from dsbench.spec.drafters import BlockDrafter, block_train_forward, kv_cache
 from tests.trained import fixtures
 
 runner = CliRunner()
@@ -35,7 +35,7 @@ def test_training_pass_equals_the_inference_pass():
     with torch.no_grad():
         logits, _, _, _ = block_train_forward(d, tokens, feats, anchors, g)
         for i, t in enumerate(anchors.tolist()):
-            caches = _cache(1, 2, cfg, 64, "cpu", torch.float32, zeros=True)
+            caches = kv_cache(d, 1, 64)
             _, ref_logits, _ = d.propose(tokens[t : t + 1], feats[None, :t], t, g, caches, temperature=0.0)
             markov = d.markov_head  # propose returns corrected logits; undo the correction of slot 0 (prev = anchor)
             base0 = ref_logits[0, 0] - markov.markov_w2(markov.markov_w1(tokens[t : t + 1]))[0]

@@ -52,54 +52,34 @@ def serve(
     if not time_scale > 0:
         raise InputError(f"--time-scale must be > 0, got {time_scale}")
     faults = _parse_faults(inject_error, stall_after, seed)
-    if target:
-        engine = _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile)
-        from ..serve.app import create_app
-        from ..serve.app import serve as run_server
-
-        run_server(create_app(engine, faults), host, port, on_ready=lambda _s: err.print(f"listening on http://{host}:{port}", highlight=False))
-        return
+    engine = (_real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile) if target
+              else _sim_engine(profile, acceptance, domain, method, policy, gamma, time_scale, seed, model_name))
     from ..serve.app import create_app
     from ..serve.app import serve as run_server
+
+    run_server(create_app(engine, faults), host, port, on_ready=lambda _s: err.print(f"listening on http://{host}:{port}", highlight=False))
+
+
+def _sim_engine(profile, acceptance, domain, method, policy, gamma, time_scale, seed, model_name):
     from ..serve.engine import SimEngine
     from ..sweep import SweepConfig, build_scenarios, load_inputs
-
 
     cfg = SweepConfig(profile=profile, acceptance=acceptance, domain=domain, methods=(method,), baseline=method,
                       policy=policy, gamma=gamma or 7)
     prof, curves, acc_ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, prof, curves, acc_ref)[method]
-    engine = SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name)
     err.print(f"dsbench serve: simulated {method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
               f"time scale {time_scale:g}, model id {model_name!r}", highlight=False)
-    run_server(create_app(engine, faults), host, port,
-               on_ready=lambda _s: err.print(f"listening on http://{host}:{port}", highlight=False))
+    return SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name)
 
 
 def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile):
-    from ..accept import _stop_ids, load_target
-    from ..core.policies import Policy
-    from ..profile.measure import resolve_device
-    from ..results import InputError, load_profile
+    from ..accept import build_decoder
     from ..serve.real import RealEngine
-    from ..spec.checkpoints import load_drafter
-    from ..spec.engine import SpecDecoder
 
-    try:
-        pol = Policy.parse(policy)
-    except ValueError as e:
-        raise InputError(f"--policy: {e}") from None
-    dev = resolve_device(device)
-    model, tok = load_target(target, dev)
-    drafter, info = load_drafter(draft, model) if draft else (None, None)
-    g = (gamma or info.gamma) if draft else 0
-    verify_s = load_profile(profile).surface().slice(1).table(1 + max(g, 1)) if pol.kind == "dspark" else None
-    if pol.kind == "dspark-async":
-        raise InputError("--policy dspark-async is for the simulated engine; the real engine takes fixed, threshold or dspark")
-    dec = SpecDecoder(model, drafter, info.target_layer_ids if info else None, g, pol, verify_s, temperature, _stop_ids(model, tok),
-                      seed=seed)
-    err.print(f"dsbench serve: real engine, target {target}, " + (f"{info.method} drafter, gamma {dec.gamma}, {pol}" if info else "no drafter"),
-              highlight=False)
+    dec, tok, info = build_decoder(target, draft, policy, gamma, temperature, device, seed, profile)
+    err.print(f"dsbench serve: real engine, target {target}, "
+              + (f"{info.method} drafter, gamma {dec.gamma}, {dec.policy}" if info else "no drafter"), highlight=False)
     return RealEngine(dec, tok, model_name)
 
 

@@ -139,12 +139,17 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-def _cache(r: int, layers: int, cfg, length: int, device, dtype, zeros: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per-layer (keys, values) of `length` entries: random (a full cache for timing) or zeros."""
-    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-    shape = (r, cfg.num_key_value_heads, length, hd)
+def kv_cache(drafter: nn.Module, requests: int, length: int, zeros: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A drafter's preallocated per-layer (keys, values) for `requests` rows of `length` entries, on
+    its device in its dtype: zeros, or random (a full cache, for timing)."""
+    if not drafter.num_cache_layers:
+        return []
+    att = next(m for m in drafter.modules() if isinstance(m, Attention))
+    w = att.q_proj.weight
+    shape = (requests, att.nkv, length, att.hd)
     make = torch.zeros if zeros else torch.randn
-    return [(make(shape, device=device, dtype=dtype), make(shape, device=device, dtype=dtype)) for _ in range(layers)]
+    return [(make(shape, device=w.device, dtype=w.dtype), make(shape, device=w.device, dtype=w.dtype))
+            for _ in range(drafter.num_cache_layers)]
 
 
 class ChainDrafter(nn.Module):
@@ -309,7 +314,7 @@ def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: t
     pos = anchors[:, None] + torch.arange(gamma, device=tokens.device)[None, :]
     keys_ok = torch.cat([torch.arange(length, device=tokens.device)[None, :] < anchors[:, None],
                          torch.ones(a, gamma, dtype=torch.bool, device=tokens.device)], 1)[:, None, None, :]
-    caches = _cache(a, len(drafter.layers), _CacheShape(drafter), length + gamma, tokens.device, x.dtype, zeros=True)
+    caches = kv_cache(drafter, a, length + gamma)
     for layer, cache in zip(drafter.layers, caches):
         x = layer(x, pos, cache, 0, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
     hidden = drafter.norm(x)
@@ -322,14 +327,6 @@ def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: t
     corrected = logits + drafter.markov_head.markov_w2(e)
     conf = drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0] if drafter.confidence_head is not None else None
     return logits, hidden, corrected, conf
-
-
-class _CacheShape:
-    """The config fields `_cache` needs, read off a drafter's first attention layer."""
-
-    def __init__(self, drafter):
-        att = drafter.layers[0].self_attn
-        self.hidden_size, self.num_attention_heads, self.num_key_value_heads, self.head_dim = att.o_proj.out_features, att.nh, att.nkv, att.hd
 
 
 def _sample(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -357,7 +354,7 @@ def draft_round_fn(drafter: nn.Module, method: str, cfg, requests: int, gamma: i
     """A zero-argument callable running one drafting round for `requests` requests whose drafter
     caches hold `context` entries (for the profiler). MTP-1 always drafts one token."""
     r = requests
-    caches = _cache(r, drafter.num_cache_layers, cfg, context + gamma + 8, device, dtype)
+    caches = kv_cache(drafter, r, context + gamma + 8, zeros=False)
     h = cfg.hidden_size
     tokens = torch.randint(0, cfg.vocab_size, (r,), device=device)
     if method == "mtp-1":

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..core.policies import Policy, schedule
-from .drafters import ChainDrafter, MTPDrafter
+from .drafters import ChainDrafter, MTPDrafter, kv_cache
 from .sampling import stop_inside_drafts, verify
 
 
@@ -33,6 +33,11 @@ class RoundLog:
     accepted: list[int] = field(default_factory=list)  # accepted drafts per round (no bonus)
     committed: list[int] = field(default_factory=list)  # tokens committed per round (acc + 1, or acc on a stop)
     confidence: list[list[float]] = field(default_factory=list)  # DSpark: per-position confidence per round
+
+    def extend(self, other: RoundLog) -> None:
+        """Append another log's rounds (pooling over sequences, as DeepSpec's figures do)."""
+        for name in ("proposal", "accepted", "committed", "confidence"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 @dataclass
@@ -100,7 +105,7 @@ class SpecDecoder:
         s = Session(cache=cache, start=len(prompt_ids), tokens=[first], done=first in self.stop_ids)
         if self.drafter is not None:
             s.feats = self._features(out.hidden_states)
-            s.dcaches = self._draft_caches(dev)
+            s.dcaches = kv_cache(self.drafter, 1, self.max_len + self.gamma + 2)
             if isinstance(self.drafter, ChainDrafter):  # prompt features 0..n-1 paired with tokens 1..n
                 s.h = self.drafter.extend(self._cast(s.feats), torch.tensor([prompt_ids[1:] + [first]], device=dev), 0, s.dcaches)
         return s
@@ -147,14 +152,6 @@ class SpecDecoder:
         while not s.done and len(s.tokens) < max_new_tokens:
             self.step(s)
         return s.tokens[:max_new_tokens], s.log
-
-    def _draft_caches(self, dev):
-        d, cfg = self.drafter, self.target.config
-        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        dtype = next(d.parameters()).dtype
-        shape = (1, cfg.num_key_value_heads, self.max_len + self.gamma + 2, hd)
-        return [(torch.zeros(shape, device=dev, dtype=dtype), torch.zeros(shape, device=dev, dtype=dtype))
-                for _ in range(d.num_cache_layers)]
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         return x.to(next(self.drafter.parameters()).dtype)
