@@ -36,7 +36,7 @@ class AcceptConfig:
     device: str = "cpu"
     policy: str = "fixed"
     gamma: int | None = None  # default: the checkpoint's block size
-    profile: str | None = None  # step-time profile for the dspark policy (its R = 1 slice: one sequence at a time)
+    profile: str | None = None  # step-time profile for the dspark policy (sliced at the batch's request count)
 
 
 def load_target(path: str, device: str):
@@ -88,8 +88,10 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
     model, tok = load_target(target, dev)
     drafter, info = load_drafter(draft, model) if draft else (None, None)
     g = (gamma or info.gamma) if info else 0
-    # one sequence per target pass here, so the profile's one-request slice is the SPS curve
-    verify_s = load_profile(profile).surface().slice(1).table(1 + max(g, 1)) if pol.kind == "dspark" else None
+    verify_s = None
+    if pol.kind == "dspark":  # the SPS slice at the batch's size: R requests verify up to R (1 + gamma) tokens
+        surface = load_profile(profile).surface()
+        verify_s = lambda r: surface.slice(r).table(r * (1 + max(g, 1)))  # noqa: E731
     dec = SpecDecoder(model, drafter, info.target_layer_ids if info else None, g, pol, verify_s, temperature,
                       _stop_ids(model, tok), seed=seed)
     return dec, tok, info

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config
-from dsbench.spec.drafters import BlockDrafter, block_train_forward, kv_cache
+from dsbench.spec.drafters import BlockDrafter, Eagle3Drafter, MTPDrafter, block_train_forward, kv_cache
 from tests.trained import fixtures
 
 runner = CliRunner()
@@ -105,30 +105,36 @@ def test_serve_real_engine_under_load(trained, tmp_path):
     assert body["usage"]["completion_tokens"] <= 12 and isinstance(body["choices"][0]["message"]["content"], str)
 
 
-def _first_round_tokens(dec, prompt_ids, n: int, seed: int = 0):
-    """First committed token of the first speculative round, from n copies of one prefilled session."""
-    import copy
-
+def _first_round_tokens(dec, prompt_ids, n: int, seed: int = 0, batch: int = 250):
+    """First committed token of the first speculative round of n sequences that share a prompt and
+    a first token, decoded `batch` at a time through the batched engine."""
     torch.manual_seed(seed)
     dec.gen.manual_seed(seed)
-    base = dec.start(prompt_ids)
+    probe = dec.start(prompt_ids)
+    anchor = probe.tokens[0]
+    dec.release(probe)
     firsts = []
-    for _ in range(n):
-        s = copy.deepcopy(base)
-        firsts.append(dec.step(s)[0])
-    return base.tokens[0], np.array(firsts)
+    while len(firsts) < n:
+        sessions = dec.start_many([prompt_ids] * batch, first=[anchor] * batch)
+        firsts += [committed[0] for _, committed in dec.step_all()]
+        for s in sessions:
+            dec.release(s)
+    return anchor, np.array(firsts[:n])
 
 
 TEMPERATURE = 3.0  # the trained target is nearly deterministic at 1.0; a flatter target gives the test power
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dflash", "dspark", "dspark-threshold", "dspark-biased"])
+@pytest.mark.parametrize("method", ["dflash", "dspark", "dspark-threshold", "dspark-biased", "eagle3", "mtp-1", "eagle3-biased"])
 def test_engine_output_follows_the_target(trained, method, monkeypatch):
-    """Through the whole engine (drafter, policy, target pass, rejection sampling): the first token
-    of a round follows the target's distribution given the anchor. Chi-square over the target's
-    likely tokens (expected count >= 30, the rest pooled), 3,000 rounds, temperature 3; a sampler
-    that skips the residual must be caught (p < 1e-4), the real ones pass (p > 1e-3)."""
+    """Through the whole batched engine (drafter, policy, target pass, rejection sampling): the
+    first token of a round follows the target's distribution given the anchor. Chi-square over the
+    target's likely tokens (expected count >= 30, the rest pooled), 3,000 rounds, temperature 3; a
+    sampler that skips the residual must be caught (p < 1e-4), the real ones pass (p > 1e-3).
+    Chain drafters (Eagle3, MTP-1) are untrained but share the target's embedding and head.
+    Measured: p = 0.99 / 0.53 / 0.53 / 0.25 / 0.12 (DFlash, DSpark, +threshold, Eagle3, MTP-1);
+    the biased sampler p = 1e-7 (DSpark), 9e-91 (Eagle3)."""
     from scipy.stats import chisquare
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -141,15 +147,22 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
 
     target = AutoModelForCausalLM.from_pretrained(trained["target"]).eval()
     tok = AutoTokenizer.from_pretrained(trained["target"])
-    kind = "dspark" if method.startswith("dspark") else method
-    drafter, info = load_drafter(trained[kind], target)
+    kind = method.split("-")[0] if method != "mtp-1" else method
+    if kind in ("eagle3", "mtp-1"):
+        torch.manual_seed(0)
+        drafter = (Eagle3Drafter(target.config, n_features=1) if kind == "eagle3" else MTPDrafter(target.config)).eval()
+        drafter.embed_tokens, drafter.lm_head = target.model.embed_tokens, target.lm_head
+        layer_ids, gamma = [0], 4
+    else:
+        drafter, info = load_drafter(trained[kind], target)
+        layer_ids, gamma = info.target_layer_ids, info.gamma
     policy = Policy("threshold", 0.5) if method == "dspark-threshold" else Policy("fixed")
-    if method == "dspark-biased":
+    if method.endswith("-biased"):
         def biased(p, q, drafts, lengths, gen):
             acc, _ = verify(p, q, drafts, lengths, gen)
             return acc, torch.multinomial(p[torch.arange(len(acc)), acc], 1, generator=gen)[:, 0]  # p, not the residual
         monkeypatch.setattr(engine_mod, "verify", biased)
-    dec = SpecDecoder(target, drafter, info.target_layer_ids, info.gamma, policy, None, TEMPERATURE)
+    dec = SpecDecoder(target, drafter, layer_ids, gamma, policy, None, TEMPERATURE, max_len=128)
     prompt = render(tok, "Give me three ideas for a rainy weekend with two children.")
     anchor, firsts = _first_round_tokens(dec, prompt, 3000)
     with torch.no_grad():
@@ -160,7 +173,7 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
     f_obs = np.append(obs[big], obs[~big].sum())
     f_exp = np.append(expected[big], expected[~big].sum())
     pvalue = chisquare(f_obs.astype(float), f_exp / f_exp.sum() * f_obs.sum()).pvalue
-    if method == "dspark-biased":
+    if method.endswith("-biased"):
         assert pvalue < 1e-4
     else:
         assert pvalue > 1e-3, pvalue

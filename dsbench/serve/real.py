@@ -1,10 +1,11 @@
 """The real engine behind `dsbench serve --target PATH [--draft PATH]`: in-process speculative
-decoding (spec/engine.py) of every in-flight request, with the same interface and counters as the
-simulated engine.
+decoding (spec/engine.py) of every in-flight request, batched, with the same interface and
+counters as the simulated engine.
 
-Each engine step runs one round for every active request (a new request's first step is its
-prefill) on a worker thread, then hands each request its committed tokens as one chunk. Requests
-are interleaved round by round but not yet batched into one forward pass.
+Each engine iteration prefills the requests that arrived since the last one (one padded pass),
+hands them their first token, then runs one round for every request in flight: one drafter call
+and one target pass for the whole batch (continuous batching), each request getting its committed
+tokens as one chunk. The model work runs on a worker thread so the server keeps streaming.
 """
 
 from __future__ import annotations
@@ -63,38 +64,53 @@ class RealEngine(EngineLoop):
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            self._live = [r for r in self._live if not r.cancelled]
             if not self._live:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            batch = list(self._live)
-            await loop.run_in_executor(None, self._step_all, batch)
-            for r in batch:
-                for chunk in r.out:
-                    r.queue.put_nowait(chunk)
-                if r.session is not None and (r.session.done or r.emitted >= r.max_tokens):
+            new = [r for r in self._live if r.session is None and not r.cancelled]
+            for work in ((self._prefill, new), (self._round, list(self._live))):
+                fn, batch = work
+                await loop.run_in_executor(None, fn, batch)
+                self._deliver(batch)
+
+    def _deliver(self, batch: list[_Live]) -> None:
+        for r in batch:
+            for chunk in r.out:
+                r.queue.put_nowait(chunk)
+            r.out = []
+            if r.cancelled or (r.session is not None and (r.session.done or r.emitted >= r.max_tokens)):
+                if r.session is not None:
+                    self.decoder.release(r.session)  # no worker runs between the awaits: safe here
+                if not r.cancelled:
                     r.queue.put_nowait(None)
                     self.counters.requests_finished += 1
-                    self._live.remove(r)
+                self._live.remove(r)
 
-    def _step_all(self, batch: list[_Live]) -> None:
-        """One round for every request (runs on a worker thread)."""
-        for r in batch:
-            r.out = []
-            if r.cancelled:
-                continue
-            if r.session is None:
-                r.session = self.decoder.start(r.ids)
-                new = r.session.tokens[:1]
-            else:
-                new = self.decoder.step(r.session)
-                log = r.session.log
-                self.counters.record(np.array([log.proposal[-1]]), np.array([log.accepted[-1]]))
-            new = new[: r.max_tokens - r.emitted]
-            if new:
-                full = self.tok.decode(r.session.tokens[: r.emitted + len(new)], skip_special_tokens=True)
-                r.out.append((len(new), full[len(r.text):]))
-                r.text = full
-                r.emitted += len(new)
-                self.counters.generation_tokens += len(new)
+    # -- on the worker thread --------------------------------------------------------------------
+
+    def _prefill(self, batch: list[_Live]) -> None:
+        if not batch:
+            return
+        for r, s in zip(batch, self.decoder.start_many([r.ids for r in batch])):
+            r.session = s
+            self._emit(r, s.tokens[:1])
+
+    def _round(self, batch: list[_Live]) -> None:
+        by_session = {id(r.session): r for r in batch if r.session is not None}
+        results = self.decoder.step_all()
+        for s, committed in results:
+            self._emit(by_session[id(s)], committed)
+        if results:
+            self.counters.record(np.array([s.log.proposal[-1] for s, _ in results]),
+                                 np.array([s.log.accepted[-1] for s, _ in results]))
+
+    def _emit(self, r: _Live, new: list[int]) -> None:
+        new = new[: r.max_tokens - r.emitted]
+        if not new:
+            return
+        full = self.tok.decode(r.session.tokens[: r.emitted + len(new)], skip_special_tokens=True)
+        r.out.append((len(new), full[len(r.text):]))
+        r.text = full
+        r.emitted += len(new)
+        self.counters.generation_tokens += len(new)

@@ -83,24 +83,35 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(r, t, self.nkv, self.hd).transpose(1, 2)
         return self.rope(k, positions), v
 
-    def forward(self, x, positions, cache: tuple[torch.Tensor, torch.Tensor], cache_len: int, extra=None, extra_positions=None,
-                attn_mask=None):
-        """x (R, T, d) queries at `positions`; writes their keys/values (and `extra`'s, if given,
-        first) into the cache after `cache_len` entries and attends over everything written
-        (restricted by a boolean `attn_mask` broadcastable to (R, heads, T, keys), if given)."""
+    def forward(self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, attn_mask=None):
+        """x (R, T, d) queries at `positions` ((R, T) per row, or (T,) shared).
+
+        With a cache (slot = position: each row holds its sequence's entries at their absolute
+        positions): writes the keys/values of `extra` (first; DFlash's injected context) and of x
+        into rows 0..R-1 at their positions, then attends over slots <= bound[r, t] (causal, the
+        queries' own positions, when `bound` is None). Entries past a row's bound are stale drafts
+        from earlier rounds, hidden by the bound, so nothing is ever cropped.
+        Without a cache (training): attends over [extra ; x] under the boolean `attn_mask`.
+        """
         r, t, _ = x.shape
-        q = self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2)
-        q = self.rope(q, positions)
-        ck, cv = cache
-        n = cache_len
-        for inp, pos in ((extra, extra_positions), (x, positions)):
-            if inp is None:
-                continue
-            k, v = self._kv(inp, pos)
-            ck[:, :, n : n + k.shape[2]] = k
-            cv[:, :, n : n + k.shape[2]] = v
-            n += k.shape[2]
-        out = F.scaled_dot_product_attention(q, ck[:, :, :n], cv[:, :, :n], attn_mask=attn_mask, enable_gqa=True)
+        q = self.rope(self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2), positions)
+        new = [(self._kv(inp, pos), pos) for inp, pos in ((extra, extra_positions), (x, positions)) if inp is not None]
+        if cache is None:
+            k = torch.cat([kv[0] for kv, _ in new], 2)
+            v = torch.cat([kv[1] for kv, _ in new], 2)
+            mask = attn_mask
+        else:
+            ck, cv = cache
+            rows = torch.arange(r, device=x.device)[:, None]
+            for (k, v), pos in new:  # in order: the block overwrites any padding of the context
+                pos = pos.expand(r, -1)
+                ck[rows, :, pos] = k.transpose(1, 2)
+                cv[rows, :, pos] = v.transpose(1, 2)
+            bound = positions.expand(r, -1) if bound is None else bound
+            n = int(bound.max()) + 1
+            k, v = ck[:r, :, :n], cv[:r, :, :n]
+            mask = (torch.arange(n, device=x.device) <= bound[..., None])[:, None]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         return self.o_proj(out.transpose(1, 2).reshape(r, t, -1))
 
 
@@ -130,12 +141,12 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, positions, cache, cache_len, extra=None, extra_positions=None, embed=None, attn_mask=None):
+    def forward(self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, embed=None, attn_mask=None):
         if self.eagle3:
             a_in = torch.cat([self.input_layernorm(embed), self.hidden_norm(x)], -1)
         else:
             a_in = self.input_layernorm(x)
-        x = x + self.self_attn(a_in, positions, cache, cache_len, extra, extra_positions, attn_mask)
+        x = x + self.self_attn(a_in, positions, cache, bound, extra, extra_positions, attn_mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -167,17 +178,25 @@ class ChainDrafter(nn.Module):
     def logits(self, h):
         return self.lm_head(self.norm(h))
 
-    def extend(self, features, tokens, start: int, caches):
-        """features (R, S, F) at positions start..start+S-1, tokens (R, S) -> last hidden (R, H)."""
-        pos = torch.arange(start, start + features.shape[1], device=features.device)
-        return self._layer(self._hidden_in(features), tokens, pos, caches, start)[:, -1]
+    def extend(self, features, tokens, start, caches, lengths=None):
+        """features (R, S, F) and tokens (R, S) at positions start..start+S-1 (`start` an int or
+        (R,) per row) -> each row's last hidden state (R, H). Rows with fewer pairs (`lengths`
+        (R,)) are right-padded; the padding lands past the row's last position, where the next
+        writes overwrite it."""
+        r, s = tokens.shape
+        pos = rows_of(start, r, tokens.device)[:, None] + torch.arange(s, device=tokens.device)
+        out = self._layer(self._hidden_in(features), tokens, pos, caches)
+        last = lengths - 1 if lengths is not None else torch.full((r,), s - 1, device=tokens.device)
+        return out[torch.arange(r, device=tokens.device), last]
 
-    def step(self, h, token, pos: int, caches):
-        p = torch.tensor([pos], device=h.device)
-        return self._layer(h[:, None], token[:, None], p, caches, pos)[:, 0]
+    def step(self, h, token, pos, caches):
+        """One chain step: hidden (R, H) and the token drafted from it (R,) at positions `pos` (R,)."""
+        return self._layer(h[:, None], token[:, None], pos[:, None], caches)[:, 0]
 
-    def propose_chain(self, h_last, start: int, gamma: int, caches, temperature: float = 1.0):
-        """gamma drafts from the last hidden state: (tokens (R, gamma), logits (R, gamma, V))."""
+    def propose_chain(self, h_last, start, gamma: int, caches, temperature: float = 1.0):
+        """gamma drafts from the last hidden state, step k at position start + k - 1 (`start` an
+        int or (R,)): (tokens (R, gamma), logits (R, gamma, V))."""
+        start = rows_of(start, h_last.shape[0], h_last.device)
         toks, outs, h = [], [], h_last
         for k in range(gamma):
             if k:
@@ -187,10 +206,10 @@ class ChainDrafter(nn.Module):
             outs.append(logits)
         return torch.stack(toks, 1), torch.stack(outs, 1)
 
-    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
+    def propose(self, tokens, features, start, gamma: int, caches, temperature: float = 1.0):
         """One round as the profiler times it: extend with the last verified position, then the chain."""
         h = self.extend(features[:, None] if features.dim() == 2 else features, tokens[:, None], start, caches)
-        return self.propose_chain(h, start + 1, gamma, caches, temperature)
+        return self.propose_chain(h, rows_of(start, tokens.shape[0], tokens.device) + 1, gamma, caches, temperature)
 
 
 class MTPDrafter(ChainDrafter):
@@ -210,9 +229,9 @@ class MTPDrafter(ChainDrafter):
     def _hidden_in(self, features):
         return features  # the target's last hidden state, width H
 
-    def _layer(self, h, tokens, pos, caches, cache_len):
+    def _layer(self, h, tokens, pos, caches):
         x = self.eh_proj(torch.cat([self.enorm(self.embed_tokens(tokens)), self.hnorm(h)], -1))
-        return self.layer(x, pos, caches[0], cache_len)
+        return self.layer(x, pos, caches[0])
 
 
 class Eagle3Drafter(ChainDrafter):
@@ -231,8 +250,8 @@ class Eagle3Drafter(ChainDrafter):
     def _hidden_in(self, features):
         return self.fc(features)  # fc only for target features; drafted hidden states are already H wide
 
-    def _layer(self, h, tokens, pos, caches, cache_len):
-        return self.layers[0](h, pos, caches[0], cache_len, embed=self.embed_tokens(tokens))
+    def _layer(self, h, tokens, pos, caches):
+        return self.layers[0](h, pos, caches[0], embed=self.embed_tokens(tokens))
 
 
 class MarkovHead(nn.Module):
@@ -269,19 +288,24 @@ class BlockDrafter(nn.Module):
         self.mask_token_id = mask_token_id
         self.num_cache_layers = draft_layers
 
-    def propose(self, tokens, features, start: int, gamma: int, caches, temperature: float = 1.0):
-        """tokens (R,) anchor; features (R, S, 5H) target features of the S newly verified tokens
-        (positions start-S..start-1) -> (draft tokens (R, gamma), logits (R, gamma, V), confidence (R, gamma) or None)."""
+    def propose(self, tokens, features, start, gamma: int, caches, temperature: float = 1.0, lengths=None):
+        """tokens (R,) anchors at positions `start` (an int or (R,)); features (R, S, 5H) target
+        features of the newly verified tokens just before the anchor, right-padded where a row has
+        fewer (`lengths` (R,)) -> (draft tokens (R, gamma), logits (R, gamma, V), confidence (R, gamma) or None)."""
         r, s = features.shape[0], features.shape[1]
+        dev = tokens.device
+        start = rows_of(start, r, dev)
+        n_new = lengths if lengths is not None else torch.full((r,), s, device=dev)
         ctx = self.hidden_norm(self.fc(features))
-        block = torch.full((r, gamma), self.mask_token_id, dtype=torch.long, device=tokens.device)
+        block = torch.full((r, gamma), self.mask_token_id, dtype=torch.long, device=dev)
         block[:, 0] = tokens
         x = self.embed_tokens(block)
-        pos = torch.arange(start, start + gamma, device=x.device)
-        ctx_pos = torch.arange(start - s, start, device=x.device)
-        cache_len = start - s  # context entries already cached before this round
+        pos = start[:, None] + torch.arange(gamma, device=dev)
+        # a row's padding sits at positions >= its anchor, where the block (written after) overwrites it
+        ctx_pos = (start - n_new)[:, None] + torch.arange(s, device=dev)
+        bound = (start + gamma - 1)[:, None].expand(r, gamma)  # the block sees all context and itself
         for layer, cache in zip(self.layers, caches):
-            x = layer(x, pos, cache, cache_len, extra=ctx, extra_positions=ctx_pos)
+            x = layer(x, pos, cache, bound, extra=ctx, extra_positions=ctx_pos)
         hidden = self.norm(x)
         logits = self.lm_head(hidden)
         if self.markov_head is None:
@@ -314,9 +338,8 @@ def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: t
     pos = anchors[:, None] + torch.arange(gamma, device=tokens.device)[None, :]
     keys_ok = torch.cat([torch.arange(length, device=tokens.device)[None, :] < anchors[:, None],
                          torch.ones(a, gamma, dtype=torch.bool, device=tokens.device)], 1)[:, None, None, :]
-    caches = kv_cache(drafter, a, length + gamma)
-    for layer, cache in zip(drafter.layers, caches):
-        x = layer(x, pos, cache, 0, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
+    for layer in drafter.layers:
+        x = layer(x, pos, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
     hidden = drafter.norm(x)
     logits = drafter.lm_head(hidden)
     if drafter.markov_head is None:
@@ -327,6 +350,13 @@ def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: t
     corrected = logits + drafter.markov_head.markov_w2(e)
     conf = drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0] if drafter.confidence_head is not None else None
     return logits, hidden, corrected, conf
+
+
+def rows_of(start, rows: int, device) -> torch.Tensor:
+    """Per-row positions (R,) from an int shared by all rows or a tensor."""
+    if isinstance(start, torch.Tensor):
+        return start.to(device).reshape(-1).expand(rows) if start.numel() == 1 else start.to(device)
+    return torch.full((rows,), int(start), dtype=torch.long, device=device)
 
 
 def _sample(logits: torch.Tensor, temperature: float) -> torch.Tensor:
