@@ -5,9 +5,12 @@
 Same random-weight target (profiles/models/tiny-qwen3.json, 6 layers x 256), same prompts, greedy,
 128 new tokens each, CPU, 1 thread. transformers: `generate(assistant_model=...)` with a 1-layer
 Qwen3 of the same width as the assistant. dsbench: SpecDecoder with a 1-layer Eagle3 drafter
-(the same size) and with a 1-layer DFlash block drafter, collecting per-round statistics. Random
-weights mean little is accepted on either side, so this measures per-round machinery. Also: the
-DSpark scheduler's cost per round at R = 1 inside the engine.
+(the same size) and with a 1-layer DFlash block drafter, collecting per-round statistics; both
+drafters share the target's embedding and head, as checkpoints loaded by dsbench do; the assistant
+has weights of its own. With random weights almost nothing is accepted on either side, so this
+compares per-round machinery; the table gives tokens per target pass (counted with a forward hook)
+and target passes per second, the per-round speed that acceptance does not move. Also: the DSpark
+scheduler's cost per round at R = 1 inside the engine.
 """
 
 from __future__ import annotations
@@ -35,11 +38,25 @@ def tok_s(run) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def tokens_per_pass(target, run) -> float:
+    """Generated tokens per target forward (prefill included) over the prompts."""
+    calls = [0]
+    hook = target.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    n = sum(run(p) for p in PROMPTS)
+    hook.remove()
+    return n / calls[0]
+
+
 def main() -> None:
     torch.set_num_threads(1)
     cfg = load_hf_config("tiny-qwen3")
     target = build_model(cfg, cfg.num_hidden_layers, "cpu", torch.float32)
     assistant = build_model(cfg, 1, "cpu", torch.float32)  # same width, one layer
+    torch.manual_seed(1)  # its own weights (build_model's seed would share the target's embedding and layer 0)
+    with torch.no_grad():
+        for w in assistant.parameters():
+            if w.dim() == 2:
+                w.normal_(0, 0.02)
     # a fixed 5-token draft per round, as dsbench verifies (transformers would otherwise shrink it on rejections)
     assistant.generation_config.num_assistant_tokens = 5
     assistant.generation_config.num_assistant_tokens_schedule = "constant"
@@ -64,11 +81,24 @@ def main() -> None:
     torch.manual_seed(2)
     eagle = Eagle3Drafter(cfg).eval()
     dflash = BlockDrafter(cfg, draft_layers=1).eval()
+    for d in (eagle, dflash):  # as the checkpoint loader does: the target's embedding and head
+        d.embed_tokens, d.lm_head = target.model.embed_tokens, target.lm_head
     for f in (hf_plain, hf_assisted, ours(eagle), ours(dflash)):  # warm-up
         f(PROMPTS[0])
     runs = {"transformers greedy (no drafter)": hf_plain, "transformers assisted (1-layer assistant)": hf_assisted,
             "dsbench Eagle3 (1 layer), per-round stats": ours(eagle), "dsbench DFlash (1 layer), per-round stats": ours(dflash)}
     res = {name: statistics.median(tok_s(f) for _ in range(3)) for name, f in runs.items()}
+    per_pass = {name: tokens_per_pass(target, f) for name, f in runs.items()}
+    def batched(drafter, rows: int) -> float:
+        """Tokens/s of `rows` sequences decoded together (one target pass per round for all)."""
+        dec = SpecDecoder(target, drafter, ids, gamma=5, temperature=0.0, max_len=512)
+        t0 = time.perf_counter()
+        sessions = dec.start_many([PROMPTS[i % len(PROMPTS)] for i in range(rows)])
+        while any(len(x.tokens) < NEW for x in sessions):
+            dec.step_all()
+        return sum(len(x.tokens) for x in sessions) / (time.perf_counter() - t0)
+
+    batch_tok_s = {r: statistics.median(batched(dflash, r) for _ in range(3)) for r in (1, 4, 16)}
     conf = np.full((1, 1, 7), 0.8)
     table = np.linspace(0.01, 0.012, 16)
     n = 20_000
@@ -76,13 +106,17 @@ def main() -> None:
     for _ in range(n):
         schedule(Policy("dspark"), conf, table)
     sched_us = (time.perf_counter() - t0) / n * 1e6
-    out = {"tok_s": res, "scheduler_us_per_round_R1_gamma7": sched_us}
+    out = {"tok_s": res, "tokens_per_target_pass": per_pass, "dflash_batched_tok_s": batch_tok_s, "scheduler_us_per_round_R1_gamma7": sched_us}
     if "--json" in sys.argv:
         print(json.dumps(out, indent=1))
         return
     base = res["transformers assisted (1-layer assistant)"]
     for name, v in res.items():
-        print(f"{name:<45} {v:8.1f} tok/s  ({v / base:.2f}x assisted)")
+        passes, base_passes = v / per_pass[name], base / per_pass["transformers assisted (1-layer assistant)"]
+        print(f"{name:<45} {v:7.1f} tok/s ({v / base:.2f}x assisted)  {per_pass[name]:.2f} tokens/pass  "
+              f"{passes:6.1f} passes/s ({passes / base_passes:.2f}x)")
+    print("DFlash, sequences decoded together: " + ", ".join(
+        f"{r} -> {v:.0f} tok/s ({v / batch_tok_s[1]:.2f}x)" for r, v in batch_tok_s.items()))
     print(f"DSpark scheduler inside the engine (R = 1, gamma = 7): {sched_us:.1f} us per round")
 
 
