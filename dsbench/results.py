@@ -179,7 +179,10 @@ class Profile:
 def load_profile(path: str | os.PathLike) -> Profile:
     """Read and validate a profile file (or a shipped profile by name)."""
     p = resolve_shipped(path)
-    data = _load_json(p, "profile")
+    return _parse_profile(_load_json(p, "profile"), p)
+
+
+def _parse_profile(data: dict, p: Path) -> Profile:
     _check_schema(data, p, PROFILE_SCHEMA)
     source = _source(data, p)
     device = _field(data, "device", p)
@@ -232,7 +235,10 @@ class Acceptance:
 def load_acceptance_file(path: str | os.PathLike) -> Acceptance:
     """Read and validate one acceptance file."""
     p = Path(path)
-    data = _load_json(p, "acceptance")
+    return _parse_acceptance(_load_json(p, "acceptance"), p)
+
+
+def _parse_acceptance(data: dict, p: Path) -> Acceptance:
     _check_schema(data, p, ACCEPTANCE_SCHEMA)
     source = _source(data, p)
     method = str(_field(data, "method", p))
@@ -494,3 +500,34 @@ def per_round_confidences(acc: Acceptance):
     if conf.ndim != 2 or len(conf) != len(pr["proposal"]) or ((conf < 0) | (conf > 1)).any():
         raise InputError(f"{acc.path}: field 'per_round.confidence' must be one row of probabilities per round")
     return conf, np.array(pr["proposal"]), np.array(pr["accepted"])
+
+
+# --------------------------------------------------------------------------- fitted latency model
+
+FIT_SCHEMA = "dsbench.fit/1"
+
+
+def write_fit(path: Path, doc: dict) -> None:
+    """A fitted model: parameters, per-point errors, and the profile and acceptance curves it implies."""
+    write_json(path, {"schema": FIT_SCHEMA, **doc})
+
+
+@dataclass
+class FittedModel:
+    path: Path
+    raw: dict
+    profile: Profile  # the fitted T_verify / T_draft tabulated as a profile (source "fitted")
+    acceptance: list[Acceptance]  # measured per method from the engine's counters
+
+
+def load_fit(path: str | os.PathLike) -> FittedModel:
+    """Read a fit.json written by `dsbench fit` (a file or its directory)."""
+    p = Path(path)
+    p = p / "fit.json" if p.is_dir() else p
+    data = _load_json(p, "fitted model")
+    _check_schema(data, p, FIT_SCHEMA)
+    prof = _field(data, "profile", p)
+    if not isinstance(prof, dict):
+        raise InputError(f"{p}: field 'profile' must be an object")
+    curves = [_parse_acceptance(c, p) for c in _list(data.get("acceptance", []), p, "acceptance", nonempty=False)]
+    return FittedModel(p, data, _parse_profile(prof, p), curves)

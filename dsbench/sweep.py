@@ -15,7 +15,8 @@ from .core.frontier import best_at_slo, concurrency_grid
 from .core.methods import METHOD_NAMES, METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
-from .results import Acceptance, InputError, Profile, load_acceptance, load_profile
+from .fit import FIT_DOMAIN
+from .results import Acceptance, InputError, Profile, load_acceptance, load_fit, load_profile
 
 DOMAINS = ("math", "code", "chat")
 
@@ -36,11 +37,12 @@ class SweepConfig:
     levels: int = 40
     samples: int = 20_000  # request-rounds per point: < 0.5 % Monte-Carlo error on throughput
     seed: int = 0
+    model: str | None = None  # a fit file from `dsbench fit`: its profile and measured curves (predictions)
 
     def validate(self) -> Policy:
         if not self.slo > 0 or self.slo != self.slo or self.slo == float("inf"):
             raise InputError(f"--slo must be a positive number of tokens/s per user, got {self.slo}")
-        if self.domain not in (*DOMAINS, "mix"):
+        if self.domain not in (*DOMAINS, "mix", FIT_DOMAIN):
             raise InputError(f"--domain must be one of math, code, chat, mix; got {self.domain!r}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
@@ -114,9 +116,14 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
 
 def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     """The profile, the acceptance curves the methods need (none for no-spec alone) and where they came from."""
+    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
+    if cfg.model:
+        fitted = load_fit(cfg.model)
+        if cfg.acceptance:
+            return fitted.profile, load_acceptance(cfg.acceptance), cfg.acceptance
+        return fitted.profile, fitted.acceptance, str(fitted.path)
     profile = load_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
-    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
     return profile, (load_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
@@ -124,8 +131,11 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
               on_method: Callable[[str, list[dict]], None] | None = None) -> SweepResult:
     """Simulate each method over the concurrency grid; `progress(method, n_done)` after each point,
     `on_method(method, rows)` after each method (so callers can write results as they arrive)."""
+    if cfg.model:
+        _fit_defaults(cfg)
     policy = cfg.validate()
     profile, curves, acc_ref = load_inputs(cfg)
+    source = "predicted (fitted model)" if cfg.model else "simulated"
     scenarios = build_scenarios(cfg, profile, curves, acc_ref)
 
     max_c = cfg.max_concurrency
@@ -142,7 +152,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             pt = simulate(sc, int(c), samples=cfg.samples, seed=cfg.seed)
             thr_gpu = pt.throughput_tok_s / profile.gpus
             mrows.append({"method": name, "policy": str(sc.policy), "gamma": sc.gamma, **asdict(pt),
-                          "throughput_tok_s_gpu": thr_gpu, "source": "simulated"})
+                          "throughput_tok_s_gpu": thr_gpu, "source": source})
             if progress:
                 progress(name, i + 1)
         rows += mrows
@@ -172,10 +182,23 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             "max_concurrency_requested": cfg.max_concurrency,
             "max_concurrency_memory": profile.max_requests, "capped_by_memory": capped,
             "profiled_max_requests": int(max(profile.requests)),
-            "results_source": "simulated",
+            "results_source": source,
+            "fitted_model": cfg.model,
         },
     }
     return SweepResult(summary, rows)
+
+
+def _fit_defaults(cfg: SweepConfig) -> None:
+    """With --model: the methods the fit has a drafter cost for (and no-spec, which needs none),
+    and the fit's own measured curves."""
+    fitted = load_fit(cfg.model)
+    if cfg.methods == METHOD_NAMES:
+        cfg.methods = ("no-spec", *fitted.profile.draft)
+    if cfg.baseline not in cfg.methods:
+        cfg.baseline = cfg.methods[0]
+    if not cfg.acceptance and cfg.domain == "mix":
+        cfg.domain = FIT_DOMAIN  # measured on the load test's own workload
 
 
 def _curve_tau(sc: Scenario) -> float:

@@ -18,7 +18,8 @@ METHODS_DEFAULT = "no-spec,mtp-1,dflash,eagle3,dspark"
     epilog="Examples:\n\n"
     "  dsbench sweep --slo 80\n\n"
     "  dsbench sweep --slo 50 --profile h200-qwen3-8b --domain code --methods mtp-1,dspark\n\n"
-    "  dsbench sweep --slo 80 --policy dspark-async --json > sweep.json"
+    "  dsbench sweep --slo 80 --policy dspark-async --json > sweep.json\n\n"
+    "  dsbench sweep --slo 80 --model fit/fit.json      # predict from a model fitted to load tests"
 )
 @handles_input_errors
 def sweep(
@@ -32,6 +33,7 @@ def sweep(
     gamma: Annotated[int, typer.Option(help="Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1).")] = 7,
     max_concurrency: Annotated[int, typer.Option(help="Highest concurrency simulated (capped where the KV cache no longer fits).")] = 512,
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
+    model: Annotated[Optional[str], typer.Option(help="Fit file from `dsbench fit`: predict with the fitted step times and the measured acceptance instead of --profile (results are labelled predictions).", rich_help_panel="Inputs")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for frontier.png/.svg and sweep.json/.csv (rewritten each run).", rich_help_panel="Output")] = Path("dsbench-out"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout instead of the table.", rich_help_panel="Output")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", rich_help_panel="Output")] = False,
@@ -46,7 +48,7 @@ def sweep(
 
     cfg = SweepConfig(slo=slo, profile=profile, acceptance=acceptance, domain=domain,
                       methods=tuple(m.strip() for m in methods.split(",") if m.strip()), baseline=baseline,
-                      policy=policy, gamma=gamma, max_concurrency=max_concurrency, seed=seed)
+                      policy=policy, gamma=gamma, max_concurrency=max_concurrency, seed=seed, model=model)
     cfg.validate()
     result = _with_progress(lambda progress, on_method: run_sweep(cfg, progress, on_method), cfg, out_dir,
                             show=not (quiet or as_json))
@@ -92,7 +94,7 @@ def _write_sweep_outputs(result, out_dir: Path) -> list[Path]:
     jpath, cpath = write_sweep(out_dir, s, result.rows)
     inp = s["inputs"]
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
-    subtitle = (f"simulated: {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, context {inp['context_len']}), "
+    subtitle = (f"{inp['results_source']}: {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, context {inp['context_len']}), "
                 f"acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; DSpark policy {inp['policy']}, gamma {inp['gamma']}")
     fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
     png, svg = out_dir / "frontier.png", out_dir / "frontier.svg"
@@ -106,7 +108,7 @@ def _print_sweep_table(s: dict) -> None:
     inp = s["inputs"]
     table = Table(
         title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  ({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
-        caption=(f"simulated on a {inp['profile_source']} profile (context {inp['context_len']})"
+        caption=(f"{inp['results_source']}: on a {inp['profile_source']} profile (context {inp['context_len']})"
                  + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
                  + "; per-user speed = tau / round time; budget = tokens verified per request per round"
                  + (f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"

@@ -1,0 +1,125 @@
+"""The latency model L = (T_draft + T_verify) / tau, fitted to measured load points.
+
+Per load point: R requests in flight, tau tokens per request per round, B = R (1 + l) tokens
+verified per round (l drafts verified per request), and the measured round time
+y = tau x TPOT (seconds). The model:
+
+    T_verify(B) = t0 + s * max(0, Q(B) - b0)      Q(B) = tile * ceil(B / tile), or B when tile = 0
+    T_draft(R)  = a_m + c_m * R                   per method m (0 for no-spec)
+
+t0 is the memory-bound floor (seconds), s the compute-bound slope (seconds per token) past the
+knee b0 (tokens), and the tile makes the step-wise jumps of GEMM tiling. Constants are only
+identifiable up to a shift between t0 and the draft floors, so without no-spec points the first
+speculative method's a_m is pinned to 0 (its draft floor is folded into t0). All parameters are
+bounded at 0. Where every point of a method verifies the same tokens per request (B proportional
+to R), the slope and c_m trade off against each other: their uncertainties say so, and
+predictions stay good along that line only.
+Fitted with scipy's curve_fit on relative residuals; uncertainties are the square roots of the
+covariance's diagonal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import curve_fit
+
+
+def quantize(b: np.ndarray, tile: float) -> np.ndarray:
+    """Tokens rounded up to whole GEMM tiles (tile 0: unchanged)."""
+    b = np.asarray(b, dtype=float)
+    return np.ceil(b / tile) * tile if tile > 0 else b
+
+
+def t_verify(b, t0: float, slope: float, knee: float, tile: float = 0.0) -> np.ndarray:
+    """Verification step seconds at B batch tokens."""
+    return t0 + slope * np.maximum(0.0, quantize(b, tile) - knee)
+
+
+@dataclass
+class LatencyFit:
+    t0: float
+    slope: float
+    knee: float
+    tile: float
+    draft: dict[str, tuple[float, float]]  # method -> (a seconds, c seconds per request)
+    sigma: dict[str, float] = field(default_factory=dict)  # 1-sigma of every fitted parameter, by name
+    pinned: list[str] = field(default_factory=list)  # parameters held at 0 (not identifiable)
+
+    def t_draft(self, method: str, requests) -> np.ndarray:
+        a, c = self.draft.get(method, (0.0, 0.0))
+        return a + c * np.asarray(requests, dtype=float)
+
+    def round_s(self, method: str, requests, batch_tokens) -> np.ndarray:
+        """Predicted seconds per round (draft + verify)."""
+        return self.t_draft(method, requests) + t_verify(batch_tokens, self.t0, self.slope, self.knee, self.tile)
+
+
+def _names(methods: list[str], pinned: str | None) -> list[str]:
+    names = ["t0", "slope", "knee"]
+    for m in methods:
+        if m == "no-spec":
+            continue
+        if m != pinned:
+            names.append(f"{m}.a")
+        names.append(f"{m}.c")
+    return names
+
+
+def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarray, round_s: np.ndarray,
+                tile: float = 0.0) -> LatencyFit:
+    """Fit the model to points (method label, R, B, measured round seconds). Raises ValueError
+    when there are no more points than parameters."""
+    method = np.asarray(method)
+    r, b, y = (np.asarray(v, dtype=float) for v in (requests, batch_tokens, round_s))
+    methods = list(dict.fromkeys(method.tolist()))
+    spec = [m for m in methods if m != "no-spec"]
+    pinned = spec[0] if spec and "no-spec" not in methods else None
+    names = _names(methods, pinned)
+    if len(y) <= len(names):
+        raise ValueError(f"{len(y)} load points cannot fit {len(names)} parameters ({', '.join(names)}); "
+                         f"measure at least {len(names) + 1}")
+
+    def unpack(p):
+        vals = dict(zip(names, p))
+        return vals, {m: (vals.get(f"{m}.a", 0.0), vals[f"{m}.c"]) for m in spec}
+
+    def model(_, *p):
+        vals, draft = unpack(p)
+        out = t_verify(b, vals["t0"], vals["slope"], vals["knee"], tile)
+        for m, (a, c) in draft.items():
+            out = out + np.where(method == m, a + c * r, 0.0)
+        return out / y  # relative: points at 1 and 512 users weigh alike
+
+    best = None
+    for knee in np.quantile(b, np.linspace(0, 1, 9)):  # the hinge is not convex: start from several knees
+        p0 = [float(y.min()), float(np.ptp(y) / max(np.ptp(b), 1.0)), float(knee)] + [0.0] * (len(names) - 3)
+        lo = [0.0] * len(names)  # times and slopes are never negative
+        hi = [np.inf, np.inf, float(b.max())] + [np.inf] * (len(names) - 3)
+        try:
+            p, cov = curve_fit(model, None, np.ones_like(y), p0=p0, bounds=(lo, hi), maxfev=20_000)
+        except RuntimeError:
+            continue
+        sse = float(((model(None, *p) - 1) ** 2).sum())
+        if best is None or sse < best[0]:
+            best = (sse, p, cov)
+    if best is None:
+        raise ValueError("the latency model did not converge on these points")
+    _, p, cov = best
+    vals, draft = unpack(p)
+    with np.errstate(invalid="ignore"):
+        err = np.sqrt(np.diag(cov))  # in the parameters' own units, scaled by the residual variance
+    sigma = {n: float(e) if np.isfinite(e) else None for n, e in zip(names, err)}
+    return LatencyFit(vals["t0"], vals["slope"], vals["knee"], tile, draft, sigma, [f"{pinned}.a"] if pinned else [])
+
+
+def relative_errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """(predicted - measured) / measured per point."""
+    predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
+    return (predicted - measured) / measured
+
+
+def mape(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Mean absolute percentage error (percent)."""
+    return float(np.mean(np.abs(relative_errors(predicted, measured))) * 100)

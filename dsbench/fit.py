@@ -1,0 +1,159 @@
+"""`dsbench fit`: fit L = (T_draft + T_verify) / tau to live load results.
+
+Collects one row per load point (method, R in flight, tau and drafts verified per round from the
+engine's counters, round time = tau x mean TPOT), fits core.latency, and writes a fit file holding
+the parameters with uncertainties, every point's relative error (flagged past a threshold), the
+fitted model tabulated as a profile (source "fitted") and the measured acceptance per method, so
+that `dsbench sweep --model FILE` predicts frontiers at concurrencies and methods' mixes not
+measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .core.latency import LatencyFit, fit_latency, mape, relative_errors, t_verify
+from .core.methods import METHODS
+from .results import ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, InputError, load_load, provenance
+
+FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
+
+
+@dataclass
+class FitConfig:
+    results: list[str]  # "PATH" or "METHOD=PATH" (load.json or its directory)
+    method: str | None = None  # for inputs given without METHOD=
+    tile: int = 0  # GEMM tile (tokens) for step-wise T_verify; 0: smooth
+    flag_pct: float = 10.0  # points the model misses by more than this are flagged
+
+
+def _split(ref: str, default: str | None) -> tuple[str | None, str]:
+    method, sep, path = ref.partition("=")
+    return (method, path) if sep and method in METHODS else (default, ref)
+
+
+def collect_points(cfg: FitConfig) -> list[dict]:
+    """One row per usable load point: method, requests, batch_tokens, tau, round_s, conditional."""
+    rows = []
+    for ref in cfg.results:
+        method, path = _split(ref, cfg.method)
+        data = load_load(path)
+        for pt in data["points"]:
+            spec = pt.get("spec") or {}
+            m = method or ("no-spec" if not spec.get("rounds") else None)
+            if m is None:
+                raise InputError(f"{path}: point {pt.get('label')} has speculative counters; name its method "
+                                 "(METHOD=PATH or --method)")
+            if m not in METHODS:
+                raise InputError(f"{path}: unknown method {m!r}")
+            tpot = pt.get("tpot_s_mean")
+            r = pt.get("concurrency") or ((pt.get("request_throughput_s") or 0) * (pt.get("e2e_s_mean") or 0))  # Little's law
+            if not tpot or not r:
+                continue  # a point without finished requests says nothing about latency
+            if m == "no-spec":
+                tau, verified, cond = 1.0, 0.0, []
+            elif spec.get("rounds"):
+                tau, verified, cond = spec["tau_per_round"], spec["draft_tokens"] / spec["rounds"], spec.get("conditional") or []
+            else:
+                raise InputError(f"{path}: point {pt.get('label')} has no speculative counters for {m} (engine metrics)")
+            rows.append({"source": str(path), "label": pt.get("label"), "method": m, "requests": float(r),
+                         "batch_tokens": float(r) * (1 + verified), "tau": float(tau), "tpot_s": float(tpot),
+                         "round_s": float(tau) * float(tpot), "rounds": float(spec.get("rounds") or 0), "conditional": cond})
+    if not rows:
+        raise InputError("no load point with finished requests in the given results")
+    return rows
+
+
+def run_fit(cfg: FitConfig) -> dict:
+    """Fit, and return the fit document (the schema `dsbench sweep --model` reads)."""
+    rows = collect_points(cfg)
+    col = {k: np.array([r[k] for r in rows]) for k in ("method", "requests", "batch_tokens", "round_s")}
+    try:
+        f = fit_latency(col["method"], col["requests"], col["batch_tokens"], col["round_s"], cfg.tile)
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    pred = np.array([float(f.round_s(r["method"], r["requests"], r["batch_tokens"])) for r in rows])
+    rel = relative_errors(pred, col["round_s"])
+    points = []
+    for r, p, e in zip(rows, pred, rel):
+        points.append({k: r[k] for k in ("source", "label", "method", "requests", "batch_tokens", "tau", "round_s")}
+                      | {"round_s_fitted": float(p), "rel_error": float(e), "flagged": bool(abs(e) * 100 > cfg.flag_pct),
+                         "tps_user_measured": r["tau"] / r["round_s"], "tps_user_fitted": r["tau"] / float(p)})
+    curves = _acceptance(rows)
+    return {
+        "provenance": provenance(),
+        "source": "fitted",
+        "inputs": cfg.results,
+        "formula": "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
+                   "Q(B) = tile * ceil(B / tile); T_draft(R) = a + c * R per method",
+        "params": _params(f),
+        "mape_pct": mape(pred, col["round_s"]),
+        "flag_pct": cfg.flag_pct,
+        "flagged": sum(p["flagged"] for p in points),
+        "points": points,
+        "requests_measured": [float(col["requests"].min()), float(col["requests"].max())],
+        "profile": _profile(f, rows, curves),
+        "acceptance": curves,
+    }
+
+
+def _params(f: LatencyFit) -> dict:
+    out = {"t0": {"value": f.t0, "unit": "s"}, "slope": {"value": f.slope, "unit": "s/token"},
+           "knee": {"value": f.knee, "unit": "tokens"}, "tile": {"value": f.tile, "unit": "tokens", "fixed": True}}
+    for m, (a, c) in f.draft.items():
+        out[f"{m}.a"] = {"value": a, "unit": "s"}
+        out[f"{m}.c"] = {"value": c, "unit": "s/request"}
+    for name, p in out.items():
+        p["value"] = float(p["value"])
+        if name in f.sigma:
+            p["sigma"] = f.sigma[name]
+        if name in f.pinned:
+            p["fixed"] = True
+            p["note"] = "not identifiable without no-spec points: folded into t0"
+    return out
+
+
+def _acceptance(rows: list[dict]) -> list[dict]:
+    """Per method, the conditional acceptance pooled over points (weighted by rounds)."""
+    out = []
+    for m in dict.fromkeys(r["method"] for r in rows):
+        cs = [(r["rounds"], r["conditional"]) for r in rows if r["method"] == m and r["conditional"]]
+        if not cs:
+            continue
+        g = min(len(c) for _, c in cs)
+        w = np.array([n for n, _ in cs])
+        cond = (np.array([c[:g] for _, c in cs]) * w[:, None]).sum(0) / w.sum()
+        out.append({"schema": ACCEPTANCE_SCHEMA, "source": "measured", "note": "pooled from the engine's counters over the load points", "method": m, "domain": FIT_DOMAIN,
+                    "gamma": g, "conditional": [float(min(max(x, 0.0), 1.0)) for x in cond]})
+    return out
+
+
+def _profile(f: LatencyFit, rows: list[dict], curves: list[dict]) -> dict:
+    """The fitted model tabulated as a profile/1 (flat in R: the fit's R terms live in T_draft)."""
+    b_max = max(r["batch_tokens"] for r in rows) * 8
+    grid = set(np.unique(np.geomspace(1, b_max, 60).round()).tolist()) | {max(1.0, round(f.knee)), round(f.knee) + 1}
+    if f.tile:
+        grid |= {float(k * f.tile + d) for k in range(1, int(b_max // f.tile) + 1) for d in (0, 1)}
+    grid = sorted(b for b in grid if b >= 1)
+    r_max = max(r["requests"] for r in rows) * 8
+    step = t_verify(np.array(grid), f.t0, f.slope, f.knee, f.tile)
+    points = [{"batch_tokens": b, "requests": r, "step_s": float(s)} for r in (1.0, r_max) for b, s in zip(grid, step)]
+    gammas = {c["method"]: c["gamma"] for c in curves}
+    draft = {}
+    for m in f.draft:
+        g = gammas.get(m, METHODS[m].gamma(7))
+        draft[m] = {"points": [{"requests": r, "gamma": g, "step_s": float(max(0.0, f.t_draft(m, r)))} for r in (1.0, r_max)]}
+    return {"schema": PROFILE_SCHEMA, "source": "fitted", "device": {"name": "fitted"}, "model": {"name": "fitted"},
+            "context_len": 1, "points": points, "draft": draft}
+
+
+def write(doc: dict, out: Path) -> Path:
+    from .results import write_fit
+
+    path = out / "fit.json" if out.suffix != ".json" else out
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_fit(path, doc)
+    return path

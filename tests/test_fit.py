@@ -1,0 +1,86 @@
+"""`dsbench fit`: recovering known parameters, and predicting held-out live load points."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from dsbench.cli import app
+from dsbench.core.latency import LatencyFit, fit_latency, mape, t_verify
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("tile", [0, 64])
+def test_fit_recovers_known_parameters(tile):
+    """Points generated from known parameters with 0.5 % noise (seed 0): every parameter comes back
+    within 4 sigma of the truth (the floor and slope also within 5 %; knee within 5 tokens or one
+    tile), and the MAPE is about the noise."""
+    rng = np.random.default_rng(0)
+    r = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 384] * 2, dtype=float)
+    method = np.array(["no-spec"] * 10 + ["dspark"] * 10)
+    b = np.where(method == "no-spec", r, r * 4.5)
+    true = LatencyFit(0.010, 2e-5, 300.0, tile, {"dspark": (0.001, 3e-6)})
+    y = np.array([float(true.round_s(m, ri, bi)) for m, ri, bi in zip(method, r, b)]) * (1 + rng.normal(0, 0.005, len(r)))
+    f = fit_latency(method, r, b, y, tile)
+    got = {"t0": f.t0, "slope": f.slope, "dspark.a": f.draft["dspark"][0], "dspark.c": f.draft["dspark"][1]}
+    want = {"t0": 0.010, "slope": 2e-5, "dspark.a": 0.001, "dspark.c": 3e-6}
+    for k in want:
+        assert abs(got[k] - want[k]) <= 4 * f.sigma[k], (k, got[k], f.sigma[k])
+    assert abs(f.t0 / 0.010 - 1) < 0.05 and abs(f.slope / 2e-5 - 1) < 0.05
+    assert abs(f.knee - 300) <= max(5, tile)
+    pred = [float(f.round_s(m, ri, bi)) for m, ri, bi in zip(method, r, b)]
+    assert mape(pred, y) < 1.0
+
+
+def test_fit_without_baseline_pins_the_draft_floor():
+    r = np.array([1, 4, 16, 64, 128, 256], dtype=float)
+    y = t_verify(r * 8, 0.008, 1e-5, 200.0) + 2e-5 * r
+    f = fit_latency(np.array(["dflash"] * 6), r, r * 8, y)
+    assert f.pinned == ["dflash.a"] and f.draft["dflash"][0] == 0.0
+    assert abs(f.draft["dflash"][1] / 2e-5 - 1) < 0.05
+
+
+def test_too_few_points_is_one_clear_line(tmp_path):
+    load = {"schema": "dsbench.load/1", "points": [
+        {"label": "c=1", "concurrency": 1, "tpot_s_mean": 0.01, "spec": {"rounds": 10, "tau_per_round": 3.0, "draft_tokens": 70}}]}
+    (tmp_path / "load.json").write_text(json.dumps(load))
+    r = runner.invoke(app, ["fit", f"dspark={tmp_path}", "--out", str(tmp_path / "fit")])
+    assert r.exit_code == 2 and "cannot fit" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["fit", str(tmp_path), "--out", str(tmp_path / "fit")])
+    assert r.exit_code == 2 and "name its method" in r.output
+
+
+@pytest.mark.slow
+def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
+    """Fit to `dsbench serve --sim` (DSpark, H100 roofline) at 1..32 users, then `sweep --model`
+    predicts per-user speed at held-out 6 and 24 users within 12 % of what `dsbench load` measures
+    there."""
+    from dsbench.core.simulator import simulate
+    from dsbench.results import load_load
+    from dsbench.sweep import SweepConfig, _fit_defaults, build_scenarios, load_inputs
+    from tests.servers import sim_server
+
+    with sim_server("--domain", "chat", "--seed", "3") as (url, _):
+        for conc, out in (("1,2,4,8,16,32", "fit-in"), ("6,24", "held-out")):
+            r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
+                                    "--duration", "3", "--warmup", "1", "--out", str(tmp_path / out), "--quiet"])
+            assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'fit-in'}", "--out", str(tmp_path / "fit"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["source"] == "fitted" and doc["mape_pct"] < 15 and len(doc["points"]) == 6
+    cfg = SweepConfig(model=str(tmp_path / "fit" / "fit.json"))
+    _fit_defaults(cfg)
+    prof, curves, ref = load_inputs(cfg)
+    scenario = build_scenarios(cfg, prof, curves, ref)["dspark"]
+    for pt in load_load(tmp_path / "held-out")["points"]:
+        pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0).tps_user
+        assert abs(pred / pt["tps_user_mean"] - 1) < 0.12, (pt["concurrency"], pred, pt["tps_user_mean"])
+    r = runner.invoke(app, ["sweep", "--model", str(tmp_path / "fit" / "fit.json"), "--slo", "300", "--out", str(tmp_path / "sw"),
+                            "--json", "--max-concurrency", "64"])
+    assert r.exit_code == 0, r.output
+    sw = json.loads(r.output)
+    assert sw["inputs"]["results_source"] == "predicted (fitted model)" and set(sw["methods"]) == {"no-spec", "dspark"}
+    assert all(row["source"] == "predicted (fitted model)" for row in sw["frontier"])
