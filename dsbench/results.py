@@ -531,3 +531,69 @@ def load_fit(path: str | os.PathLike) -> FittedModel:
         raise InputError(f"{p}: field 'profile' must be an object")
     curves = [_parse_acceptance(c, p) for c in _list(data.get("acceptance", []), p, "acceptance", nonempty=False)]
     return FittedModel(p, data, _parse_profile(prof, p), curves)
+
+
+# --------------------------------------------------------------------------- result sets (gate, report)
+
+
+def find_results(path: str | os.PathLike) -> list[tuple[str, Path]]:
+    """Every dsbench result file under `path` (a file, or a directory searched recursively), as
+    (schema, file) pairs. Files that are not dsbench results (no known schema) are skipped."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file or directory: {p}")
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*.json") if "points" not in f.parent.name)
+    found = []
+    for f in files:
+        try:
+            data = _load_json(f, "result")
+        except InputError:
+            if p.is_file():
+                raise
+            continue  # a directory may hold other JSON (configs, per-point dumps)
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema in (LOAD_SCHEMA, SWEEP_SCHEMA, ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA):
+            found.append((schema, f))
+        elif p.is_file():
+            raise InputError(f"{f}: not a dsbench result (field 'schema' is {schema!r})")
+    if not found:
+        raise InputError(f"{p}: no dsbench results found (load.json, sweep.json, acceptance, profile, fit files)")
+    return found
+
+
+GATE_RULE_KEYS = {"metric", "direction", "tolerance_pct", "tolerance_abs", "ignore"}
+
+
+def load_gate_rules(path: str | os.PathLike) -> tuple[list[dict], float | None]:
+    """A gate rules file (TOML or JSON): optional `max_drop_pct` and `[[rules]]` entries with
+    `metric` (a glob), and `direction` (higher|lower), `tolerance_pct` or `tolerance_abs`, or
+    `ignore = true`. Returns (rules, max_drop_pct)."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"rules file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'JSON'} ({e})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: expected a table/object at the top level")
+    max_drop = data.get("max_drop_pct")
+    if max_drop is not None:
+        max_drop = _number(max_drop, p, "max_drop_pct", nonneg=True)
+    rules = []
+    for i, r in enumerate(_list(data.get("rules", []), p, "rules", nonempty=False)):
+        where = f"rules[{i}]"
+        if not isinstance(r, dict) or not isinstance(r.get("metric"), str):
+            raise InputError(f"{p}: {where} needs a string field 'metric' (a glob such as 'load.*.ttft_s_p99')")
+        unknown = set(r) - GATE_RULE_KEYS
+        if unknown:
+            raise InputError(f"{p}: {where} has unknown field(s) {', '.join(sorted(unknown))}")
+        if r.get("direction", "higher") not in ("higher", "lower"):
+            raise InputError(f"{p}: {where}.direction must be 'higher' or 'lower'")
+        for k in ("tolerance_pct", "tolerance_abs"):
+            if k in r:
+                _number(r[k], p, f"{where}.{k}", nonneg=True)
+        rules.append(r)
+    return rules, max_drop
