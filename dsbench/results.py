@@ -480,6 +480,24 @@ def load_load(path: str | os.PathLike) -> dict:
     return data
 
 
+def load_requests(path: str | os.PathLike) -> list[dict]:
+    """Per-request records of a load run (requests.jsonl beside load.json); a line cut short by an
+    interrupted run is skipped."""
+    p = Path(path)
+    p = (p if p.is_dir() else p.parent) / "requests.jsonl"
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
 # --------------------------------------------------------------------------- calibration
 
 CALIBRATION_SCHEMA = "dsbench.calibration/1"
@@ -487,6 +505,14 @@ CALIBRATION_SCHEMA = "dsbench.calibration/1"
 
 def write_calibration(path: Path, doc: dict) -> None:
     write_json(path, {"schema": CALIBRATION_SCHEMA, **doc})
+
+
+def load_calibration(path: str | os.PathLike) -> dict:
+    """Read a calibration file written by `dsbench calibrate`."""
+    p = Path(path)
+    data = _load_json(p, "calibration")
+    _check_schema(data, p, CALIBRATION_SCHEMA)
+    return data
 
 
 def per_round_confidences(acc: Acceptance):

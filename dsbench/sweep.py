@@ -16,7 +16,7 @@ from .core.methods import METHOD_NAMES, METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
 from .fit import FIT_DOMAIN
-from .results import Acceptance, InputError, Profile, load_acceptance, load_fit, load_profile
+from .results import Acceptance, InputError, Profile, load_acceptance, load_fit, load_profile, provenance
 
 DOMAINS = ("math", "code", "chat")
 
@@ -168,6 +168,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
         s["ratio"] = s["throughput"] / base["throughput"] if s["feasible"] and base["feasible"] else None
 
     summary = {
+        "provenance": provenance(),
         "slo": cfg.slo,
         "baseline": cfg.baseline,
         "methods": methods_summary,

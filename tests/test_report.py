@@ -1,0 +1,125 @@
+"""`dsbench report`: one self-contained, escaped HTML file, checked as text and rendered by Chromium."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dsbench.cli import app
+from tests.conftest import REPO
+from tests.servers import build_tiny_qwen3, sim_server
+
+runner = CliRunner()
+EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Every kind of result, made by dsbench itself: a sweep on a profile whose model name is
+    hostile HTML, a live load on the simulated server with its fit, accept + calibrate on a tiny
+    target with a DSpark drafter, and a second sweep (H200) as another run."""
+    from transformers import AutoModelForCausalLM
+
+    from dsbench.spec.checkpoints import save_drafter
+    from dsbench.spec.drafters import BlockDrafter
+
+    root = tmp_path_factory.mktemp("report")
+    run = root / "run-a"
+    prof = json.loads((REPO / "profiles" / "h100-qwen3-8b.json").read_text())
+    prof["model"]["name"] = EVIL
+    (root / "evil-profile.json").write_text(json.dumps(prof))
+    for args, out in ((["--profile", str(root / "evil-profile.json"), "--acceptance", "qwen3-8b"], run / "sweep"),
+                      (["--profile", "h200-qwen3-8b"], root / "run-b" / "sweep")):
+        r = runner.invoke(app, ["sweep", *args, "--methods", "mtp-1,dflash,dspark", "--out", str(out), "--json"])
+        assert r.exit_code == 0, r.output
+    with sim_server("--domain", "chat", "--model-name", EVIL) as (url, _):
+        r = runner.invoke(app, ["load", "--url", url, "--model", EVIL, "--workload", "chat", "--concurrency", "1,2,4,8,16,32",
+                                "--max-tokens", "64", "--duration", "2", "--warmup", "0.5", "--out", str(run / "load"), "--quiet"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["fit", f"dspark={run / 'load'}", "--out", str(run / "fit")])
+    assert r.exit_code == 0, r.output
+    target_dir = build_tiny_qwen3(root / "target")
+    target = AutoModelForCausalLM.from_pretrained(target_dir)
+    torch.manual_seed(0)
+    d = BlockDrafter(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
+    draft_dir = save_drafter(d, "dspark", target.config, root / "dspark", [0], 4)
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
+                            "--samples", "4", "--max-new-tokens", "40", "--out", str(run / "accept"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["calibrate", "--acceptance", str(run / "accept"), "--out", str(run / "calibration.json")])
+    assert r.exit_code == 0, r.output
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(results):
+    out = results / "report.html"
+    r = runner.invoke(app, ["report", str(results / "run-a"), str(results / "run-b"), "-o", str(out), "--title", "H100 <vs> H200"])
+    assert r.exit_code == 0, r.output
+    return out.read_text()
+
+
+def test_report_is_self_contained(report):
+    """No external references of any kind: no scripts, links, iframes, imports; every src/href is a
+    fragment inside the page; URLs appear only as text (the commands that made the files)."""
+    for tag in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "<img"):
+        assert tag not in report.lower(), tag
+    assert not re.search(r"""<[^>]*\b(?:src|href)\s*=\s*(?!["']?#)""", report)
+    assert not re.search(r"url\((?!#)", report)
+    assert report.count("<svg") >= 8
+
+
+def test_input_strings_are_shown_as_text(report):
+    assert EVIL not in report
+    assert html_escaped(EVIL) in report
+    assert "H100 &lt;vs&gt; H200" in report
+
+
+def html_escaped(s: str) -> str:
+    import html
+
+    return html.escape(s, quote=True)
+
+
+def test_report_has_every_section_side_by_side(report):
+    for title in ("Best throughput at the SLO", "Throughput vs per-user speed", "Verification budget per request vs concurrency",
+                  "Conditional acceptance per position", "Confidence calibration", "Latency and per-user speed per load point",
+                  "Tokens per chunk vs tau", "SPS(B) profile", "Fitted latency model", "Inputs and provenance"):
+        assert f"<h2>{html_escaped(title)}" in report, title
+    assert "repeat(2,1fr)" in report and "run-a" in report and "run-b" in report
+    for source in ("simulated", "measured", "roofline", "paper", "fitted"):
+        assert f"<b>{source}</b>" in report, source
+
+
+def test_bad_inputs_are_one_line(tmp_path):
+    r = runner.invoke(app, ["report", str(tmp_path / "missing"), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 2 and "no such file" in r.output and not (tmp_path / "r.html").exists()
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["report", str(tmp_path / "empty"), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 2 and "no dsbench results" in r.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)")
+def test_chromium_renders_the_figures(results, report, tmp_path):
+    """A headless Chromium screenshot of the report (offline, file://) shows the figures: the
+    method colours of the frontier lines cover thousands of pixels. The screenshot is kept next to
+    the report for a human look."""
+    import matplotlib.image as mpimg
+    import numpy as np
+
+    from dsbench.report.plots import METHOD_COLORS
+
+    shot = results / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,3000",
+                    f"--screenshot={shot}", (results / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    img = (mpimg.imread(shot)[..., :3] * 255).astype(int)
+    for method in ("dspark", "dflash"):
+        rgb = np.array([int(METHOD_COLORS[method][i : i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(img - rgb).sum(-1) < 40).sum() > 2000, method
