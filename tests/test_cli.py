@@ -180,3 +180,13 @@ def test_profile_roofline_writes_a_profile_sweep_reads(tmp_path):
     assert r.exit_code == 0 and json.loads(r.stdout)["inputs"]["device"] == "H200"
     r = run("profile", "--roofline", "Voodoo5", "--out", tmp_path / "x.json")
     assert r.exit_code == 2 and "unknown GPU 'Voodoo5'" in r.output
+
+
+def test_version_and_python_dash_m():
+    import subprocess
+    import sys
+
+    from dsbench import __version__
+
+    r = subprocess.run([sys.executable, "-m", "dsbench", "--version"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == f"dsbench {__version__}"

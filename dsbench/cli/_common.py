@@ -43,15 +43,20 @@ def handles_input_errors(fn):
     return wrapper
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
-):
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from .. import __version__
 
         out.print(f"dsbench {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
+                                          callback=_print_version)] = False,
+):
+    pass
 
 
 def fmt(v, spec: str, none: str = "—") -> str:

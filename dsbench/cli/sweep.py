@@ -94,7 +94,7 @@ def _write_sweep_outputs(result, out_dir: Path) -> list[Path]:
     jpath, cpath = write_sweep(out_dir, s, result.rows)
     inp = s["inputs"]
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
-    subtitle = (f"{inp['results_source']}: {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, context {inp['context_len']}), "
+    subtitle = (f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, context {inp['context_len']}), "
                 f"acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; DSpark policy {inp['policy']}, gamma {inp['gamma']}")
     fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
     png, svg = out_dir / "frontier.png", out_dir / "frontier.svg"
@@ -108,7 +108,7 @@ def _print_sweep_table(s: dict) -> None:
     inp = s["inputs"]
     table = Table(
         title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  ({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
-        caption=(f"{inp['results_source']}: on a {inp['profile_source']} profile (context {inp['context_len']})"
+        caption=(f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
                  + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
                  + "; per-user speed = tau / round time; budget = tokens verified per request per round"
                  + (f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"

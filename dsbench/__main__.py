@@ -1,0 +1,5 @@
+"""`python -m dsbench`: the command line."""
+
+from .cli import main
+
+main()
