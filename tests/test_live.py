@@ -264,3 +264,41 @@ def test_load_sharded_over_two_processes(tmp_path):
     assert point["spec"]["engine"] == "dsbench" and 2.5 < point["spec"]["tau_per_round"] < 4.5
     bad = load(url, tmp_path / "b", "--concurrency", "2", "--workload", "chat", "--requests", "5", "--workers", "2")
     assert bad.exit_code == 2 and "more than one worker needs --duration" in bad.output
+
+
+def test_sim_server_holds_at_most_the_kv_limit(tmp_path):
+    """A profile whose KV memory fits 3 requests: of 8 concurrent requests 3 run, 5 wait (vLLM's
+    gauges say so), and the waiting ones get their first token only after a running one ends."""
+    from tests.conftest import REPO
+
+    prof = json.loads((REPO / "profiles" / "h100-qwen3-8b.json").read_text())
+    prof["max_requests"] = 3
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    with sim_server("--profile", str(tmp_path / "p.json"), "--time-scale", "4") as (url, _):
+        body = {"model": "dsbench-sim", "max_tokens": 200, "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        firsts: list[float] = []
+
+        def one():
+            t0 = time.monotonic()
+            with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=60) as r:
+                got = False
+                for line in r.iter_lines():
+                    if line.startswith("data: {") and not got:
+                        firsts.append(time.monotonic() - t0)
+                        got = True
+
+        import threading
+
+        threads = [threading.Thread(target=one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        gauges = {}
+        for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+            if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")):
+                gauges[line.split("{")[0].split(" ")[0]] = float(line.rsplit(" ", 1)[1])
+        for t in threads:
+            t.join()
+    assert gauges == {"vllm:num_requests_running": 3.0, "vllm:num_requests_waiting": 5.0}
+    firsts.sort()
+    assert firsts[4] > 5 * firsts[2]  # the fourth and later first tokens waited for a free slot

@@ -68,9 +68,10 @@ def _sim_engine(profile, acceptance, domain, method, policy, gamma, time_scale, 
                       policy=policy, gamma=gamma or 7)
     prof, curves, acc_ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, prof, curves, acc_ref)[method]
+    cap = f", at most {prof.max_requests} requests in flight (KV memory)" if prof.max_requests else ""
     err.print(f"dsbench serve: simulated {method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
-              f"time scale {time_scale:g}, model id {model_name!r}", highlight=False)
-    return SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name)
+              f"time scale {time_scale:g}, model id {model_name!r}{cap}", highlight=False)
+    return SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name, max_running=prof.max_requests)
 
 
 def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile):

@@ -87,6 +87,9 @@ class _SpecCollector:
         running = GaugeMetricFamily("vllm:num_requests_running", "Number of requests in model execution batches.", labels=labels)
         running.add_metric(lv, float(e.running))
         yield running
+        waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels=labels)
+        waiting.add_metric(lv, float(getattr(e, "waiting", 0)))
+        yield waiting
         late = GaugeMetricFamily("dsbench:engine_late_seconds", "Worst lag of the simulated engine behind its clock.", labels=labels)
         late.add_metric(lv, e.late_s)
         yield late

@@ -91,8 +91,10 @@ class EngineLoop:
 class SimEngine(EngineLoop):
     """Continuous-batching simulated engine driven by a core Scenario."""
 
-    def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim"):
+    def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim",
+                 max_running: int | None = None):
         self.sc = scenario
+        self.max_running = max_running  # the KV cache's room: later arrivals wait, as in vLLM's scheduler
         self.time_scale = time_scale
         self.model_name = model_name
         self.rng = np.random.default_rng(seed)
@@ -106,7 +108,14 @@ class SimEngine(EngineLoop):
 
     @property
     def running(self) -> int:
-        return len(self._active) + len(self._joining)
+        return len(self._active) + len(self._joining) - self.waiting
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued because the batch is full (KV memory)."""
+        if self.max_running is None:
+            return 0
+        return max(0, len(self._joining) - max(0, self.max_running - len(self._active)))
 
     def submit(self, prompt, max_tokens: int) -> tuple[asyncio.Queue, int]:
         """Queue a request (chat messages or a completion string); returns a queue of (tokens, text)
@@ -148,7 +157,8 @@ class SimEngine(EngineLoop):
 
     def _round(self) -> tuple[float, list[tuple[_Request, int]]]:
         """Plan one round: returns its duration (seconds, unscaled) and the tokens each request gets."""
-        joining, self._joining = self._joining, []
+        room = len(self._joining) if self.max_running is None else max(0, self.max_running - len(self._active))
+        joining, self._joining = self._joining[:room], self._joining[room:]
         decoding = self._active
         sc, g = self.sc, self.sc.gamma
         r_dec, r_all = len(decoding), len(decoding) + len(joining)
