@@ -4,8 +4,9 @@ Collects one row per load point (method, R in flight, tau and drafts verified pe
 engine's counters, round time = tau x mean TPOT), fits core.latency, and writes a fit file holding
 the parameters with uncertainties, every point's relative error (flagged past a threshold), the
 fitted model tabulated as a profile (source "fitted") and the measured acceptance per method, so
-that `dsbench sweep --model FILE` predicts frontiers at concurrencies and methods' mixes not
-measured.
+that `dsbench sweep --model FILE` predicts frontiers at concurrencies not measured. With a
+profile, T_verify is that profile's step time times a fitted scale (how far the served engine is
+from the profile); with acceptance curves, tau for engines that expose no speculative counters.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.latency import LatencyFit, fit_latency, mape, relative_errors, t_verify
+from .core.acceptance import expected_tau
+from .core.latency import LatencyFit, fit_latency, mape, relative_errors
 from .core.methods import METHODS
-from .results import ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, InputError, load_load, provenance
+from .results import (ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, InputError, Profile, load_acceptance, load_load, load_profile,
+                      provenance)
 
 FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
 
@@ -28,6 +31,8 @@ class FitConfig:
     method: str | None = None  # for inputs given without METHOD=
     tile: int = 0  # GEMM tile (tokens) for step-wise T_verify; 0: smooth
     flag_pct: float = 10.0  # points the model misses by more than this are flagged
+    profile: str | None = None  # T_verify = scale x this profile's step time, instead of the fitted form
+    acceptance: str | None = None  # tau for points whose engine has no speculative counters
 
 
 def _split(ref: str, default: str | None) -> tuple[str | None, str]:
@@ -35,8 +40,20 @@ def _split(ref: str, default: str | None) -> tuple[str | None, str]:
     return (method, path) if sep and method in METHODS else (default, ref)
 
 
+def _curve_tau(curves: list, method: str, path) -> tuple[float, int]:
+    """E[tau] (tokens per round) and drafts verified per round for `method` from acceptance curves
+    (mean over their domains, full-length verification)."""
+    mine = [c for c in curves if c.method == method]
+    if not mine:
+        raise InputError(f"{path}: no speculative counters for {method}, and no {method} curve in --acceptance")
+    g = METHODS[method].gamma(min(len(c.conditional) for c in mine))
+    return float(np.mean([expected_tau(c.conditional[:g]) for c in mine])), g
+
+
 def collect_points(cfg: FitConfig) -> list[dict]:
-    """One row per usable load point: method, requests, batch_tokens, tau, round_s, conditional."""
+    """One row per usable load point: method, requests, batch_tokens, tau (and where it came
+    from), round_s, conditional."""
+    curves = load_acceptance(cfg.acceptance) if cfg.acceptance else []
     rows = []
     for ref in cfg.results:
         method, path = _split(ref, cfg.method)
@@ -54,12 +71,16 @@ def collect_points(cfg: FitConfig) -> list[dict]:
             if not tpot or not r:
                 continue  # a point without finished requests says nothing about latency
             if m == "no-spec":
-                tau, verified, cond = 1.0, 0.0, []
+                tau, verified, cond, tau_src = 1.0, 0.0, [], "no drafts"
             elif spec.get("rounds"):
                 tau, verified, cond = spec["tau_per_round"], spec["draft_tokens"] / spec["rounds"], spec.get("conditional") or []
+                tau_src = "engine counters"
+            elif curves:
+                (tau, verified), cond, tau_src = _curve_tau(curves, m, path), [], f"acceptance file ({cfg.acceptance})"
             else:
-                raise InputError(f"{path}: point {pt.get('label')} has no speculative counters for {m} (engine metrics)")
-            rows.append({"source": str(path), "label": pt.get("label"), "method": m, "requests": float(r),
+                raise InputError(f"{path}: point {pt.get('label')} has no speculative counters for {m} (engine metrics); "
+                                 "give --acceptance for its tau")
+            rows.append({"source": str(path), "label": pt.get("label"), "method": m, "requests": float(r), "tau_source": tau_src,
                          "batch_tokens": float(r) * (1 + verified), "tau": float(tau), "tpot_s": float(tpot),
                          "round_s": float(tau) * float(tpot), "rounds": float(spec.get("rounds") or 0), "conditional": cond})
     if not rows:
@@ -71,15 +92,20 @@ def run_fit(cfg: FitConfig) -> dict:
     """Fit, and return the fit document (the schema `dsbench sweep --model` reads)."""
     rows = collect_points(cfg)
     col = {k: np.array([r[k] for r in rows]) for k in ("method", "requests", "batch_tokens", "round_s")}
+    prof = load_profile(cfg.profile) if cfg.profile else None
+    known = None
+    if prof is not None:
+        surface = prof.surface()
+        known = np.array([float(surface.step_time(b, r)) for b, r in zip(col["batch_tokens"], col["requests"])])
     try:
-        f = fit_latency(col["method"], col["requests"], col["batch_tokens"], col["round_s"], cfg.tile)
+        f = fit_latency(col["method"], col["requests"], col["batch_tokens"], col["round_s"], cfg.tile, known)
     except ValueError as e:
         raise InputError(str(e)) from None
-    pred = np.array([float(f.round_s(r["method"], r["requests"], r["batch_tokens"])) for r in rows])
+    pred = np.array([float(f.t_draft(m, r)) for m, r in zip(col["method"], col["requests"])]) + f.t_verify(col["batch_tokens"], known)
     rel = relative_errors(pred, col["round_s"])
     points = []
     for r, p, e in zip(rows, pred, rel):
-        points.append({k: r[k] for k in ("source", "label", "method", "requests", "batch_tokens", "tau", "round_s")}
+        points.append({k: r[k] for k in ("source", "label", "method", "requests", "batch_tokens", "tau", "tau_source", "round_s")}
                       | {"round_s_fitted": float(p), "rel_error": float(e), "flagged": bool(abs(e) * 100 > cfg.flag_pct),
                          "tps_user_measured": r["tau"] / r["round_s"], "tps_user_fitted": r["tau"] / float(p)})
     curves = _acceptance(rows)
@@ -87,22 +113,28 @@ def run_fit(cfg: FitConfig) -> dict:
         "provenance": provenance(),
         "source": "fitted",
         "inputs": cfg.results,
-        "formula": "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
-                   "Q(B) = tile * ceil(B / tile); T_draft(R) = a + c * R per method",
+        "formula": ("L = (T_draft(R) + T_verify(B, R)) / tau; T_verify = scale * step time of " + str(prof.path)
+                    if prof else "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
+                                 "Q(B) = tile * ceil(B / tile)") + "; T_draft(R) = a + c * R per method",
+        "profile_input": str(prof.path) if prof else None,
         "params": _params(f),
         "mape_pct": mape(pred, col["round_s"]),
         "flag_pct": cfg.flag_pct,
         "flagged": sum(p["flagged"] for p in points),
         "points": points,
         "requests_measured": [float(col["requests"].min()), float(col["requests"].max())],
-        "profile": _profile(f, rows, curves),
-        "acceptance": curves,
+        "profile": _profile(f, rows, curves, prof),
+        "acceptance": curves + [_acceptance_doc(c) for c in (load_acceptance(cfg.acceptance) if cfg.acceptance else [])
+                                if c.method not in {x["method"] for x in curves}],
     }
 
 
 def _params(f: LatencyFit) -> dict:
-    out = {"t0": {"value": f.t0, "unit": "s"}, "slope": {"value": f.slope, "unit": "s/token"},
-           "knee": {"value": f.knee, "unit": "tokens"}, "tile": {"value": f.tile, "unit": "tokens", "fixed": True}}
+    if f.scale is not None:
+        out = {"scale": {"value": f.scale, "unit": "x profile"}}
+    else:
+        out = {"t0": {"value": f.t0, "unit": "s"}, "slope": {"value": f.slope, "unit": "s/token"},
+               "knee": {"value": f.knee, "unit": "tokens"}, "tile": {"value": f.tile, "unit": "tokens", "fixed": True}}
     for m, (a, c) in f.draft.items():
         out[f"{m}.a"] = {"value": a, "unit": "s"}
         out[f"{m}.c"] = {"value": c, "unit": "s/request"}
@@ -113,6 +145,8 @@ def _params(f: LatencyFit) -> dict:
         if name in f.pinned:
             p["fixed"] = True
             p["note"] = "not identifiable without no-spec points: folded into t0"
+        elif name in f.sigma and (f.sigma[name] is None or f.sigma[name] > abs(p["value"])):
+            p["note"] = "poorly determined: these points cannot separate it from the other parameters"
     return out
 
 
@@ -131,21 +165,33 @@ def _acceptance(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _profile(f: LatencyFit, rows: list[dict], curves: list[dict]) -> dict:
-    """The fitted model tabulated as a profile/1 (flat in R: the fit's R terms live in T_draft)."""
-    b_max = max(r["batch_tokens"] for r in rows) * 8
-    grid = set(np.unique(np.geomspace(1, b_max, 60).round()).tolist()) | {max(1.0, round(f.knee)), round(f.knee) + 1}
-    if f.tile:
-        grid |= {float(k * f.tile + d) for k in range(1, int(b_max // f.tile) + 1) for d in (0, 1)}
-    grid = sorted(b for b in grid if b >= 1)
+def _acceptance_doc(c) -> dict:
+    """An --acceptance curve carried into the fit file as it was (its own source label)."""
+    return {"schema": ACCEPTANCE_SCHEMA, "source": c.source, "method": c.method, "domain": FIT_DOMAIN,
+            "gamma": len(c.conditional), "conditional": list(c.conditional), "note": f"from {c.path} ({c.domain})"}
+
+
+def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile | None) -> dict:
+    """The fitted model tabulated as a profile/1: the given profile's points scaled, or the fitted
+    form on a grid (flat in R: the fit's R terms live in T_draft)."""
     r_max = max(r["requests"] for r in rows) * 8
-    step = t_verify(np.array(grid), f.t0, f.slope, f.knee, f.tile)
-    points = [{"batch_tokens": b, "requests": r, "step_s": float(s)} for r in (1.0, r_max) for b, s in zip(grid, step)]
     gammas = {c["method"]: c["gamma"] for c in curves}
     draft = {}
     for m in f.draft:
         g = gammas.get(m, METHODS[m].gamma(7))
         draft[m] = {"points": [{"requests": r, "gamma": g, "step_s": float(max(0.0, f.t_draft(m, r)))} for r in (1.0, r_max)]}
+    if prof is not None:
+        points = [{"batch_tokens": b, "requests": r, "step_s": float(f.scale * s)}
+                  for b, r, s in zip(prof.batch_tokens, prof.requests, prof.step_s)]
+        return {"schema": PROFILE_SCHEMA, "source": "fitted", "device": prof.device, "model": prof.model,
+                "context_len": prof.context_len, "max_requests": prof.max_requests, "points": points, "draft": draft}
+    b_max = max(r["batch_tokens"] for r in rows) * 8
+    grid = set(np.unique(np.geomspace(1, b_max, 60).round()).tolist()) | {max(1.0, round(f.knee)), round(f.knee) + 1}
+    if f.tile:
+        grid |= {float(k * f.tile + d) for k in range(1, int(b_max // f.tile) + 1) for d in (0, 1)}
+    grid = sorted(b for b in grid if b >= 1)
+    step = f.t_verify(np.array(grid))
+    points = [{"batch_tokens": b, "requests": r, "step_s": float(s)} for r in (1.0, r_max) for b, s in zip(grid, step)]
     return {"schema": PROFILE_SCHEMA, "source": "fitted", "device": {"name": "fitted"}, "model": {"name": "fitted"},
             "context_len": 1, "points": points, "draft": draft}
 

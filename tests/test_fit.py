@@ -34,6 +34,25 @@ def test_fit_recovers_known_parameters(tile):
     assert mape(pred, y) < 1.0
 
 
+def test_fit_against_a_profile_recovers_its_scale():
+    """T_verify = scale x a profile's step time: a server 1.3x slower than profiled, with a DSpark
+    draft cost, comes back as scale 1.3 (0.5 % noise, seed 1) when the profile's curve is not a
+    straight line in R over the points (here: a compute knee at 256 tokens)."""
+    from dsbench.core.sps import StepTimeSurface
+
+    rng = np.random.default_rng(1)
+    grid = np.arange(1, 2049)
+    surface = StepTimeSurface(np.concatenate([grid, grid]), np.repeat([1, 512], len(grid)),
+                              np.tile(0.006 + 2e-5 * np.maximum(0, grid - 256), 2))
+    r = np.array([1, 2, 4, 8, 16, 32, 64, 128, 184, 256], dtype=float)
+    b = r * np.array([8, 8, 8, 8, 8, 7, 6, 5, 4, 3])
+    known = np.array([float(surface.step_time(bi, ri)) for bi, ri in zip(b, r)])
+    y = (1.3 * known + 0.0008 + 4e-6 * r) * (1 + rng.normal(0, 0.005, len(r)))
+    f = fit_latency(np.array(["dspark"] * len(r)), r, b, y, verify_known=known)
+    assert abs(f.scale - 1.3) <= 4 * f.sigma["scale"] and abs(f.scale / 1.3 - 1) < 0.03
+    assert f.pinned == []
+
+
 def test_fit_without_baseline_pins_the_draft_floor():
     r = np.array([1, 4, 16, 64, 128, 256], dtype=float)
     y = t_verify(r * 8, 0.008, 1e-5, 200.0) + 2e-5 * r
@@ -63,9 +82,10 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     from tests.servers import sim_server
 
     with sim_server("--domain", "chat", "--seed", "3") as (url, _):
-        for conc, out in (("1,2,4,8,16,32", "fit-in"), ("6,24", "held-out")):
+        for conc, out, extra in (("1,2,4,8,16,32", "fit-in", []), ("6,24", "held-out", []),
+                                 ("1,4,8,16,32", "no-counters", ["--engine", "none", "--max-tokens", "64"])):
             r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
-                                    "--duration", "3", "--warmup", "1", "--out", str(tmp_path / out), "--quiet"])
+                                    "--duration", "3", "--warmup", "1", "--out", str(tmp_path / out), "--quiet", *extra])
             assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'fit-in'}", "--out", str(tmp_path / "fit"), "--json"])
     assert r.exit_code == 0, r.output
@@ -84,3 +104,12 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     sw = json.loads(r.output)
     assert sw["inputs"]["results_source"] == "predicted (fitted model)" and set(sw["methods"]) == {"no-spec", "dspark"}
     assert all(row["source"] == "predicted (fitted model)" for row in sw["frontier"])
+
+    # an engine without speculative counters: tau from acceptance curves, said per point
+    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'no-counters'}", "--out", str(tmp_path / "fit2")])
+    assert r.exit_code == 2 and "--acceptance" in r.output
+    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'no-counters'}", "--acceptance", "qwen3-8b", "--out", str(tmp_path / "fit2"),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    pts = json.loads(r.stdout)["points"]
+    assert len(pts) == 5 and all(p["tau_source"].startswith("acceptance file") and p["batch_tokens"] == 8 * p["requests"] for p in pts)

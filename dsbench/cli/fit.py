@@ -17,6 +17,7 @@ from ._common import app, fmt, handles_input_errors, out
     "  dsbench fit runs/dspark                              # a `dsbench load --out` directory\n\n"
     "  dsbench fit no-spec=runs/base dspark=runs/dspark --out fit/\n\n"
     "  dsbench fit dspark=runs/a --tile 64 --json\n\n"
+    "  dsbench fit dspark=runs/a --profile h100-qwen3-8b        # how far is the server from its profile?\n\n"
     "  dsbench sweep --slo 80 --model fit/fit.json        # then predict the frontier"
 )
 @handles_input_errors
@@ -25,6 +26,8 @@ def fit(
     method: Annotated[Optional[str], typer.Option(help="Method of inputs given without METHOD= (points without speculative counters are no-spec).")] = None,
     tile: Annotated[int, typer.Option(help="GEMM tile in tokens for step-wise verification time (0: smooth).")] = 0,
     flag_pct: Annotated[float, typer.Option(help="Flag points the model misses by more than this many percent.")] = 10.0,
+    profile: Annotated[Optional[str], typer.Option(help="Step-time profile: fit T_verify as a scale of its step times instead of the free form (how far the server is from the profile).")] = None,
+    acceptance: Annotated[Optional[str], typer.Option(help="Acceptance curves giving tau for engines without speculative counters.")] = None,
     out_path: Annotated[Path, typer.Option("--out", help="Directory (or .json path) for fit.json.", rich_help_panel="Output")] = Path("dsbench-fit"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the fit as one JSON object.", rich_help_panel="Output")] = False,
 ):
@@ -40,7 +43,7 @@ def fit(
 
     if tile < 0 or not flag_pct > 0:
         raise InputError("--tile must be >= 0 and --flag-pct > 0")
-    doc = fitmod.run_fit(fitmod.FitConfig(results, method, tile, flag_pct))
+    doc = fitmod.run_fit(fitmod.FitConfig(results, method, tile, flag_pct, profile, acceptance))
     path = fitmod.write(doc, out_path)
     if as_json:
         sys.stdout.write(json.dumps({**doc, "file": str(path)}) + "\n")
@@ -57,8 +60,13 @@ def _print_fit(doc: dict) -> None:
         params.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
     for name, p in doc["params"].items():
         sigma = "fixed" if p.get("fixed") else fmt(p.get("sigma"), ".3g")
-        params.add_row(name, format(p["value"], ".4g"), sigma, p["unit"])
+        poor = "poorly" in p.get("note", "")
+        params.add_row(name, format(p["value"], ".4g"), f"[yellow]{sigma}[/]" if poor else sigma, p["unit"])
     out.print(params)
+    poor = [n for n, p in doc["params"].items() if "poorly" in p.get("note", "")]
+    if poor:
+        out.print(f"[yellow]poorly determined[/] (1 sigma > value): {', '.join(poor)} — these points cannot tell them apart; "
+                  "measure where they differ (more concurrency levels, another policy, no-spec points)", highlight=False)
     pts = Table(title=f"Per point: MAPE {doc['mape_pct']:.1f} %, {doc['flagged']} flagged (> {doc['flag_pct']:g} %)",
                 caption="round time = tau x mean TPOT (measured) vs the model (fitted)", caption_justify="left")
     for col in ("method", "point", "R", "B", "tau", "round ms", "fitted ms", "error"):

@@ -8,7 +8,9 @@ y = tau x TPOT (seconds). The model:
     T_draft(R)  = a_m + c_m * R                   per method m (0 for no-spec)
 
 t0 is the memory-bound floor (seconds), s the compute-bound slope (seconds per token) past the
-knee b0 (tokens), and the tile makes the step-wise jumps of GEMM tiling. Constants are only
+knee b0 (tokens), and the tile makes the step-wise jumps of GEMM tiling. Given a profile's step
+times for the points instead (`verify_known`), T_verify = scale x the profile's, and the fit says
+how far the served engine is from the profile (scale 1: exactly as profiled). Constants are only
 identifiable up to a shift between t0 and the draft floors, so without no-spec points the first
 speculative method's a_m is pinned to 0 (its draft floor is folded into t0). All parameters are
 bounded at 0. Where every point of a method verifies the same tokens per request (B proportional
@@ -46,18 +48,25 @@ class LatencyFit:
     draft: dict[str, tuple[float, float]]  # method -> (a seconds, c seconds per request)
     sigma: dict[str, float] = field(default_factory=dict)  # 1-sigma of every fitted parameter, by name
     pinned: list[str] = field(default_factory=list)  # parameters held at 0 (not identifiable)
+    scale: float | None = None  # set when T_verify is a profile's step time x scale
 
     def t_draft(self, method: str, requests) -> np.ndarray:
         a, c = self.draft.get(method, (0.0, 0.0))
         return a + c * np.asarray(requests, dtype=float)
 
-    def round_s(self, method: str, requests, batch_tokens) -> np.ndarray:
+    def t_verify(self, batch_tokens, verify_known=None) -> np.ndarray:
+        """Verification seconds: the fitted form, or scale x the profile's step time `verify_known`."""
+        if self.scale is not None:
+            return self.scale * np.asarray(verify_known, dtype=float)
+        return t_verify(batch_tokens, self.t0, self.slope, self.knee, self.tile)
+
+    def round_s(self, method: str, requests, batch_tokens, verify_known=None) -> np.ndarray:
         """Predicted seconds per round (draft + verify)."""
-        return self.t_draft(method, requests) + t_verify(batch_tokens, self.t0, self.slope, self.knee, self.tile)
+        return self.t_draft(method, requests) + self.t_verify(batch_tokens, verify_known)
 
 
-def _names(methods: list[str], pinned: str | None) -> list[str]:
-    names = ["t0", "slope", "knee"]
+def _names(methods: list[str], pinned: str | None, known: bool) -> list[str]:
+    names = ["scale"] if known else ["t0", "slope", "knee"]
     for m in methods:
         if m == "no-spec":
             continue
@@ -68,15 +77,17 @@ def _names(methods: list[str], pinned: str | None) -> list[str]:
 
 
 def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarray, round_s: np.ndarray,
-                tile: float = 0.0) -> LatencyFit:
-    """Fit the model to points (method label, R, B, measured round seconds). Raises ValueError
-    when there are no more points than parameters."""
+                tile: float = 0.0, verify_known: np.ndarray | None = None) -> LatencyFit:
+    """Fit the model to points (method label, R, B, measured round seconds; optionally a
+    profile's verification seconds per point). Raises ValueError when there are no more points
+    than parameters."""
     method = np.asarray(method)
     r, b, y = (np.asarray(v, dtype=float) for v in (requests, batch_tokens, round_s))
+    known = None if verify_known is None else np.asarray(verify_known, dtype=float)
     methods = list(dict.fromkeys(method.tolist()))
     spec = [m for m in methods if m != "no-spec"]
-    pinned = spec[0] if spec and "no-spec" not in methods else None
-    names = _names(methods, pinned)
+    pinned = spec[0] if spec and "no-spec" not in methods and known is None else None
+    names = _names(methods, pinned, known is not None)
     if len(y) <= len(names):
         raise ValueError(f"{len(y)} load points cannot fit {len(names)} parameters ({', '.join(names)}); "
                          f"measure at least {len(names) + 1}")
@@ -87,18 +98,22 @@ def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarr
 
     def model(_, *p):
         vals, draft = unpack(p)
-        out = t_verify(b, vals["t0"], vals["slope"], vals["knee"], tile)
+        out = vals["scale"] * known if known is not None else t_verify(b, vals["t0"], vals["slope"], vals["knee"], tile)
         for m, (a, c) in draft.items():
             out = out + np.where(method == m, a + c * r, 0.0)
         return out / y  # relative: points at 1 and 512 users weigh alike
 
     best = None
-    for knee in np.quantile(b, np.linspace(0, 1, 9)):  # the hinge is not convex: start from several knees
-        p0 = [float(y.min()), float(np.ptp(y) / max(np.ptp(b), 1.0)), float(knee)] + [0.0] * (len(names) - 3)
+    starts = [[1.0]] if known is not None else [  # the hinge is not convex: start from several knees
+        [float(y.min()), float(np.ptp(y) / max(np.ptp(b), 1.0)), float(knee)] for knee in np.quantile(b, np.linspace(0, 1, 9))]
+    for head in starts:
+        p0 = head + [0.0] * (len(names) - len(head))
         lo = [0.0] * len(names)  # times and slopes are never negative
-        hi = [np.inf, np.inf, float(b.max())] + [np.inf] * (len(names) - 3)
+        hi = [np.inf] * len(names)
+        if known is None:
+            hi[2] = float(b.max())
         try:
-            p, cov = curve_fit(model, None, np.ones_like(y), p0=p0, bounds=(lo, hi), maxfev=20_000)
+            p, cov = curve_fit(model, None, np.ones_like(y), p0=p0, bounds=(lo, hi), max_nfev=20_000, x_scale="jac")
         except RuntimeError:
             continue
         sse = float(((model(None, *p) - 1) ** 2).sum())
@@ -111,6 +126,8 @@ def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarr
     with np.errstate(invalid="ignore"):
         err = np.sqrt(np.diag(cov))  # in the parameters' own units, scaled by the residual variance
     sigma = {n: float(e) if np.isfinite(e) else None for n, e in zip(names, err)}
+    if known is not None:
+        return LatencyFit(0.0, 0.0, 0.0, tile, draft, sigma, [], vals["scale"])
     return LatencyFit(vals["t0"], vals["slope"], vals["knee"], tile, draft, sigma, [f"{pinned}.a"] if pinned else [])
 
 
