@@ -52,12 +52,20 @@ def resolve_shipped(ref: str | os.PathLike, subdir: str = "", suffix: str = ".js
 
 def provenance(command: list[str] | None = None) -> dict:
     """Who made a file, when, with what command (secrets must never be in `command`)."""
-    return {
+    import platform
+
+    prov = {
         "tool": "dsbench",
         "version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(command if command is not None else ["dsbench", *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "host": platform.platform(terse=True),
     }
+    for mod in ("torch", "transformers"):  # versions of what this run used (never imported just to ask)
+        if mod in sys.modules:
+            prov[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return prov
 
 
 # --------------------------------------------------------------------------- validation helpers

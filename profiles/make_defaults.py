@@ -92,7 +92,9 @@ def build(root: Path) -> list[Path]:
         spec = load_model_spec(model)
         for gpu in GPUS:
             doc = roofline_profile(load_gpu_spec(gpu), spec, CONTEXT_LEN, command=["python", "profiles/make_defaults.py"])
-            doc["provenance"]["created"] = "fixed"  # keep regeneration byte-identical
+            doc["provenance"]["created"] = "fixed"  # keep regeneration byte-identical, whatever the machine
+            for key in ("python", "host", "torch", "transformers"):
+                doc["provenance"].pop(key, None)
             path = root / f"{gpu.lower()}-{model}.json"
             write_json(path, doc)
             written.append(path)

@@ -84,7 +84,7 @@ def _add_file(run: Run, f: Path, kind: str, doc: dict, source: str) -> None:
     run.files.append({"file": str(f), "kind": kind, "source": source,
                       "device": dev.get("name") if isinstance(dev, dict) else dev,
                       "created": prov.get("created"), "version": prov.get("version"),
-                      "versions": ", ".join(f"{k} {v}" for k, v in prov.items() if k in ("torch", "transformers", "cuda", "python")),
+                      "versions": ", ".join(f"{k} {v}" for k, v in prov.items() if k in ("python", "torch", "transformers", "cuda", "host")),
                       "command": prov.get("command")})
 
 
