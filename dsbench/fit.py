@@ -50,10 +50,9 @@ def _curve_tau(curves: list, method: str, path) -> tuple[float, int]:
     return float(np.mean([expected_tau(c.conditional[:g]) for c in mine])), g
 
 
-def collect_points(cfg: FitConfig) -> list[dict]:
+def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
     """One row per usable load point: method, requests, batch_tokens, tau (and where it came
-    from), round_s, conditional."""
-    curves = load_acceptance(cfg.acceptance) if cfg.acceptance else []
+    from: the engine's counters, or `curves` for engines without them), round_s, conditional."""
     rows = []
     for ref in cfg.results:
         method, path = _split(ref, cfg.method)
@@ -90,7 +89,8 @@ def collect_points(cfg: FitConfig) -> list[dict]:
 
 def run_fit(cfg: FitConfig) -> dict:
     """Fit, and return the fit document (the schema `dsbench sweep --model` reads)."""
-    rows = collect_points(cfg)
+    given = load_acceptance(cfg.acceptance) if cfg.acceptance else []
+    rows = collect_points(cfg, given)
     col = {k: np.array([r[k] for r in rows]) for k in ("method", "requests", "batch_tokens", "round_s")}
     prof = load_profile(cfg.profile) if cfg.profile else None
     known = None
@@ -124,8 +124,7 @@ def run_fit(cfg: FitConfig) -> dict:
         "points": points,
         "requests_measured": [float(col["requests"].min()), float(col["requests"].max())],
         "profile": _profile(f, rows, curves, prof),
-        "acceptance": curves + [_acceptance_doc(c) for c in (load_acceptance(cfg.acceptance) if cfg.acceptance else [])
-                                if c.method not in {x["method"] for x in curves}],
+        "acceptance": curves + [_acceptance_doc(c) for c in given if c.method not in {x["method"] for x in curves}],
     }
 
 

@@ -29,8 +29,7 @@ DEFAULT_RULES = [
     {"metric": "*", "direction": "higher", "tolerance_pct": None},  # throughput and per-user speed: --max-drop
 ]
 DEFAULT_MAX_DROP_PCT = 5.0
-LOAD_METRICS = {"output_tok_s": "output_tok_s", "tps_user_p50": "tps_user_p50", "tps_user_p90": "tps_user_p90",
-                "ttft_s_p50": "ttft_s_p50", "ttft_s_p99": "ttft_s_p99", "tpot_s_p50": "tpot_s_p50", "tpot_s_p99": "tpot_s_p99"}
+LOAD_METRICS = ("output_tok_s", "tps_user_p50", "tps_user_p90", "ttft_s_p50", "ttft_s_p99", "tpot_s_p50", "tpot_s_p99")
 
 
 def metrics_of(path: str) -> dict[str, float]:
@@ -45,9 +44,9 @@ def metrics_of(path: str) -> dict[str, float]:
         elif schema == LOAD_SCHEMA:
             for pt in load_load(f)["points"]:
                 key = f"load.{pt.get('label')}"
-                for name, field_ in LOAD_METRICS.items():
-                    if pt.get(field_) is not None:
-                        out[f"{key}.{name}"] = float(pt[field_])
+                for name in LOAD_METRICS:
+                    if pt.get(name) is not None:
+                        out[f"{key}.{name}"] = float(pt[name])
                 if pt.get("requests"):
                     out[f"{key}.error_rate"] = float(pt.get("requests_failed", 0)) / float(pt["requests"])
                 tau = (pt.get("spec") or {}).get("tau_per_round")
