@@ -2,6 +2,7 @@
 
 import json
 import sys
+import time
 
 import httpx
 
@@ -98,6 +99,22 @@ def test_serve_real_engine_under_load(trained, tmp_path):
         assert r.exit_code == 0, r.output
         body = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12,
                                                               "messages": [{"role": "user", "content": "Write a haiku"}]}, timeout=30).json()
+        too_long = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12, "messages": [
+            {"role": "user", "content": "word " * 5000}]}, timeout=30)
+        assert too_long.status_code == 400 and "holds at most" in too_long.text
+        with httpx.stream("POST", url + "/v1/completions", json={"model": "tiny", "max_tokens": 400, "prompt": "Once",
+                                                                 "stream": True}, timeout=30) as r:
+            next(line for line in r.iter_lines() if line.startswith("data: {"))  # one chunk, then hang up
+        running = None
+        for _ in range(50):  # the engine notices the cancelled request and frees its row
+            time.sleep(0.1)
+            running = next(float(line.rsplit(" ", 1)[1]) for line in httpx.get(url + "/metrics").text.splitlines()
+                           if line.startswith("vllm:num_requests_running"))
+            if running == 0:
+                break
+        assert running == 0
+        still = httpx.post(url + "/v1/completions", json={"model": "tiny", "max_tokens": 5, "prompt": "Hello"}, timeout=30)
+        assert still.status_code == 200 and still.json()["usage"]["completion_tokens"] <= 5
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None and 1 <= rec["output_tokens"] <= 24 for rec in recs)
     spec = load_load(tmp_path)["points"][0]["spec"]

@@ -148,7 +148,10 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
 
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{next(ids)}"
         created = int(time.time())
-        queue, prompt_tokens = engine.submit(prompt, max_tokens)
+        try:
+            queue, prompt_tokens = engine.submit(prompt, max_tokens)
+        except ValueError as e:  # e.g. a prompt longer than the engine's context
+            return _error(400, f"bad request: {e}")
         if not body.get("stream"):
             produced, parts = 0, []
             while (item := await queue.get()) is not None:

@@ -50,6 +50,9 @@ class RealEngine(EngineLoop):
             ids = self.tok(text, add_special_tokens=False)["input_ids"]
         else:
             ids = self.tok(prompt)["input_ids"]
+        limit = self.decoder.length - self.decoder.gamma - 3
+        if len(ids) > limit:
+            raise ValueError(f"the prompt has {len(ids)} tokens; this engine holds at most {limit}")
         live = _Live(ids or [0], max(1, max_tokens), asyncio.Queue())
         self._live.append(live)
         self.counters.prompt_tokens += len(live.ids)
@@ -69,13 +72,15 @@ class RealEngine(EngineLoop):
                 await self._wake.wait()
                 continue
             new = [r for r in self._live if r.session is None and not r.cancelled]
-            for work in ((self._prefill, new), (self._round, list(self._live))):
-                fn, batch = work
-                await loop.run_in_executor(None, fn, batch)
-                self._deliver(batch)
+            if new:
+                await loop.run_in_executor(None, self._prefill, new)
+                self._deliver()
+            await loop.run_in_executor(None, self._round, [r for r in self._live if r.session is not None])
+            self._deliver()
 
-    def _deliver(self, batch: list[_Live]) -> None:
-        for r in batch:
+    def _deliver(self) -> None:
+        """Hand out the chunks of the last step; retire finished and cancelled requests."""
+        for r in list(self._live):
             for chunk in r.out:
                 r.queue.put_nowait(chunk)
             r.out = []
