@@ -37,6 +37,7 @@ class AcceptConfig:
     policy: str = "fixed"
     gamma: int | None = None  # default: the checkpoint's block size
     profile: str | None = None  # step-time profile for the dspark policy (sliced at the batch's request count)
+    batch: int = 1  # prompts decoded together (1: DeepSpec's one-at-a-time loop)
 
 
 def load_target(path: str, device: str):
@@ -98,49 +99,60 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
 
 
 def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, int], None] | None = None) -> dict:
-    """Decode every workload's prompts and write acceptance files into `out_dir`; returns a summary."""
+    """Decode every workload's prompts and write acceptance files into `out_dir` (rewritten after
+    every batch, so an interrupted run keeps what it measured); returns a summary."""
     import torch
 
-    if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0:
-        raise InputError("--samples and --max-new-tokens must be >= 1 and --temperature >= 0")
-    datasets = {w: load_workload(w) for w in cfg.workloads}
-    dec, tok, info = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile)
-    method, gamma, policy = (info.method if info else "no-spec"), dec.gamma, dec.policy
-    summary = {"method": method, "gamma": gamma, "datasets": {}}
     from .spec.engine import RoundLog
 
+    if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0 or cfg.batch < 1:
+        raise InputError("--samples, --max-new-tokens and --batch must be >= 1 and --temperature >= 0")
+    datasets = {w: load_workload(w) for w in cfg.workloads}
+    dec, tok, info = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile)
+    method = info.method if info else "no-spec"
+    summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
     by_domain: dict[str, RoundLog] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
     for name, prompts in datasets.items():
         rounds = RoundLog()
-        for idx, pr in enumerate(prompts[: cfg.samples]):
-            torch.manual_seed(cfg.seed + idx)  # DeepSpec seeds every sample
-            dec.gen.manual_seed(cfg.seed + idx)
-            _, log = dec.generate(render(tok, pr.text), cfg.max_new_tokens)
-            rounds.extend(log)
-            by_domain.setdefault(pr.domain, RoundLog()).extend(log)
+        chosen = prompts[: cfg.samples]
+        for first in range(0, len(chosen), cfg.batch):
+            group = chosen[first : first + cfg.batch]
+            torch.manual_seed(cfg.seed + first)  # DeepSpec seeds every sample (here: every batch)
+            dec.gen.manual_seed(cfg.seed + first)
+            for pr, (_, log) in zip(group, dec.generate_many([render(tok, pr.text) for pr in group], cfg.max_new_tokens)):
+                rounds.extend(log)
+                by_domain.setdefault(pr.domain, RoundLog()).extend(log)
+            summary["files"] = _write_curves(by_domain, cfg, method, dec, out_dir, complete=False)
             if on_sample:
-                on_sample(name, idx + 1, min(cfg.samples, len(prompts)))
-        summary["datasets"][name] = _figures(rounds, gamma)
-    out_dir.mkdir(parents=True, exist_ok=True)
+                on_sample(name, first + len(group), len(chosen))
+        summary["datasets"][name] = _figures(rounds, dec.gamma)
+    summary["files"] = _write_curves(by_domain, cfg, method, dec, out_dir, complete=True)
+    return summary
+
+
+def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, out_dir: Path, complete: bool) -> list[str]:
+    """One acceptance file per domain from the rounds so far."""
     files = []
     for domain, rounds in by_domain.items():
-        fig = _figures(rounds, gamma)
+        fig = _figures(rounds, dec.gamma)
         cond = [c for c in fig["conditional"] if c is not None]
+        if not (dec.gamma and cond):
+            continue
         doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": Path(cfg.target).name,
                "domain": domain, "gamma": len(cond), "temperature": cfg.temperature, "conditional": cond,
-               "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(policy),
+               "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(dec.policy),
+               "batch": cfg.batch, "complete": complete,
                "per_round": {k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed")},
                "provenance": provenance()}
         if rounds.confidence:  # DSpark: the raw head's per-round confidences and its quality per position
             doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds.confidence]
             m = calibration.metrics(np.array(rounds.confidence), np.array(rounds.proposal), np.array(rounds.accepted))
             doc["confidence_metrics"] = nan_to_none(m)
-        if gamma and cond:
-            path = out_dir / f"{method}-{domain}.json"
-            write_acceptance(path, doc)
-            files.append(str(path))
-    summary["files"] = files
-    return summary
+        path = out_dir / f"{method}-{domain}.json"
+        write_acceptance(path, doc)
+        files.append(str(path))
+    return files
 
 
 def _figures(rounds: RoundLog, gamma: int) -> dict:

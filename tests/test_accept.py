@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -117,3 +118,33 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
     np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.04)
     bad = runner.invoke(app, ["accept", "--backend", url, "--workload", "code", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--backend needs --model" in bad.output
+
+
+def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, tmp_path):
+    """Greedy, fixed policy: decoding 4 prompts together gives exactly the rounds of DeepSpec's
+    one-at-a-time loop. An interrupted run keeps the files of the batches it finished."""
+    from dsbench.accept import AcceptConfig, run_accept
+
+    target_dir, draft_dir = models
+    per_round = {}
+    for batch in (1, 4):
+        r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "math",
+                                "--samples", "8", "--max-new-tokens", "24", "--temperature", "0", "--batch", str(batch),
+                                "--out", str(tmp_path / f"b{batch}"), "--quiet"])
+        assert r.exit_code == 0, r.output
+        (c,) = load_acceptance(tmp_path / f"b{batch}")
+        assert c.raw["complete"] is True and c.raw["batch"] == batch
+        per_round[batch] = c.raw["per_round"]
+    counts = {b: sorted(zip(*(pr[k] for k in ("proposal", "accepted", "committed")))) for b, pr in per_round.items()}
+    assert counts[1] == counts[4]
+    conf = {b: np.sort(np.array(pr["confidence"]), axis=0) for b, pr in per_round.items()}
+    np.testing.assert_allclose(conf[1], conf[4], atol=1e-5)  # batched matmuls round differently, nothing more
+
+    def stop_after_first(name, done, total):
+        raise KeyboardInterrupt
+
+    cfg = AcceptConfig(str(target_dir), str(draft_dir), ["math"], samples=8, max_new_tokens=24, temperature=0.0, batch=4)
+    with pytest.raises(KeyboardInterrupt):
+        run_accept(cfg, tmp_path / "cut", stop_after_first)
+    (c,) = load_acceptance(tmp_path / "cut")
+    assert c.raw["complete"] is False and 0 < len(c.raw["per_round"]["proposal"]) < len(per_round[4]["proposal"])

@@ -34,7 +34,8 @@ def accept(
     policy: Annotated[str, typer.Option(help="Verification policy: fixed[:l], threshold:t, or dspark (with --profile).")] = "fixed",
     profile: Annotated[Optional[str], typer.Option(help="Step-time profile for --policy dspark (file or shipped name).")] = None,
     gamma: Annotated[Optional[int], typer.Option(help="Draft block size [default: the checkpoint's].")] = None,
-    seed: Annotated[int, typer.Option(help="Seed (DeepSpec's default 980406; sample i uses seed + i).")] = 980406,
+    seed: Annotated[int, typer.Option(help="Seed (DeepSpec's default 980406; sample i uses seed + i, or batch from i).")] = 980406,
+    batch: Annotated[int, typer.Option(help="Prompts decoded together, one target pass per round for all (1: DeepSpec's loop; with --policy dspark the scheduler then sees the batch).")] = 1,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda[:N].")] = "cpu",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the acceptance files sweep reads.")] = Path("dsbench-accept"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
@@ -65,7 +66,7 @@ def accept(
         return
     if not target:
         raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
-    cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma, profile)
+    cfg = AcceptConfig(target, draft, workload, samples, max_new_tokens, temperature, seed, device, policy, gamma, profile, batch)
     with Progress(TextColumn("decoding [bold]{task.fields[what]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True, disable=quiet or as_json) as bar:
         task = bar.add_task("accept", total=None, what="loading")

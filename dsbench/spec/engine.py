@@ -243,13 +243,21 @@ class SpecDecoder:
 
     def generate(self, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], RoundLog]:
         """Generated tokens (the prefill token first) and the per-round log, for one sequence."""
+        return self.generate_many([prompt_ids], max_new_tokens)[0]
+
+    def generate_many(self, prompts: list[list[int]], max_new_tokens: int) -> list[tuple[list[int], RoundLog]]:
+        """`generate` for several sequences decoded together (one target pass per round for all)."""
         if self.active:
-            raise RuntimeError("generate() needs the decoder to itself")
-        s = self.start(prompt_ids)
-        while not s.done and len(s.tokens) < max_new_tokens:
+            raise RuntimeError("generate needs the decoder to itself")
+        sessions = self.start_many(prompts)
+        while True:
+            for s in sessions:
+                if len(s.tokens) >= max_new_tokens:
+                    self.release(s)
+            if not self.active:
+                break
             self.step_all()
-        self.release(s)
-        return s.tokens[:max_new_tokens], s.log
+        return [(s.tokens[:max_new_tokens], s.log) for s in sessions]
 
     def _propose(self, anchors, starts, batch: list[Session]):
         r = len(batch)
