@@ -83,7 +83,8 @@ def distill(target_dir: Path, out: Path, markov: bool, epochs: int = 30) -> Path
             feats = torch.cat([out_t.hidden_states[i + 1][0] for i in LAYER_IDS], -1)
             probs = torch.softmax(out_t.logits[0].float(), -1)  # probs[t] predicts token t+1
             anchors = torch.arange(prompt.shape[1] - 1, len(seq) - GAMMA)
-            data.append((seq, feats, probs, anchors))
+            if len(anchors):  # a sample that stopped at once teaches nothing
+                data.append((seq, feats, probs, anchors))
     d = BlockDrafter(target.config, draft_layers=1, n_features=len(LAYER_IDS), markov_rank=32 if markov else 0,
                      confidence=markov, mask_token_id=tok.pad_token_id)
     with torch.no_grad():  # frozen copies of the target's embedding and head, as DeepSpec keeps them
