@@ -57,6 +57,9 @@ def main() -> None:
         for w in assistant.parameters():
             if w.dim() == 2:
                 w.normal_(0, 0.02)
+    # an untied head: a random tied model predicts its input token, as the target often does, which
+    # would hand the assistant acceptance by accident
+    assistant.lm_head.weight = torch.nn.Parameter(torch.randn_like(assistant.lm_head.weight) * 0.02)
     # a fixed 5-token draft per round, as dsbench verifies (transformers would otherwise shrink it on rejections)
     assistant.generation_config.num_assistant_tokens = 5
     assistant.generation_config.num_assistant_tokens_schedule = "constant"
