@@ -7,10 +7,10 @@ Same random-weight target (profiles/models/tiny-qwen3.json, 6 layers x 256), sam
 Qwen3 of the same width as the assistant. dsbench: SpecDecoder with a 1-layer Eagle3 drafter
 (the same size) and with a 1-layer DFlash block drafter, collecting per-round statistics; both
 drafters share the target's embedding and head, as checkpoints loaded by dsbench do; the assistant
-has weights of its own. With random weights almost nothing is accepted on either side, so this
-compares per-round machinery; the table gives tokens per target pass (counted with a forward hook)
-and target passes per second, the per-round speed that acceptance does not move. Also: the DSpark
-scheduler's cost per round at R = 1 inside the engine.
+has weights of its own and an untied head. With random weights nothing is accepted on either side,
+so this compares per-round machinery; the table gives tokens per target pass (counted with a
+forward hook) to show it, and target passes per second. Also: DFlash decoding 1, 4 and 16
+sequences together, and the DSpark scheduler's cost per round at R = 1 inside the engine.
 """
 
 from __future__ import annotations
