@@ -96,9 +96,9 @@ class Attention(nn.Module):
         r, t, _ = x.shape
         q = self.rope(self.q_norm(self.q_proj(x).view(r, t, self.nh, self.hd)).transpose(1, 2), positions)
         new = [(self._kv(inp, pos), pos) for inp, pos in ((extra, extra_positions), (x, positions)) if inp is not None]
-        if cache is None:
-            k = torch.cat([kv[0] for kv, _ in new], 2)
-            v = torch.cat([kv[1] for kv, _ in new], 2)
+        if cache is None:  # `extra` may have one row for all queries' rows (shared context): projected once
+            k = torch.cat([kv[0].expand(r, -1, -1, -1) for kv, _ in new], 2)
+            v = torch.cat([kv[1].expand(r, -1, -1, -1) for kv, _ in new], 2)
             mask = attn_mask
         else:
             ck, cv = cache
@@ -331,7 +331,7 @@ def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: t
     the Markov-corrected logits and confidence logits given the true previous tokens (else None).
     """
     a, length = len(anchors), len(tokens)
-    ctx = drafter.hidden_norm(drafter.fc(features))[None].expand(a, -1, -1)
+    ctx = drafter.hidden_norm(drafter.fc(features))[None]  # one row: every anchor reads the same context
     block = torch.full((a, gamma), drafter.mask_token_id, dtype=torch.long, device=tokens.device)
     block[:, 0] = tokens[anchors]
     x = drafter.embed_tokens(block)
