@@ -96,17 +96,17 @@ class SpecDecoder:
     # -- batch bookkeeping ---------------------------------------------------------------------
 
     def _ensure_rows(self, rows: int) -> None:
+        """Room for `rows` sequences: the caches double, keeping the rows in flight."""
         have = self._cache.rows if self._cache is not None else 0
         if rows <= have:
             return
-        new = max(rows, 2 * have, 1)
-        keep = len(self.active)
-        self._cache = self._cache.grown(self.target, new, keep) if self._cache else SlotCache(self.target, new, self.length)
-        if self.drafter is not None:
-            grown = kv_cache(self.drafter, new, self.length)
-            for (k, v), (ok, ov) in zip(grown, self._dcaches):
+        new, keep = max(rows, 2 * have, 1), len(self.active)
+        cache = SlotCache(self.target, new, self.length)
+        dcaches = kv_cache(self.drafter, new, self.length) if self.drafter is not None else []
+        if keep:
+            for (k, v), (ok, ov) in zip(cache.pairs + dcaches, self._cache.pairs + self._dcaches):
                 k[:keep], v[:keep] = ok[:keep], ov[:keep]
-            self._dcaches = grown
+        self._cache, self._dcaches = cache, dcaches
 
     def _drafter_rows(self, row0: int) -> list:
         return [(k[row0:], v[row0:]) for k, v in self._dcaches]
@@ -117,9 +117,8 @@ class SpecDecoder:
         if s.slot is None:
             return
         last = self.active.pop()
-        if last is not s:  # keep rows packed: the last row moves into the freed one
-            self._cache.copy_row(last.slot, s.slot, last.start)
-            for k, v in self._dcaches:
+        if last is not s:  # keep rows packed: the last row's committed positions move into the freed one
+            for k, v in self._cache.pairs + self._dcaches:
                 k[s.slot, :, : last.start] = k[last.slot, :, : last.start]
                 v[s.slot, :, : last.start] = v[last.slot, :, : last.start]
             last.slot = s.slot

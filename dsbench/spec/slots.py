@@ -73,16 +73,7 @@ class SlotCache(Cache):
         seen = torch.arange(self.plan.kv_len, device=positions.device) <= positions[..., None]
         return torch.zeros(seen.shape, dtype=dtype, device=positions.device).masked_fill_(~seen, torch.finfo(dtype).min)[:, None]
 
-    def copy_row(self, src: int, dst: int, upto: int) -> None:
-        """Move a sequence's first `upto` positions from row src to row dst."""
-        for layer in self.layers:
-            layer.keys[dst, :, :upto] = layer.keys[src, :, :upto]
-            layer.values[dst, :, :upto] = layer.values[src, :, :upto]
-
-    def grown(self, model, rows: int, keep: int) -> SlotCache:
-        """A larger cache holding this one's first `keep` rows."""
-        new = SlotCache(model, rows, self.length)
-        for old, nl in zip(self.layers, new.layers):
-            nl.keys[:keep] = old.keys[:keep]
-            nl.values[:keep] = old.values[:keep]
-        return new
+    @property
+    def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Every layer's (keys, values) buffers, (rows, heads, length, head_dim)."""
+        return [(layer.keys, layer.values) for layer in self.layers]
