@@ -57,12 +57,13 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
     for ref in cfg.results:
         method, path = _split(ref, cfg.method)
         data = load_load(path)
+        method = method or (data.get("config") or {}).get("method")  # as `dsbench load --method` recorded it
         for pt in data["points"]:
             spec = pt.get("spec") or {}
             m = method or ("no-spec" if not spec.get("rounds") else None)
             if m is None:
                 raise InputError(f"{path}: point {pt.get('label')} has speculative counters; name its method "
-                                 "(METHOD=PATH or --method)")
+                                 "(METHOD=PATH, --method, or `dsbench load --method` when measuring)")
             if m not in METHODS:
                 raise InputError(f"{path}: unknown method {m!r}")
             tpot = pt.get("tpot_s_mean")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from .core.loadstats import chunk_consistency, request_metrics, summarise
+from .core.methods import METHODS
 from .live import prom
 from .live.loadgen import PointRun, PointSpec, Target, run_point
 from .live.shard import run_point_sharded
@@ -42,6 +43,7 @@ class LoadConfig:
     seed: int = 0
     api_key_env: str | None = None  # the variable's name only; the key itself never enters the config
     workers: int = 1  # client processes per load point
+    method: str | None = None  # what the server runs: a label `fit` and `report` read (dsbench cannot see it)
 
     def validate(self) -> None:
         if not self.url.startswith(("http://", "https://")):
@@ -60,6 +62,8 @@ class LoadConfig:
             raise InputError("--warmup must be >= 0, --max-tokens >= 1, --timeout > 0, --gpus >= 1")
         if self.api not in ("chat", "completions"):
             raise InputError(f"--api must be chat or completions, got {self.api!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.engine not in ENGINES:
             raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.workers < 1 or (self.workers > 1 and self.duration_s is None):

@@ -190,3 +190,9 @@ def test_version_and_python_dash_m():
 
     r = subprocess.run([sys.executable, "-m", "dsbench", "--version"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == f"dsbench {__version__}"
+
+
+def test_load_method_label_is_checked():
+    r = runner.invoke(app, ["load", "--url", "http://127.0.0.1:9", "--model", "m", "--workload", "chat", "--concurrency", "1",
+                            "--requests", "1", "--method", "medusa", "--out", "/tmp/dsbench-never-written"])
+    assert r.exit_code == 2 and "--method must be one of" in r.output

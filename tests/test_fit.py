@@ -82,12 +82,12 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     from tests.servers import sim_server
 
     with sim_server("--domain", "chat", "--seed", "3") as (url, _):
-        for conc, out, extra in (("1,2,4,8,16,32", "fit-in", []), ("6,24", "held-out", []),
+        for conc, out, extra in (("1,2,4,8,16,32", "fit-in", ["--method", "dspark"]), ("6,24", "held-out", []),
                                  ("1,4,8,16,32", "no-counters", ["--engine", "none", "--max-tokens", "64"])):
             r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
                                     "--duration", "3", "--warmup", "1", "--out", str(tmp_path / out), "--quiet", *extra])
             assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'fit-in'}", "--out", str(tmp_path / "fit"), "--json"])
+    r = runner.invoke(app, ["fit", str(tmp_path / "fit-in"), "--out", str(tmp_path / "fit"), "--json"])  # method as load recorded it
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["source"] == "fitted" and doc["mape_pct"] < 15 and len(doc["points"]) == 6

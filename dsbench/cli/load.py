@@ -40,6 +40,7 @@ def load(
     slo: Annotated[Optional[float], typer.Option(help="Per-user speed SLO (tok/s) for goodput.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.")] = 0,
     workers: Annotated[int, typer.Option(help="Client processes per load point (needs --duration); for loads one process cannot time accurately.", rich_help_panel="Load")] = 1,
+    method: Annotated[Optional[str], typer.Option(help="What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for requests.jsonl, points/, load.json.", rich_help_panel="Output")] = Path("dsbench-load"),
     force: Annotated[bool, typer.Option(help="Overwrite results already in --out.", rich_help_panel="Output")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run as one JSON object.", rich_help_panel="Output")] = False,
@@ -64,7 +65,7 @@ def load(
     cfg = LoadConfig(url=url, model=model, workloads=workload, concurrency=csv_list(concurrency, int, "--concurrency"),
                      rates=csv_list(rate, float, "--rate"), requests=requests, duration_s=duration, warmup_s=warmup,
                      max_tokens=max_tokens, drain_s=drain, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
-                     slo=slo, seed=seed, api_key_env=api_key_env, workers=workers)
+                     slo=slo, seed=seed, api_key_env=api_key_env, workers=workers, method=method)
     cfg.validate()
     writer = LoadWriter(out_dir, force)
     show = not (quiet or as_json)

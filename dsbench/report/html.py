@@ -130,8 +130,9 @@ def _slo_table(runs: list[Run]) -> str:
 def _measured_points(run: Run) -> list[dict]:
     pts = []
     for _, doc, _ in run.loads:
-        label = f"live: {(doc.get('config') or {}).get('model', '?')}"
-        gpus = (doc.get("config") or {}).get("gpus") or 1
+        cfg = doc.get("config") or {}
+        label = f"{cfg['method']} (measured)" if cfg.get("method") else f"live: {cfg.get('model', '?')}"
+        gpus = cfg.get("gpus") or 1
         for p in doc["points"]:
             if p.get("tps_user_mean") and p.get("output_tok_s"):
                 spec = p.get("spec") or {}

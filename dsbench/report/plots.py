@@ -58,6 +58,11 @@ def save(fig: Figure, *paths) -> None:
 # where it came from.
 
 
+def _color(label: str) -> str:
+    """A method's colour for labels such as 'dspark (measured)'; black for anything else."""
+    return METHOD_COLORS.get(label.split(" ")[0], "black")
+
+
 def _finish(fig: Figure, ax, title: str, source: str) -> Figure:
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
@@ -74,7 +79,7 @@ def frontier_with_measured(model_rows: list[dict], measured: list[dict], slo: fl
         pts = [p for p in measured if p["method"] == m]
         pts.sort(key=lambda p: p.get("concurrency") or 0)
         ax.plot([p["tps_user"] for p in pts], [p["throughput"] for p in pts], "D:", ms=6, mfc="white", mew=1.6, lw=1,
-                color=METHOD_COLORS.get(m, "black"), label=f"{m} (measured)")
+                color=_color(m), label=m)
     if measured:
         ax.legend(fontsize=8)
         ax.set_xlabel("per-user speed (tokens/s per user)")
@@ -92,7 +97,7 @@ def budget_figure(rows: list[dict], measured: list[dict], title: str, source: st
     for m in dict.fromkeys(p["method"] for p in measured):
         pts = [p for p in measured if p["method"] == m]
         ax.plot([p["concurrency"] for p in pts], [p["budget"] for p in pts], "D", mfc="white", mew=1.6,
-                color=METHOD_COLORS.get(m, "black"), label=f"{m} (measured)")
+                color=_color(m), label=m)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("tokens verified per request per round (1 + l)")
