@@ -158,9 +158,13 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
         measured = _measured_points(run)
         for f, doc in run.sweeps:
             inp = doc.get("inputs", {})
+            live_traffic = sorted({Path(w).stem for _, d, _ in run.loads for w in (d.get("config") or {}).get("workloads", [])})
             src = (f"{inp.get('results_source', 'simulated')}: {inp.get('profile_source')} profile "
-                   f"({inp.get('device')}, {inp.get('model')}), acceptance {', '.join(inp.get('acceptance_sources') or [])}"
-                   + ("; diamonds: measured (dsbench load)" if measured else ""))
+                   f"({inp.get('device')}, {inp.get('model')}), acceptance {', '.join(inp.get('acceptance_sources') or [])}, "
+                   f"{inp.get('domain')} traffic"
+                   + (f"; diamonds: measured (dsbench load, {' + '.join(live_traffic)} traffic"
+                      + (" — not the modelled traffic: compare with care)" if live_traffic != [inp.get("domain")] else ")")
+                      if measured else ""))
             add("Throughput vs per-user speed", i, fig(plots.frontier_with_measured(
                 doc["frontier"], measured, doc.get("slo"), f"{inp.get('device')} / {inp.get('model')}", src), src))
             add("Verification budget per request vs concurrency", i, fig(plots.budget_figure(
