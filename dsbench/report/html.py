@@ -131,7 +131,7 @@ def _measured_points(run: Run) -> list[dict]:
     pts = []
     for _, doc, _ in run.loads:
         cfg = doc.get("config") or {}
-        label = f"{cfg['method']} (measured)" if cfg.get("method") else f"live: {cfg.get('model', '?')}"
+        label = f"{cfg['method']} (measured)" if cfg.get("method") else f"live: {cfg.get('model', '?')} (measured)"
         gpus = cfg.get("gpus") or 1
         for p in doc["points"]:
             if p.get("tps_user_mean") and p.get("output_tok_s"):
