@@ -192,7 +192,8 @@ def test_version_and_python_dash_m():
     assert r.returncode == 0 and r.stdout.strip() == f"dsbench {__version__}"
 
 
-def test_load_method_label_is_checked():
+def test_load_method_label_is_checked(tmp_path):
+    out = tmp_path / "never-written"
     r = runner.invoke(app, ["load", "--url", "http://127.0.0.1:9", "--model", "m", "--workload", "chat", "--concurrency", "1",
-                            "--requests", "1", "--method", "medusa", "--out", "/tmp/dsbench-never-written"])
-    assert r.exit_code == 2 and "--method must be one of" in r.output
+                            "--requests", "1", "--method", "medusa", "--out", str(out)])
+    assert r.exit_code == 2 and "--method must be one of" in r.output and not out.exists()
