@@ -576,7 +576,7 @@ def find_results(path: str | os.PathLike) -> list[tuple[str, Path]]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such file or directory: {p}")
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*.json") if "points" not in f.parent.name)
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*.json") if f.parent.name != "points")  # load's per-point dumps
     found = []
     for f in files:
         try:

@@ -116,7 +116,6 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
 
 def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     """The profile, the acceptance curves the methods need (none for no-spec alone) and where they came from."""
-    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
     if cfg.model:
         fitted = load_fit(cfg.model)
         if cfg.acceptance:
@@ -124,6 +123,7 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
         return fitted.profile, fitted.acceptance, str(fitted.path)
     profile = load_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
+    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
     return profile, (load_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
