@@ -165,54 +165,59 @@ def _figures(rounds: RoundLog, gamma: int) -> dict:
 
 def run_accept_backend(url: str, model: str, method: str, workloads: list[str], samples: int, max_tokens: int,
                        concurrency: int, out_dir: Path, engine: str = "auto", headers: dict | None = None,
-                       metrics_url: str | None = None, timeout_s: float = 120.0) -> dict:
-    """Accepted length "against any backend": each workload file is sent to a live server and
-    tau / per-position survival come from its speculative-decoding counters scraped around it."""
+                       metrics_url: str | None = None, timeout_s: float = 120.0, sampling: dict | None = None) -> dict:
+    """Accepted length "against any backend": each workload is one closed-loop load point
+    against a live server (dsbench load's machinery), and its engine-neutral speculative
+    figures (per-request statistics, else counter deltas) become an acceptance file. A workload
+    whose figures are not active is an error, never a silent "wrote nothing"."""
     import asyncio
 
-    import httpx
-
-    from .core.acceptance import conditional_from_survival
-    from .live import prom
-    from .live.loadgen import PointSpec, Target, run_point
+    from .documents import conditional_of
+    from .live.loadgen import Target, run_point
+    from .load import LoadConfig, preflight, request_extras, summarise_run
 
     if samples < 1 or max_tokens < 1 or concurrency < 1:
         raise InputError("--samples, --max-new-tokens and --concurrency must be >= 1")
-    murl = metrics_url or url.rstrip("/") + "/metrics"
     headers = headers or {}
+    cfg = LoadConfig(url=url, model=model, workloads=list(workloads), concurrency=[concurrency], requests=samples, warmup_s=0.0,
+                     max_tokens=max_tokens, metrics_url=metrics_url, engine=engine, timeout_s=timeout_s, **(sampling or {}))
+    cfg.validate()
+    body = cfg.sampling().body()
 
-    async def one(prompts) -> tuple[dict, int, int]:
-        async with httpx.AsyncClient(timeout=timeout_s) as c:
-            try:
-                before = await prom.scrape(c, murl, headers)
-            except (httpx.HTTPError, ValueError) as e:
-                raise InputError(f"cannot read metrics at {murl}: {type(e).__name__}: {e}") from None
-            run = await run_point(Target(url, model, "chat", max_tokens, None, headers, timeout_s),
-                                  PointSpec(concurrency=concurrency, requests=min(samples, len(prompts)), warmup_s=0.0), prompts)
-            after = await prom.scrape(c, murl, headers)
-        ok = sum(1 for r in run.records if r.ok)
-        return prom.spec_delta(before, after, engine), ok, len(run.records)
+    async def one(prompts) -> tuple[dict, str | None]:
+        from .live.client import build_payload
+
+        info = await preflight(cfg, headers, build_payload(model, prompts[0].text, max_tokens, "chat", body))
+        extra, continuous = request_extras(info.engine)
+        target = Target(url, model, "chat", max_tokens, info.metrics_url, headers, timeout_s, {**extra, **body}, continuous)
+        run = await run_point(target, cfg.points()[0], prompts[:samples])
+        return summarise_run(run, cfg, info.engine), info.engine
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"method": method, "backend": url, "datasets": {}, "files": []}
+    summary = {"method": method, "backend": url, "sampling": cfg.sampling().model_dump(), "datasets": {}, "files": []}
     for w in workloads:
         prompts = load_workload(w)
-        spec, ok, n = asyncio.run(one(prompts))
-        if ok == 0:
+        point, found = asyncio.run(one(prompts))
+        spec = point["spec"]
+        name = Path(str(w)).stem
+        summary["datasets"][name] = {"requests_ok": point["requests_ok"], "requests": point["requests"], "engine": found, "spec": spec}
+        if point["requests_ok"] == 0:
             raise InputError(f"every request of {w} failed against {url}")
-        if spec.get("engine") == "none" or spec.get("error"):
-            raise InputError(f"{url}: no usable speculative-decoding counters ({spec.get('error') or 'none found'})")
-        surv = spec.get("survival_per_round") or spec.get("survival_per_draft") or []
-        cond = spec.get("conditional") or (conditional_from_survival(np.array(surv)).tolist() if surv else [])
-        tau = spec.get("tau_per_round") or spec.get("tau")
-        summary["datasets"][Path(str(w)).stem] = {"requests_ok": ok, "requests": n, **nan_to_none(spec)}
-        if cond and tau:
-            domain = prompts[0].domain
-            doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": model, "domain": domain,
-                   "gamma": len(cond), "conditional": [min(1.0, max(0.0, float(x or 0.0))) for x in cond], "tau": tau,
-                   "survival": surv, "backend": {"url": url, "engine": spec["engine"], "counters": nan_to_none(spec)},
-                   "provenance": provenance()}
-            path = out_dir / f"{method}-{domain}.json"
-            write_acceptance(path, doc)
-            summary["files"].append(str(path))
+        cond = conditional_of(spec) if spec["measured"] and spec["state"] == "active" else []
+        if not cond:
+            why = "; ".join(spec["warnings"] + spec["unreadable_series"]) or "none exposed"
+            raise InputError(f"{url}: no speculative-decoding figures for {name} (engine {found or 'unknown'}, state "
+                             f"{spec['state']}: {why})")
+        domain = prompts[0].domain
+        doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": model, "domain": domain,
+               "gamma": len(cond), "conditional": [min(1.0, max(0.0, x)) for x in cond],
+               "tau": spec["tau_drafted"] or spec["tau"], "survival": spec["survival"] or [],
+               "backend": {"url": url, "engine": found, "sampling": summary["sampling"], "spec": spec,
+                           "note": "tau per drafted step (bonus included); conditional "
+                                   + ("counted by the engine" if spec["conditional_exact"] else
+                                      "derived from per-position survival (assumes full-length drafts)")},
+               "provenance": provenance()}
+        path = out_dir / f"{method}-{domain}.json"
+        write_acceptance(path, nan_to_none(doc))
+        summary["files"].append(str(path))
     return summary

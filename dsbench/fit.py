@@ -19,6 +19,7 @@ import numpy as np
 from .core.acceptance import expected_tau
 from .core.latency import LatencyFit, fit_latency, mape, relative_errors
 from .core.methods import METHODS
+from .documents import conditional_of
 from .results import (ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, InputError, Profile, load_acceptance, load_load, load_profile,
                       provenance)
 
@@ -59,8 +60,9 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
         data = load_load(path)
         method = method or (data.get("config") or {}).get("method")  # as `dsbench load --method` recorded it
         for pt in data["points"]:
-            spec = pt.get("spec") or {}
-            m = method or ("no-spec" if not spec.get("rounds") else None)
+            spec = pt["spec"]  # engine-neutral (documents.SpecWindow)
+            drafted = spec["state"] == "active"
+            m = method or ("no-spec" if not drafted else None)
             if m is None:
                 raise InputError(f"{path}: point {pt.get('label')} has speculative counters; name its method "
                                  "(METHOD=PATH, --method, or `dsbench load --method` when measuring)")
@@ -72,17 +74,20 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
                 continue  # a point without finished requests says nothing about latency
             if m == "no-spec":
                 tau, verified, cond, tau_src = 1.0, 0.0, [], "no drafts"
-            elif spec.get("rounds"):
-                tau, verified, cond = spec["tau_per_round"], spec["draft_tokens"] / spec["rounds"], spec.get("conditional") or []
-                tau_src = "engine counters"
+            elif spec["measured"] and spec["tau"] and spec["draft_tokens_per_step"] is not None:
+                # tokens per decode step, the round the model times (not vLLM's per drafted step)
+                tau, verified = spec["tau"], spec["draft_tokens_per_step"]
+                cond = conditional_of(spec)
+                tau_src = f"engine ({spec['engine']}, {spec['source']})"
             elif curves:
                 (tau, verified), cond, tau_src = _curve_tau(curves, m, path), [], f"acceptance file ({cfg.acceptance})"
             else:
-                raise InputError(f"{path}: point {pt.get('label')} has no speculative counters for {m} (engine metrics); "
-                                 "give --acceptance for its tau")
+                raise InputError(f"{path}: point {pt.get('label')} has no speculative figures for {m} (engine metrics: "
+                                 f"{spec['state']}); give --acceptance for its tau")
             rows.append({"source": str(path), "label": pt.get("label"), "method": m, "requests": float(r), "tau_source": tau_src,
                          "batch_tokens": float(r) * (1 + verified), "tau": float(tau), "tpot_s": float(tpot),
-                         "round_s": float(tau) * float(tpot), "rounds": float(spec.get("rounds") or 0), "conditional": cond})
+                         "round_s": float(tau) * float(tpot), "rounds": float(spec.get("decode_steps") or 0), "conditional": cond,
+                         "conditional_exact": bool(spec.get("conditional_exact"))})
     if not rows:
         raise InputError("no load point with finished requests in the given results")
     return rows
@@ -160,7 +165,10 @@ def _acceptance(rows: list[dict]) -> list[dict]:
         g = min(len(c) for _, c in cs)
         w = np.array([n for n, _ in cs])
         cond = (np.array([c[:g] for _, c in cs]) * w[:, None]).sum(0) / w.sum()
-        out.append({"schema": ACCEPTANCE_SCHEMA, "source": "measured", "note": "pooled from the engine's counters over the load points", "method": m, "domain": FIT_DOMAIN,
+        exact = all(r["conditional_exact"] for r in rows if r["method"] == m and r["conditional"])
+        note = "pooled from the engine's figures over the load points" + (
+            "" if exact else "; conditional derived from per-position survival (assumes every drafted step drafted the full K)")
+        out.append({"schema": ACCEPTANCE_SCHEMA, "source": "measured", "note": note, "method": m, "domain": FIT_DOMAIN,
                     "gamma": g, "conditional": [float(min(max(x, 0.0), 1.0)) for x in cond]})
     return out
 

@@ -32,6 +32,33 @@ DEFAULT_MAX_DROP_PCT = 5.0
 LOAD_METRICS = ("output_tok_s", "tps_user_p50", "tps_user_p90", "ttft_s_p50", "ttft_s_p99", "tpot_s_p50", "tpot_s_p99")
 
 
+def samplings_of(path: str) -> list[tuple[Path, dict | None]]:
+    """(file, sampling) of every load run in one result set; None for runs that recorded none
+    (dsbench.load/1 sent the server's defaults)."""
+    return [(f, load_load(f).get("sampling")) for schema, f in find_results(path) if schema == LOAD_SCHEMA]
+
+
+def check_like_for_like(candidate: list[str], baseline: list[str]) -> list[str]:
+    """Lines naming each sampling field that differs between the sides' load runs (empty: alike)."""
+    from .documents import Sampling
+
+    sides = [samplings_of(p) for p in [*baseline, *candidate]]
+    seen = [(f, s) for side in sides for f, s in side]
+    if not seen:
+        return []
+    ref_file, ref = seen[0]
+    out = []
+    for f, s in seen[1:]:
+        if (s is None) != (ref is None):
+            out.append(f"{f} {'records no sampling' if s is None else 'records its sampling'} but {ref_file} "
+                       f"{'does' if s is None else 'does not'}")
+        elif s is not None:
+            diff = Sampling.model_validate(ref).differences(Sampling.model_validate(s))
+            if diff:
+                out.append(f"sampling {', '.join(diff)} differ: {ref_file} vs {f}")
+    return out
+
+
 def metrics_of(path: str) -> dict[str, float]:
     """Every gateable metric in one run's results (a file or a directory)."""
     out: dict[str, float] = {}
@@ -49,9 +76,9 @@ def metrics_of(path: str) -> dict[str, float]:
                         out[f"{key}.{name}"] = float(pt[name])
                 if pt.get("requests"):
                     out[f"{key}.error_rate"] = float(pt.get("requests_failed", 0)) / float(pt["requests"])
-                tau = (pt.get("spec") or {}).get("tau_per_round")
-                if tau is not None:
-                    out[f"{key}.tau"] = float(tau)
+                spec = pt["spec"]  # engine-neutral: tokens per decode step, from the engine's own figures
+                if spec["measured"] and spec["tau"] is not None:
+                    out[f"{key}.tau"] = float(spec["tau"])
         elif schema == ACCEPTANCE_SCHEMA:
             a = load_acceptance_file(f)
             out[f"accept.{a.method}.{a.domain}.tau"] = float(a.tau if a.tau is not None else expected_tau(a.conditional))
@@ -72,6 +99,7 @@ class GateResult:
     rows: list[Row] = field(default_factory=list)
     baseline: list[str] = field(default_factory=list)
     candidate: list[str] = field(default_factory=list)
+    unlike: list[str] = field(default_factory=list)  # differences allowed with --allow-different
 
     @property
     def regressed(self) -> list[Row]:
@@ -84,7 +112,8 @@ class GateResult:
         return c
 
     def to_dict(self) -> dict:
-        return {"baseline": self.baseline, "candidate": self.candidate, "counts": self.counts(), "regressed": bool(self.regressed),
+        return {"baseline": self.baseline, "candidate": self.candidate, "unlike": self.unlike, "counts": self.counts(),
+                "regressed": bool(self.regressed),
                 "rows": [{**asdict(r), "verdict": asdict(r.verdict) if r.verdict else None} for r in self.rows]}
 
 
@@ -93,8 +122,12 @@ def _rule_for(metric: str, rules: list[dict]) -> dict:
 
 
 def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
-             allow_missing: bool = False, alpha: float = 0.05) -> GateResult:
-    """Compare metric by metric; each side is one or more runs (repeats)."""
+             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False) -> GateResult:
+    """Compare metric by metric; each side is one or more runs (repeats). Load runs whose
+    sampling differs are refused unless `allow_different` (then the result says so)."""
+    unlike = check_like_for_like(candidate, baseline)
+    if unlike and not allow_different:
+        raise InputError("runs are not like for like: " + "; ".join(unlike) + " (pass --allow-different to compare anyway)")
     user_rules, file_drop = load_gate_rules(rules_file) if rules_file else ([], None)
     drop = max_drop_pct if max_drop_pct is not None else file_drop if file_drop is not None else DEFAULT_MAX_DROP_PCT
     rules = user_rules + DEFAULT_RULES
@@ -105,7 +138,7 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
     if not names_b & names_c:
         raise InputError("baseline and candidate have no metric in common (different kinds of results, or load points "
                          "with different labels)")
-    res = GateResult(baseline=list(baseline), candidate=list(candidate))
+    res = GateResult(baseline=list(baseline), candidate=list(candidate), unlike=unlike)
     for metric in sorted(names_b | names_c):
         rule = _rule_for(metric, rules)
         if rule.get("ignore"):
@@ -140,6 +173,7 @@ def markdown(res: GateResult) -> str:
     head = "**dsbench gate: " + ("REGRESSED" if res.regressed else "passed") + "** — " + ", ".join(
         f"{n} {k}" for k, n in c.items()) + "\n\n"
     head += f"baseline: {', '.join(f'`{_md(b)}`' for b in res.baseline)}; candidate: {', '.join(f'`{_md(x)}`' for x in res.candidate)}\n\n"
+    head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + ("\n" if res.unlike else "")
     lines = ["| metric | better | baseline | candidate | change | allowed | p (runs) | status |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in res.rows:

@@ -12,14 +12,17 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
-from .core.loadstats import chunk_consistency, request_metrics, summarise
+import numpy as np
+
+from .core.loadstats import chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
 from .core.methods import METHODS
-from .live import prom
+from .live import engines, prom
+from .live.client import build_payload
 from .live.loadgen import PointRun, PointSpec, Target, run_point
 from .live.shard import run_point_sharded
 from .results import InputError, LoadWriter, load_workload, provenance
 
-ENGINES = ("auto", "vllm", "sglang", "dsbench", "none")
+ENGINES = ("auto", *engines.ENGINES, "none")
 
 
 @dataclass
@@ -37,10 +40,15 @@ class LoadConfig:
     metrics_url: str | None = None
     engine: str = "auto"
     timeout_s: float = 60.0
-    drain_s: float = 30.0
+    drain_s: float | None = None  # None: as long as --timeout (a stall is then a timeout, not a silent cancel)
     gpus: int = 1
     slo: float | None = None
-    seed: int = 0
+    arrival_seed: int = 0  # Poisson arrivals
+    temperature: float | None = 0.0  # sampling, sent with every request (None: not sent, the server's default)
+    top_p: float | None = None
+    seed: int | None = None  # the requests' sampling seed
+    ignore_eos: bool = False
+    extra_body: dict = field(default_factory=dict)  # more request-body fields, sent as given
     api_key_env: str | None = None  # the variable's name only; the key itself never enters the config
     workers: int = 1  # client processes per load point
     method: str | None = None  # what the server runs: a label `fit` and `report` read (dsbench cannot see it)
@@ -56,8 +64,12 @@ class LoadConfig:
             raise InputError("give exactly one of --requests N or --duration S")
         if (self.requests is not None and self.requests < 1) or (self.duration_s is not None and not self.duration_s > 0):
             raise InputError("--requests must be >= 1 and --duration > 0")
-        if self.drain_s < 0:
+        if self.drain_s is not None and self.drain_s < 0:
             raise InputError("--drain must be >= 0")
+        if self.temperature is not None and not self.temperature >= 0 or self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError("--temperature must be >= 0 and --top-p in (0, 1]")
+        if not isinstance(self.extra_body, dict) or {"model", "messages", "prompt", "stream"} & set(self.extra_body):
+            raise InputError("--extra-body must be a JSON object without model, messages, prompt or stream")
         if self.warmup_s < 0 or self.max_tokens < 1 or not self.timeout_s > 0 or self.gpus < 1:
             raise InputError("--warmup must be >= 0, --max-tokens >= 1, --timeout > 0, --gpus >= 1")
         if self.api not in ("chat", "completions"):
@@ -71,28 +83,84 @@ class LoadConfig:
         if self.slo is not None and not self.slo > 0:
             raise InputError(f"--slo must be positive, got {self.slo}")
 
+    def sampling(self):
+        from .documents import Sampling
+
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed, ignore_eos=self.ignore_eos,
+                        extra_body=self.extra_body)
+
     def points(self) -> list[PointSpec]:
-        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=self.drain_s, seed=self.seed)
+        drain = self.timeout_s if self.drain_s is None else self.drain_s
+        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
         return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]
 
 
-def summarise_run(run: PointRun, cfg: LoadConfig, engine: str) -> dict:
+DEFINITIONS = {
+    "tps_user": "1 / TPOT per request; pXX = speed reached by XX % of requests; mean = decode tokens / decode time, pooled",
+    "tpot_s": "(E2E - TTFT) / (output tokens - 1)",
+    "latency": "over completed requests sent after the warm-up, whenever they finished",
+    "request_throughput_s": "completed requests / run (first send to last completion), as vLLM's benchmark",
+    "output_tok_s": "tokens arriving in the steady-state window / window",
+    "tau": "tokens per decode step, bonus included (spec.tau); spec.tau_drafted = 1 + accepted / drafted steps",
+}
+
+
+def spec_window(run: PointRun, engine: str | None, summary: dict):
+    """The point's speculative figures: per-request statistics where the engine gave them,
+    else counter deltas over the window, else a client-side proxy (tokens per chunk); with the
+    counters' figures beside per-request ones when both exist."""
+    from .documents import SpecWindow
+
+    records = [r.to_dict() for r in run.records]
+    pooled, _ = latency_pool(records, run.t0_ns)
+    per_req = engines.request_window(engine, pooled)
+    counters = None
+    if run.before is not None and run.after is not None:
+        counters = engines.counter_window(engine, run.before, run.after, summary.get("first_tokens_in_window") or 0,
+                                          run.after_drain, tokens_in_window=(summary.get("output_tok_s") or 0) * summary["window_s"])
+    elif run.scrape_error:
+        counters = SpecWindow(engine=engine, state="unreadable", source="server counters", warnings=[run.scrape_error])
+    chosen = per_req if per_req is not None and per_req.state == "active" else counters or per_req
+    if chosen is per_req and per_req is not None and per_req.survival is None and counters is not None and counters.survival:
+        # per-request statistics without positions (llama.cpp's timings): the counters have them
+        chosen = per_req.model_copy(update={"survival": counters.survival, "conditional": counters.conditional,
+                                            "conditional_exact": counters.conditional_exact,
+                                            "notes": [*per_req.notes, "per-position figures from the server counters"]})
+    if chosen is None or (chosen.state == "unknown" and per_req is None):
+        tpc = summary.get("tokens_per_chunk_mean")
+        if tpc and tpc > 1.05:
+            chosen = SpecWindow(engine=engine, state="unknown", source="client proxy", tau=tpc,
+                                notes=["tau ~ tokens per SSE chunk: exact only when the server streams one chunk per decode step"],
+                                warnings=(chosen.warnings if chosen else []))
+        elif chosen is None:
+            chosen = SpecWindow(engine=engine, state="unknown")
+    return chosen, (counters if chosen.source == "per-request" else None)
+
+
+def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None) -> dict:
     """The summary of one load point (all figures measured; definitions in core/loadstats.py)."""
     records = [r.to_dict() for r in run.records]
     s = {"label": run.spec.label, "mode": "closed" if run.spec.concurrency is not None else "poisson",
          "concurrency": run.spec.concurrency, "rate": run.spec.rate, "source": "measured"}
-    if run.t1_ns <= run.t0_ns:
-        s["window_error"] = "steady-state window is empty: the point ended before --warmup did; lengthen --duration/--requests"
-        s.update(summarise(records, run.t0_ns, run.t0_ns + 1, cfg.slo, cfg.gpus, run.spec.concurrency))
-    else:
-        s.update(summarise(records, run.t0_ns, run.t1_ns, cfg.slo, cfg.gpus, run.spec.concurrency))
-    if run.before and run.after:
-        spec = prom.spec_delta(run.before, run.after, engine)
-        s["spec"] = spec
-        tau = spec.get("tau_per_round") or spec.get("tau")
-        s["chunk_warning"] = chunk_consistency(s.get("tokens_per_chunk_mean"), tau)
-    elif run.scrape_error:
-        s["spec"] = {"error": run.scrape_error}
+    t0 = run.t0_ns
+    if run.t1_ns <= run.t0_ns:  # the point ended inside the warm-up: widen the window to the whole point
+        starts = [r.start_ns for r in run.records if r.start_ns]
+        t0 = min(starts) if starts else run.t0_ns
+        s["window_warning"] = ("the point ended before --warmup did: the window is the whole point, warm-up included "
+                               "(lengthen --duration/--requests or shorten --warmup)")
+    s.update(summarise(records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency))
+    spec, counters = spec_window(run, engine, s)
+    s["spec"] = spec.model_dump()
+    if counters is not None:
+        s["spec_counters"] = counters.model_dump()
+    if spec.measured and spec.tau:
+        s["chunk_warning"] = chunk_consistency(s.get("tokens_per_chunk_mean"), spec.tau)
+    lag = s.get("client_lag_s_p99")
+    loop = float(np.percentile(run.loop_lag_s, 99)) if run.loop_lag_s else None
+    s["client_loop_lag_s_p99"] = loop
+    tokens = float(np.median([r.output_tokens for r in run.records if r.ok and r.output_tokens])) if s["requests_ok"] else None
+    s["timing_warning"] = (timing_warning(s.get("tpot_s_p50"), lag, tokens, "chunk lag behind server stamps") if lag is not None
+                           else timing_warning(s.get("tpot_s_p50"), loop, tokens, "event-loop delay"))
     s["client_cpu_s"] = run.client_cpu_s
     s["client_cpu_frac"] = run.client_cpu_s / run.wall_s if run.wall_s else None
     s["wall_s"] = run.wall_s
@@ -100,27 +168,82 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str) -> dict:
     return s
 
 
-async def _detect_engine(cfg: LoadConfig, headers: dict) -> tuple[str, str | None]:
-    if cfg.engine == "none":
-        return "none", None
-    url = cfg.metrics_url or cfg.url.rstrip("/") + "/metrics"
-    try:
-        async with httpx.AsyncClient(timeout=10) as c:
-            snap = await prom.scrape(c, url, headers)
-    except (httpx.HTTPError, ValueError) as e:
-        if cfg.engine != "auto" or cfg.metrics_url:
-            raise InputError(f"cannot read metrics at {url}: {type(e).__name__}: {e}") from None
-        return "none", None  # auto: a server without /metrics is fine, speculative figures just go missing
-    engine = snap.engine if cfg.engine == "auto" else cfg.engine
-    return engine, (url if engine != "none" else None)
+@dataclass
+class ServerInfo:
+    """What the pre-flight learnt about the server."""
+
+    engine: str | None  # detected (or forced) engine; None when nothing says
+    metrics_url: str | None  # where speculative counters are read, None without /metrics
+    served: list[str]  # model ids /v1/models lists
+    notes: list[str]
 
 
-async def _check_server(cfg: LoadConfig, headers: dict) -> None:
+def _models(resp: httpx.Response, url: str) -> tuple[list[str], str | None]:
+    """Served model ids and the first `owned_by` from a /v1/models answer; a refused key is
+    one line."""
+    if resp.status_code in (401, 403):
+        raise InputError(f"{url}/v1/models refused the request (HTTP {resp.status_code}): wrong or missing API key? "
+                         "(pass it with --api-key-env VAR)")
+    if resp.status_code >= 400 or "json" not in resp.headers.get("content-type", ""):
+        return [], None  # some servers have no /v1/models; the pre-flight request decides
     try:
-        async with httpx.AsyncClient(timeout=10) as c:
-            await c.get(cfg.url.rstrip("/") + "/v1/models", headers=headers)
-    except httpx.HTTPError as e:
-        raise InputError(f"server unreachable at {cfg.url}: {type(e).__name__}") from None
+        data = [m for m in resp.json().get("data") or [] if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        return [], None
+    return [str(m.get("id")) for m in data], next((m.get("owned_by") for m in data), None)
+
+
+async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
+    """Check that the server answers like an OpenAI-compatible one for this model and request
+    body, and find its engine and metrics, before any load point: a wrong URL, model id, key or
+    request field is one clear line here, not hundreds of failed requests."""
+    base = cfg.url.rstrip("/")
+    notes: list[str] = []
+    endpoint = base + ("/v1/chat/completions" if cfg.api == "chat" else "/v1/completions")
+    probe = {k: v for k, v in body.items() if k != "stream_options"} | {"max_tokens": 1, "stream": False}
+    async with httpx.AsyncClient(timeout=cfg.timeout_s) as c:
+        try:
+            served, owned_by = _models(await c.get(base + "/v1/models", headers=headers), base)
+            r = await c.post(endpoint, json=probe, headers=headers)
+        except httpx.HTTPError as e:
+            raise InputError(f"server unreachable at {cfg.url}: {type(e).__name__}: {e}") from None
+        is_json = "json" in r.headers.get("content-type", "")
+        if r.status_code >= 400 or not is_json:
+            text = " ".join(r.text.split())[:200]
+            if served and cfg.model not in served:
+                raise InputError(f"model {cfg.model!r} is not served at {cfg.url}; it serves: {', '.join(served)}")
+            if r.status_code in (401, 403):
+                raise InputError(f"{endpoint} refused the request (HTTP {r.status_code}): wrong or missing API key? "
+                                 "(pass it with --api-key-env VAR)")
+            if not is_json and r.status_code < 400:
+                raise InputError(f"{endpoint} answered HTTP {r.status_code} with {r.headers.get('content-type') or 'no content type'}, "
+                                 f"not JSON: is this an OpenAI-compatible server? ({text[:80]})")
+            raise InputError(f"pre-flight request refused: HTTP {r.status_code} from {endpoint}: {text}")
+        if cfg.engine == "none":
+            return ServerInfo(None, None, served, notes)
+        murl = cfg.metrics_url or base + "/metrics"
+        snap = None
+        try:
+            snap = await prom.scrape(c, murl, headers)
+        except (httpx.HTTPError, ValueError) as e:
+            if cfg.metrics_url:
+                raise InputError(f"cannot read metrics at {murl}: {type(e).__name__}: {e}") from None
+            notes.append(f"no Prometheus metrics at {murl} ({type(e).__name__}): speculative figures come from responses only")
+    found = engines.detect(snap, owned_by, r.headers.get("server"))
+    engine = found if cfg.engine == "auto" else cfg.engine
+    if cfg.engine not in ("auto", found):
+        a = engines.ADAPTERS[cfg.engine]
+        if snap is None or a.counts(snap) is None:
+            notes.append(f"--engine {cfg.engine}: no {cfg.engine} speculative series at {murl}"
+                         + (f" (the server looks like {found})" if found else ""))
+    return ServerInfo(engine, murl if snap is not None else None, served, notes)
+
+
+def request_extras(engine: str | None) -> tuple[dict, bool]:
+    """Non-standard request fields for engines known to accept them, and whether to ask for
+    usage on every chunk (strict servers reject unknown fields)."""
+    extra = {"dsbench": {"dsbench_trace": True}, "sglang": {"return_spec_tokens_details": True}}.get(engine or "", {})
+    return extra, engine in ("vllm", "dsbench")
 
 
 def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
@@ -135,20 +258,18 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
     cfg.validate()
     headers = headers or {}
     prompts = [p for w in cfg.workloads for p in load_workload(w)]
-    doc = {"provenance": provenance(), "config": {k: v for k, v in asdict(cfg).items()}, "engine": None,
-           "definitions": {"tps_user": "1 / TPOT per request; pXX = speed reached by XX % of requests",
-                           "tpot_s": "(E2E - TTFT) / (output tokens - 1)", "output_tok_s": "tokens arriving in the window / window",
-                           "tau": "1 + accepted drafts / drafts (server counters over the window), bonus included"},
-           "points": [], "interrupted": False}
+    sampling = cfg.sampling()
+    doc = {"provenance": provenance(), "config": asdict(cfg), "engine": None, "sampling": sampling.model_dump(),
+           "definitions": DEFINITIONS, "points": [], "interrupted": False}
 
     async def main() -> None:
-        await _check_server(cfg, headers)
-        engine, metrics_url = await _detect_engine(cfg, headers)
-        doc["engine"] = engine
-        # non-standard request fields go only to the engine known to accept them
-        extra = {"dsbench_trace": True} if engine == "dsbench" else {}
-        target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, metrics_url, headers, cfg.timeout_s, extra,
-                        continuous_usage=engine in ("vllm", "dsbench"))
+        first = build_payload(cfg.model, getattr(prompts[0], "text", ""), cfg.max_tokens, cfg.api, sampling.body())
+        info = await preflight(cfg, headers, first)
+        doc["engine"], doc["server_notes"], doc["served_models"] = info.engine, info.notes, info.served
+        extra, continuous = request_extras(info.engine)
+        target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, info.metrics_url, headers, cfg.timeout_s,
+                        {**extra, **sampling.body()}, continuous_usage=continuous)
+        engine = info.engine
         for spec in cfg.points():
             if on_point_start:
                 on_point_start(spec)
@@ -163,8 +284,9 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
             writer.summary(doc)
             if on_point_done:
                 on_point_done(summary)
-            if run.aborted or (summary["requests_ok"] == 0 and summary["requests_failed"] > 0):
-                doc["stopped"] = run.aborted or f"every request of {spec.label} failed"
+            if run.aborted or (summary["requests_ok"] == 0 and summary["requests"] > 0):
+                what = "failed" if summary["requests_failed"] else "was cancelled at the drain time (stalled streams?)"
+                doc["stopped"] = run.aborted or f"no request of {spec.label} completed: every one {what}"
                 break
 
     try:

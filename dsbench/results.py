@@ -191,7 +191,13 @@ def load_profile(path: str | os.PathLike) -> Profile:
 
 
 def _parse_profile(data: dict, p: Path) -> Profile:
+    from .documents import ProfileDoc, validated
+
     _check_schema(data, p, PROFILE_SCHEMA)
+    return validated(ProfileDoc, data, p, lambda: _read_profile(data, p))
+
+
+def _read_profile(data: dict, p: Path) -> Profile:
     source = _source(data, p)
     device = _field(data, "device", p)
     model = _field(data, "model", p)
@@ -247,7 +253,13 @@ def load_acceptance_file(path: str | os.PathLike) -> Acceptance:
 
 
 def _parse_acceptance(data: dict, p: Path) -> Acceptance:
+    from .documents import AcceptanceDoc, validated
+
     _check_schema(data, p, ACCEPTANCE_SCHEMA)
+    return validated(AcceptanceDoc, data, p, lambda: _read_acceptance(data, p))
+
+
+def _read_acceptance(data: dict, p: Path) -> Acceptance:
     source = _source(data, p)
     method = str(_field(data, "method", p))
     domain = str(_field(data, "domain", p))
@@ -330,9 +342,11 @@ def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tupl
 def load_sweep(path: str | os.PathLike) -> dict:
     """Read a sweep.json written by `dsbench sweep`."""
     p = Path(path)
+    from .documents import SweepDoc, parse
+
     data = _load_json(p / "sweep.json" if p.is_dir() else p, "sweep")
     _check_schema(data, p, SWEEP_SCHEMA)
-    _list(_field(data, "frontier", p), p, "frontier")
+    parse(SweepDoc, data, p)
     return data
 
 
@@ -442,7 +456,8 @@ def load_workload(ref: str | os.PathLike) -> list[Prompt]:
 
 # --------------------------------------------------------------------------- load-test results
 
-LOAD_SCHEMA = "dsbench.load/1"
+LOAD_SCHEMA = "dsbench.load/2"
+LOAD_SCHEMAS = ("dsbench.load/1", LOAD_SCHEMA)  # /1: engine-shaped `spec` dicts, read through documents.SpecWindow
 
 
 class LoadWriter:
@@ -483,8 +498,11 @@ def load_load(path: str | os.PathLike) -> dict:
     p = Path(path)
     p = p / "load.json" if p.is_dir() else p
     data = _load_json(p, "load results")
+    if data.get("schema") in LOAD_SCHEMAS:
+        from .documents import read_load
+
+        return read_load(data, p)
     _check_schema(data, p, LOAD_SCHEMA)
-    _list(_field(data, "points", p), p, "points", nonempty=False)
     return data
 
 
@@ -518,8 +536,11 @@ def write_calibration(path: Path, doc: dict) -> None:
 def load_calibration(path: str | os.PathLike) -> dict:
     """Read a calibration file written by `dsbench calibrate`."""
     p = Path(path)
+    from .documents import CalibrationDoc, parse
+
     data = _load_json(p, "calibration")
     _check_schema(data, p, CALIBRATION_SCHEMA)
+    parse(CalibrationDoc, data, p)
     return data
 
 
@@ -543,7 +564,7 @@ FIT_SCHEMA = "dsbench.fit/1"
 
 def write_fit(path: Path, doc: dict) -> None:
     """A fitted model: parameters, per-point errors, and the profile and acceptance curves it implies."""
-    write_json(path, {"schema": FIT_SCHEMA, **doc})
+    write_json(path, nan_to_none({"schema": FIT_SCHEMA, **doc}))  # an undetermined sigma is NaN: null in JSON
 
 
 @dataclass
@@ -558,8 +579,11 @@ def load_fit(path: str | os.PathLike) -> FittedModel:
     """Read a fit.json written by `dsbench fit` (a file or its directory)."""
     p = Path(path)
     p = p / "fit.json" if p.is_dir() else p
+    from .documents import FitDoc, parse
+
     data = _load_json(p, "fitted model")
     _check_schema(data, p, FIT_SCHEMA)
+    parse(FitDoc, data, p)
     prof = _field(data, "profile", p)
     if not isinstance(prof, dict):
         raise InputError(f"{p}: field 'profile' must be an object")
@@ -586,7 +610,9 @@ def find_results(path: str | os.PathLike) -> list[tuple[str, Path]]:
                 raise
             continue  # a directory may hold other JSON (configs, per-point dumps)
         schema = data.get("schema") if isinstance(data, dict) else None
-        if schema in (LOAD_SCHEMA, SWEEP_SCHEMA, ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA):
+        if schema in LOAD_SCHEMAS:
+            found.append((LOAD_SCHEMA, f))
+        elif schema in (SWEEP_SCHEMA, ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA):
             found.append((schema, f))
         elif p.is_file():
             raise InputError(f"{f}: not a dsbench result (field 'schema' is {schema!r})")

@@ -21,6 +21,9 @@ from .results import Acceptance, InputError, Profile, load_acceptance, load_fit,
 DOMAINS = ("math", "code", "chat")
 
 
+DEFAULT_GAMMA = 7
+
+
 @dataclass
 class SweepConfig:
     """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names."""
@@ -32,12 +35,16 @@ class SweepConfig:
     methods: tuple[str, ...] = METHOD_NAMES
     baseline: str = "mtp-1"
     policy: str = "dspark"
-    gamma: int = 7
+    gamma: int | None = None  # draft length; None: 7, or with `model` the length the fit measured
     max_concurrency: int = 512
     levels: int = 40
     samples: int = 20_000  # request-rounds per point: < 0.5 % Monte-Carlo error on throughput
     seed: int = 0
     model: str | None = None  # a fit file from `dsbench fit`: its profile and measured curves (predictions)
+
+    @property
+    def draft_length(self) -> int:
+        return DEFAULT_GAMMA if self.gamma is None else self.gamma
 
     def validate(self) -> Policy:
         if not self.slo > 0 or self.slo != self.slo or self.slo == float("inf"):
@@ -49,7 +56,7 @@ class SweepConfig:
             raise InputError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_NAMES)}")
         if self.baseline not in self.methods:
             raise InputError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
-        if not 1 <= self.gamma <= 64:
+        if not 1 <= self.draft_length <= 64:
             raise InputError(f"--gamma must be between 1 and 64, got {self.gamma}")
         if self.max_concurrency < 1:
             raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
@@ -102,7 +109,7 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
     out = {}
     for name in cfg.methods:
         m = METHODS[name]
-        gamma = m.gamma(cfg.gamma)
+        gamma = m.gamma(cfg.draft_length)
         if gamma == 0:
             out[name] = Scenario([], surface, None, 0, Policy("fixed"))
             continue
@@ -123,7 +130,7 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
         return fitted.profile, fitted.acceptance, str(fitted.path)
     profile = load_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
-    needs_curves = any(METHODS[m].gamma(cfg.gamma) for m in cfg.methods if m in METHODS)
+    needs_curves = any(METHODS[m].gamma(cfg.draft_length) for m in cfg.methods if m in METHODS)
     return profile, (load_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
@@ -178,7 +185,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             "profile": str(profile.path), "profile_source": profile.source, "device": profile.device.get("name"),
             "gpus": profile.gpus, "model": profile.model.get("name"), "context_len": profile.context_len,
             "acceptance": acc_ref, "acceptance_sources": sorted({c.source for c in curves}),
-            "domain": cfg.domain, "gamma": cfg.gamma, "policy": str(policy), "seed": cfg.seed,
+            "domain": cfg.domain, "gamma": cfg.draft_length, "policy": str(policy), "seed": cfg.seed,
             "samples_per_point": cfg.samples, "concurrency": [int(c) for c in grid],
             "max_concurrency_requested": cfg.max_concurrency,
             "max_concurrency_memory": profile.max_requests, "capped_by_memory": capped,
@@ -200,6 +207,8 @@ def _fit_defaults(cfg: SweepConfig) -> None:
         cfg.baseline = cfg.methods[0]
     if not cfg.acceptance and cfg.domain == "mix":
         cfg.domain = FIT_DOMAIN  # measured on the load test's own workload
+    if cfg.gamma is None and fitted.acceptance:
+        cfg.gamma = min(len(c.conditional) for c in fitted.acceptance)  # what the engine drafted
 
 
 def _curve_tau(sc: Scenario) -> float:

@@ -2,8 +2,11 @@
 
 import pytest
 
-from dsbench.core.loadstats import chunk_consistency, request_metrics, summarise, tokens_in_window
-from dsbench.live import prom
+import json
+
+from dsbench.core.loadstats import chunk_consistency, latency_pool, request_metrics, summarise, tokens_in_window
+from dsbench.live.client import RequestRecord, _parse_events
+from dsbench.live import engines, prom
 
 # vLLM's counters as prometheus_client exposes them (two DP engines, with _created samples).
 VLLM_TEXT = """# HELP vllm:spec_decode_num_drafts_total Number of spec decoding drafts.
@@ -32,30 +35,22 @@ vllm:spec_decode_num_accepted_tokens_per_pos_total{engine="0",model_name="m",pos
 
 def test_vllm_counters_summed_over_engines_and_deltas():
     after = prom.parse(VLLM_TEXT)
-    assert after.engine == "vllm"
+    assert engines.detect(after) == "vllm"
     assert after.values["vllm:spec_decode_num_drafts_total"] == 100
     assert "vllm:spec_decode_num_drafts_created" not in after.values
     zero = prom.parse(VLLM_TEXT.replace(" 60.0", " 0.0").replace(" 40.0", " 0.0").replace(" 180.0", " 0.0")
                       .replace(" 120.0", " 0.0").replace(" 100.0", " 0.0").replace(" 50.0", " 0.0").replace(" 30.0", " 0.0")
                       .replace(" 20.0", " 0.0"))
-    d = prom.spec_delta(zero, after)
-    assert d["tau"] == pytest.approx(2.5) and d["acceptance_rate"] == pytest.approx(0.5)
-    assert d["survival_per_draft"] == pytest.approx([0.8, 0.5, 0.2])
+    d = engines.counter_window("vllm", zero, after)
+    assert d.tau_drafted == pytest.approx(2.5) and d.acceptance_rate == pytest.approx(0.5)
+    assert d.survival == pytest.approx([0.8, 0.5, 0.2])
 
 
 def test_counter_reset_is_reported_not_used():
     after = prom.parse(VLLM_TEXT)
     restarted = prom.parse(VLLM_TEXT.replace(" 60.0", " 1.0"))
-    assert "error" in prom.spec_delta(after, restarted)
-
-
-def test_sglang_counter_pair():
-    text = ("# TYPE sglang:spec_verify_calls_total counter\nsglang:spec_verify_calls_total{model_name=\"m\"} 100.0\n"
-            "# TYPE sglang:generation_tokens_total counter\nsglang:generation_tokens_total{model_name=\"m\"} 350.0\n")
-    before = prom.parse(text.replace("100.0", "0.0").replace("350.0", "0.0"))
-    after = prom.parse(text)
-    assert after.engine == "sglang"
-    assert prom.spec_delta(before, after)["tau"] == pytest.approx(3.5)
+    w = engines.counter_window("vllm", after, restarted)
+    assert w.state == "unreadable" and w.tau is None and any("went down" in x for x in w.warnings)
 
 
 def _rec(start, chunks, tokens, n, error=None):
@@ -81,10 +76,12 @@ def test_window_counts_tokens_by_arrival_and_tail_percentiles():
     s = summarise(recs, int(1e9), int(2.9e9), slo=20, concurrency=3)
     assert s["window_s"] == pytest.approx(1.9)
     assert s["output_tok_s"] == pytest.approx((5 + 5 + 1 + 3 + 1) / 1.9)
-    assert s["requests_in_window"] == 1  # only the second one started and finished inside
+    assert s["requests_in_window"] == 2  # finished inside the window (the first and second)
+    assert s["requests_in_latency_pool"] == 2  # sent after the warm-up, whenever they finished
     assert s["errors"] == {"http_5xx": 1} and s["requests_failed"] == 1
-    assert s["tps_user_mean"] == pytest.approx(1 / (0.1 / 3))
-    assert s["slo_attainment"] == 1.0
+    assert s["tps_user_mean"] == pytest.approx((3 + 9) / (0.1 + 1.8))  # decode tokens / decode time, pooled
+    assert s["slo_attainment"] == 0.5
+    assert s["run_s"] == pytest.approx(3.0) and s["request_throughput_s"] == pytest.approx(3 / 3.0)  # completed / run
     many = [_rec(0.0, [0.1, 0.1 + d], [1, 10], 11) for d in (0.1, 0.2, 0.4, 1.0)]
     t = summarise(many, 0, int(5e9))
     assert t["tps_user_p90"] <= t["tps_user_p50"] <= t["tps_user_mean"] * 2  # p90 = slow tail
@@ -96,3 +93,49 @@ def test_chunk_consistency_flags_coalescing_and_splitting():
     assert "coalesced" in chunk_consistency(8.0, 4.0)
     assert "splits" in chunk_consistency(1.0, 4.0)
     assert chunk_consistency(None, 4.0) is None
+
+
+def test_request_rate_counts_requests_that_straddle_the_window():
+    """64 users, requests of 4 s, a 2 s window: none starts and ends inside it, yet the rate is
+    completed requests over the run (vLLM's convention) and agrees with tokens / tokens per request."""
+    recs = [_rec(0.05 * i, [0.05 * i + 0.1 + 0.1 * k for k in range(40)], [1] * 40, 40) for i in range(64)]
+    s = summarise(recs, int(1e9), int(3e9), concurrency=64)
+    run = max(r["end_ns"] for r in recs) / 1e9 - 0.0
+    assert s["request_throughput_s"] == pytest.approx(64 / run)
+    assert s["output_tok_s_run"] / 40 == pytest.approx(s["request_throughput_s"])
+    assert s["requests_in_latency_pool"] == 44 and s["tps_user_p50"] == pytest.approx(10.0)
+
+
+def test_one_burst_request_cannot_move_the_mean_speed():
+    normal = [_rec(0.0, [0.1 + 0.002 * k for k in range(100)], [1] * 100, 100) for _ in range(20)]
+    burst = _rec(0.0, [0.1, 0.1 + 1e-6], [1, 99], 100)  # every chunk but the first arrived together
+    s = summarise([*normal, burst], 0, int(1e9))
+    assert s["tps_user_mean"] == pytest.approx(s["tps_user_p50"], rel=0.06)  # a mean of 1/TPOT would read ~4.7 million
+
+
+def test_warm_up_longer_than_every_request_is_said():
+    recs = [_rec(0.0, [0.1, 0.2, 0.3], [1, 1, 1], 3)]
+    pool, note = latency_pool(recs, int(1e9))
+    assert pool == recs and "warm-up" in note
+
+
+def _events(*payloads):
+    return [(1_000_000 * (i + 1), json.dumps(p).encode()) for i, p in enumerate(payloads)]
+
+
+@pytest.mark.parametrize("tokens, why", [(10**15, "exceeds max_tokens"), (-7, "negative"), (1, "below the 3 content chunks"),
+                                         (2.5, "not a whole number")])
+def test_impossible_usage_is_flagged_not_reported(tokens, why):
+    rec = RequestRecord(id=0, point="c=1", scheduled_ns=0, max_tokens=64)
+    chunk = {"choices": [{"delta": {"content": "x"}}]}
+    _parse_events(rec, _events(chunk, chunk, chunk, {"choices": [{"delta": {}, "finish_reason": "length"}]},
+                               {"choices": [], "usage": {"completion_tokens": tokens, "prompt_tokens": 3}}), True, True)
+    assert rec.output_tokens is None and why in rec.usage_error and rec.error is None
+
+
+def test_per_request_statistics_are_kept_from_the_last_event():
+    rec = RequestRecord(id=0, point="c=1", scheduled_ns=0, max_tokens=64)
+    timings = {"predicted_n": 3, "draft_n": 4, "draft_n_accepted": 1}
+    _parse_events(rec, _events({"choices": [{"delta": {"content": "x"}}]}, {"choices": [{"delta": {"content": "y"}}]},
+                               {"choices": [], "usage": {"completion_tokens": 3}, "timings": timings}), True, True)
+    assert rec.server_stats == {"timings": timings} and rec.output_tokens == 3

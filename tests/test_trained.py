@@ -118,7 +118,7 @@ def test_serve_real_engine_under_load(trained, tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None and 1 <= rec["output_tokens"] <= 24 for rec in recs)
     spec = load_load(tmp_path)["points"][0]["spec"]
-    assert spec["engine"] == "dsbench" and spec["rounds"] > 0 and 1.0 <= spec["tau_per_round"] <= 5.0
+    assert spec["engine"] == "dsbench" and spec["decode_steps"] > 0 and 1.0 <= spec["tau"] <= 5.0
     assert body["usage"]["completion_tokens"] <= 12 and isinstance(body["choices"][0]["message"]["content"], str)
 
 

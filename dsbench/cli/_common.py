@@ -72,3 +72,20 @@ def csv_list(text: str, kind, name: str) -> list:
         return [kind(x) for x in text.split(",") if x.strip()] if text else []
     except ValueError:
         raise InputError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+
+
+def json_object(text: str | None, name: str) -> dict:
+    """Parse an option holding a JSON object; anything else is an InputError naming the option."""
+    import json
+
+    from ..results import InputError
+
+    if not text:
+        return {}
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{name}: not valid JSON ({e.msg})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{name}: expected a JSON object, got {type(obj).__name__}")
+    return obj

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, err, fmt, handles_input_errors, out
+from ._common import app, err, fmt, handles_input_errors, json_object, out
 
 
 @app.command(
@@ -26,7 +26,10 @@ def accept(
     model: Annotated[Optional[str], typer.Option(help="Model id on the --backend server.", rich_help_panel="Backend")] = None,
     method: Annotated[str, typer.Option(help="What the --backend server runs (names the acceptance files).", rich_help_panel="Backend")] = "dspark",
     concurrency: Annotated[int, typer.Option(help="Requests in flight against --backend.", rich_help_panel="Backend")] = 4,
-    engine: Annotated[str, typer.Option(help="Metric names of --backend: auto, vllm, sglang, dsbench.", rich_help_panel="Backend")] = "auto",
+    engine: Annotated[str, typer.Option(help="Engine of --backend whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, dsbench.", rich_help_panel="Backend")] = "auto",
+    top_p: Annotated[Optional[float], typer.Option(help="top_p sent to --backend [default: not sent].", rich_help_panel="Backend")] = None,
+    ignore_eos: Annotated[bool, typer.Option(help="Ask --backend to ignore end-of-sequence.", rich_help_panel="Backend")] = False,
+    extra_body: Annotated[Optional[str], typer.Option(help="More request-body fields for --backend as a JSON object.", rich_help_panel="Backend")] = None,
     draft: Annotated[Optional[str], typer.Option(help="Drafter checkpoint folder in DeepSpec's layout (none: plain decoding, tau = 1).")] = None,
     samples: Annotated[int, typer.Option(help="Prompts per workload file.")] = 20,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per prompt.")] = 256,
@@ -55,13 +58,18 @@ def accept(
     if backend:
         if not model:
             raise InputError("--backend needs --model (the model id on that server)")
-        summary = run_accept_backend(backend, model, method, workload, samples, max_new_tokens, concurrency, out_dir, engine)
+        sampling = {"temperature": temperature, "seed": seed, "top_p": top_p, "ignore_eos": ignore_eos,
+                    "extra_body": json_object(extra_body, "--extra-body")}
+        summary = run_accept_backend(backend, model, method, workload, samples, max_new_tokens, concurrency, out_dir, engine,
+                                     sampling=sampling)
         if as_json:
             sys.stdout.write(json.dumps(summary) + "\n")
         else:
             for name, d in summary["datasets"].items():
-                out.print(f"{name}: tau {fmt(d.get('tau_per_round') or d.get('tau'), '.3f')}, acceptance {fmt(d.get('acceptance_rate'), '.1%')} "
-                          f"({d['requests_ok']}/{d['requests']} requests, {d['engine']} counters)", highlight=False)
+                sp = d["spec"]
+                out.print(f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} per decode "
+                          f"step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} requests, "
+                          f"{d['engine']}, {sp['source']})", highlight=False)
             out.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
         return
     if not target:

@@ -27,6 +27,7 @@ def gate(
     max_drop: Annotated[Optional[float], typer.Option(help="Allowed drop of throughput and per-user speed, percent [default: 5].")] = None,
     allow_missing: Annotated[bool, typer.Option(help="A metric the candidate lacks is not a failure.")] = False,
     alpha: Annotated[float, typer.Option(help="Significance level of the repeated-runs test.")] = 0.05,
+    allow_different: Annotated[bool, typer.Option(help="Compare load runs even when their sampling (temperature, top_p, seed, ignore_eos, extra body) differs; the summary says so.")] = False,
     summary: Annotated[Optional[Path], typer.Option(help="Also write the markdown table here (e.g. $GITHUB_STEP_SUMMARY).", rich_help_panel="Output")] = None,
     junit: Annotated[Optional[Path], typer.Option(help="Write JUnit XML here.", rich_help_panel="Output")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON instead of markdown.", rich_help_panel="Output")] = False,
@@ -45,7 +46,7 @@ def gate(
         raise InputError("--max-drop must be >= 0")
     if not 0 < alpha < 1:
         raise InputError("--alpha must be between 0 and 1")
-    res = run_gate(candidate, baseline, rules, max_drop, allow_missing, alpha)
+    res = run_gate(candidate, baseline, rules, max_drop, allow_missing, alpha, allow_different)
     write_outputs(res, summary, junit)
     sys.stdout.write(json.dumps(res.to_dict()) + "\n" if as_json else markdown(res))
     if res.regressed:

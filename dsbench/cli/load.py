@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, csv_list, err, fmt, handles_input_errors, out
+from ._common import app, csv_list, err, fmt, handles_input_errors, json_object, out
 
 
 @app.command(
@@ -30,15 +30,20 @@ def load(
     duration: Annotated[Optional[float], typer.Option(help="Seconds of issuing per load point.", rich_help_panel="Load")] = None,
     warmup: Annotated[float, typer.Option(help="Seconds at the start of each point left out of the steady-state window.", rich_help_panel="Load")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="max_tokens of each request.", rich_help_panel="Load")] = 256,
-    drain: Annotated[float, typer.Option(help="Seconds to let in-flight requests finish after a point's window closes before cancelling them.", rich_help_panel="Load")] = 30.0,
+    drain: Annotated[Optional[float], typer.Option(help="Seconds to let in-flight requests finish after a point's window closes before cancelling them [default: --timeout].", rich_help_panel="Load")] = None,
     api: Annotated[str, typer.Option(help="chat (/v1/chat/completions) or completions (/v1/completions).", rich_help_panel="Load")] = "chat",
     metrics_url: Annotated[Optional[str], typer.Option(help="Prometheus endpoint [default: URL/metrics].", rich_help_panel="Server metrics")] = None,
-    engine: Annotated[str, typer.Option(help="Metric names to read: auto, vllm, sglang, dsbench, none.", rich_help_panel="Server metrics")] = "auto",
+    engine: Annotated[str, typer.Option(help="Engine whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, dsbench, none.", rich_help_panel="Server metrics")] = "auto",
     api_key_env: Annotated[Optional[str], typer.Option(help="Environment variable holding the API key (never written to outputs).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds without data before a request counts as timed out.")] = 60.0,
     gpus: Annotated[int, typer.Option(help="GPUs behind the server, for per-GPU throughput.")] = 1,
     slo: Annotated[Optional[float], typer.Option(help="Per-user speed SLO (tok/s) for goodput.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.")] = 0,
+    temperature: Annotated[Optional[float], typer.Option(help="Sampling temperature sent with every request (acceptance depends on it). Negative: send none, the server's default.", rich_help_panel="Sampling")] = 0.0,
+    top_p: Annotated[Optional[float], typer.Option(help="top_p sent with every request [default: not sent].", rich_help_panel="Sampling")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Sampling seed sent with every request [default: not sent].", rich_help_panel="Sampling")] = None,
+    ignore_eos: Annotated[bool, typer.Option(help="Ask the server to ignore end-of-sequence (every request runs to --max-tokens).", rich_help_panel="Sampling")] = False,
+    extra_body: Annotated[Optional[str], typer.Option(help="More request-body fields as a JSON object, sent as given (e.g. '{\"top_k\": 20}').", rich_help_panel="Sampling")] = None,
+    arrival_seed: Annotated[int, typer.Option(help="Seed of the Poisson arrivals.", rich_help_panel="Load")] = 0,
     workers: Annotated[int, typer.Option(help="Client processes per load point (needs --duration); for loads one process cannot time accurately.", rich_help_panel="Load")] = 1,
     method: Annotated[Optional[str], typer.Option(help="What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for requests.jsonl, points/, load.json.", rich_help_panel="Output")] = Path("dsbench-load"),
@@ -65,7 +70,9 @@ def load(
     cfg = LoadConfig(url=url, model=model, workloads=workload, concurrency=csv_list(concurrency, int, "--concurrency"),
                      rates=csv_list(rate, float, "--rate"), requests=requests, duration_s=duration, warmup_s=warmup,
                      max_tokens=max_tokens, drain_s=drain, api=api, metrics_url=metrics_url, engine=engine, timeout_s=timeout, gpus=gpus,
-                     slo=slo, seed=seed, api_key_env=api_key_env, workers=workers, method=method)
+                     slo=slo, arrival_seed=arrival_seed, temperature=None if temperature is not None and temperature < 0 else temperature,
+                     top_p=top_p, seed=seed, ignore_eos=ignore_eos, extra_body=json_object(extra_body, "--extra-body"),
+                     api_key_env=api_key_env, workers=workers, method=method)
     cfg.validate()
     writer = LoadWriter(out_dir, force)
     show = not (quiet or as_json)
@@ -96,11 +103,18 @@ def load(
     if doc.get("stopped"):
         err.print(f"[bold red]error:[/] {doc['stopped']}; results so far are in {out_dir}", highlight=False)
         raise typer.Exit(1)
+    cancelled = sum(s.get("requests_cancelled", 0) for s in doc["points"])
+    if cancelled:
+        err.print(f"[bold red]error:[/] {cancelled} requests were still running when --drain ran out and were cancelled "
+                  "(stalled streams, or raise --drain); their partial records are in requests.jsonl", highlight=False)
+        raise typer.Exit(1)
 
 
 def _point_line(s: dict) -> str:
     errs = ", ".join(f"{k}: {v}" for k, v in sorted(s["errors"].items()))
     line = f"{s['label']}: {s['requests_ok']} ok, {s['requests_failed']} failed" + (f" ({errs})" if errs else "")
+    if s.get("requests_cancelled"):
+        line += f", {s['requests_cancelled']} cancelled at the drain time"
     if s.get("output_tok_s"):
         line += f"; {s['output_tok_s']:.0f} tok/s, {fmt(s.get('tps_user_mean'), '.1f')} tok/s/user"
     return line
@@ -109,26 +123,41 @@ def _point_line(s: dict) -> str:
 def _print_load_table(doc: dict) -> None:
     from rich.table import Table
 
-    table = Table(title=f"Load test — engine metrics: {doc.get('engine') or 'none'} (all figures measured)",
-                  caption="tok/s/user = 1/TPOT per request (p90: speed 90 % of requests reach); tau = 1 + accepted/drafts "
-                          "from server counters over the steady-state window", caption_justify="left")
-    for col in ("point", "ok", "failed", "req/s", "tok/s", "tok/s/user", "p90/user", "TTFT50", "TTFT99",
-                "TPOT50", "tau", "accept", "tok/chunk"):
+    from ..documents import sampling_text
+
+    shown = sampling_text(doc.get("sampling"))
+    table = Table(title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} (all figures measured)",
+                  caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
+                          "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
+                          "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",
+                  caption_justify="left")
+    for col in ("point", "ok", "failed", "cancel", "req/s", "tok/s", "tok/s/user", "p90/user", "TTFT50", "TTFT99",
+                "TPOT50", "tau", "τ/draft", "accept", "src", "tok/chunk"):
         table.add_column(col, justify="left" if col == "point" else "right", no_wrap=True)
     for s in doc["points"]:
         spec = s.get("spec") or {}
-        tau = spec.get("tau_per_round") or spec.get("tau")
-        table.add_row(s["label"], str(s["requests_ok"]), str(s["requests_failed"]), fmt(s.get("request_throughput_s"), ".2f"),
-                      fmt(s.get("output_tok_s"), ",.0f"), fmt(s.get("tps_user_mean"), ".1f"), fmt(s.get("tps_user_p90"), ".1f"),
-                      fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms", fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
-                      fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", fmt(tau, ".2f"),
-                      fmt(spec.get("acceptance_rate"), ".0%"), fmt(s.get("tokens_per_chunk_mean"), ".2f"))
+        src = {"server counters": "c", "per-request": "r", "client proxy": "p"}.get(spec.get("source"), "—")
+        tau = fmt(spec.get("tau"), ".2f") if spec.get("state") != "unreadable" else "?"
+        table.add_row(s["label"], str(s["requests_ok"]), str(s["requests_failed"]), str(s.get("requests_cancelled", 0)),
+                      fmt(s.get("request_throughput_s"), ".2f"), fmt(s.get("output_tok_s"), ",.0f"), fmt(s.get("tps_user_mean"), ".1f"),
+                      fmt(s.get("tps_user_p90"), ".1f"), fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms",
+                      fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
+                      fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", tau, fmt(spec.get("tau_drafted"), ".2f"),
+                      fmt(spec.get("acceptance_rate"), ".0%"), src, fmt(s.get("tokens_per_chunk_mean"), ".2f"))
     out.print(table)
+    for note in doc.get("server_notes") or []:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
     for s in doc["points"]:
-        for key in ("chunk_warning", "window_error", "aborted"):
+        for key in ("chunk_warning", "window_warning", "timing_warning", "latency_pool_note", "aborted"):
             if s.get(key):
                 err.print(f"[yellow]{s['label']}:[/] {s[key]}", highlight=False)
-        if (s.get("spec") or {}).get("error"):
-            err.print(f"[yellow]{s['label']}:[/] {s['spec']['error']}", highlight=False)
-        if s["requests_failed"]:
+        spec = s.get("spec") or {}
+        for w in spec.get("warnings") or []:
+            err.print(f"[yellow]{s['label']}:[/] {w}", highlight=False)
+        if spec.get("state") == "unreadable" and spec.get("unreadable_series"):
+            err.print(f"[yellow]{s['label']}:[/] speculative series not understood: {', '.join(spec['unreadable_series'])}", highlight=False)
+        if s.get("requests_bad_usage"):
+            err.print(f"[yellow]{s['label']}:[/] {s['requests_bad_usage']} responses reported impossible token counts "
+                      "(left out of token figures; see requests.jsonl usage_error)", highlight=False)
+        if s["requests_failed"] or s.get("requests_cancelled"):
             err.print(f"[yellow]{_point_line(s)}[/]", highlight=False)

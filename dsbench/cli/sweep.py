@@ -30,7 +30,7 @@ def sweep(
     methods: Annotated[str, typer.Option(help="Comma-separated methods to compare.")] = METHODS_DEFAULT,
     baseline: Annotated[str, typer.Option(help="Method the ratios are taken against.")] = "mtp-1",
     policy: Annotated[str, typer.Option(help="DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.")] = "dspark",
-    gamma: Annotated[int, typer.Option(help="Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1).")] = 7,
+    gamma: Annotated[Optional[int], typer.Option(help="Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) [default: 7; with --model the length the fit measured].")] = None,
     max_concurrency: Annotated[int, typer.Option(help="Highest concurrency simulated (capped where the KV cache no longer fits).")] = 512,
     seed: Annotated[int, typer.Option(help="Random seed of the simulation.")] = 0,
     model: Annotated[Optional[str], typer.Option(help="Fit file from `dsbench fit`: predict with the fitted step times and the measured acceptance instead of --profile (results are labelled predictions).", rich_help_panel="Inputs")] = None,

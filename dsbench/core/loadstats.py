@@ -7,7 +7,9 @@ Definitions (stated in every summary):
   decoding, where per-chunk gaps overstate latency by about tau). Its pXX is the speed that XX %
   of requests reach or exceed (the slow tail, the SLO-relevant one).
 - throughput = output tokens whose chunks arrived inside the window / window length.
-- Requests count toward latency statistics when they were sent and finished inside the window.
+- Latency statistics are over completed requests sent after the warm-up (whenever they finished);
+  request rate and goodput are completed requests over the run (vLLM's benchmark convention).
+- per-user speed mean = decode tokens / decode time pooled over those requests.
 """
 
 from __future__ import annotations
@@ -70,33 +72,64 @@ def chunks_in_window(records: list[dict], t0_ns: int, t1_ns: int) -> int:
     return n
 
 
+def latency_pool(records: list[dict], t0_ns: int) -> tuple[list[dict], str | None]:
+    """The completed requests latency statistics are taken over: those sent after the warm-up
+    (whenever they finished), or, when every completed request was sent during it, all of them
+    (with a note saying so)."""
+    done = [r for r in records if not r.get("error")]
+    pool = [r for r in done if r.get("start_ns", 0) >= t0_ns]
+    if done and not pool:
+        return done, "every completed request was sent during the warm-up: latency figures include them"
+    return pool, None
+
+
 def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1,
               concurrency: int | None = None) -> dict:
-    """Steady-state figures of one load point over the window [t0_ns, t1_ns]."""
+    """Figures of one load point; [t0_ns, t1_ns] is its steady-state window.
+
+    Request rate and goodput are completed requests over the run (first send to last
+    completion), as vLLM's benchmark counts them; `*_window` figures count the window only.
+    """
     window_s = (t1_ns - t0_ns) / NS
     errors: dict[str, int] = {}
     for r in records:
         if r.get("error") and r["error"] != "cancelled":
             errors[r["error"]] = errors.get(r["error"], 0) + 1
-    inside = [r for r in records if r.get("start_ns", 0) >= t0_ns and (r.get("end_ns") or 0) <= t1_ns]
-    derived = [request_metrics(r) for r in inside if not r.get("error")]
+    done = [r for r in records if not r.get("error")]
+    starts = [r["start_ns"] for r in records if r.get("start_ns") is not None]
+    ends = [r["end_ns"] for r in done if r.get("end_ns") is not None]
+    run_s = (max(ends) - min(starts)) / NS if ends and starts else None
+    pool, pool_note = latency_pool(records, t0_ns)
+    derived = [request_metrics(r) for r in pool]
     col = {k: np.array([d[k] for d in derived if d[k] is not None], dtype=float)
            for k in ("ttft_s", "e2e_s", "tpot_s", "tps_user", "queue_s", "tokens_per_chunk")}
     tokens = sum(tokens_in_window(r, t0_ns, t1_ns) for r in records if r.get("error") in (None, "cancelled"))
     thr = tokens / window_s if window_s > 0 else None
+    run_tokens = sum(r.get("output_tokens") or 0 for r in done)
+    in_window = sum(1 for r in done if t0_ns <= (r.get("end_ns") or 0) <= t1_ns)
     tps = np.sort(col["tps_user"])
+    # decode tokens over decode time, pooled: one request whose chunks arrive together adds its
+    # tokens but next to no time, so it cannot run away with the mean (a mean of 1/TPOT can)
+    dec = [(r.get("output_tokens") - 1, d["e2e_s"] - d["ttft_s"]) for r, d in zip(pool, derived) if d["tpot_s"] is not None]
+    dec_time = sum(t for _, t in dec)
     out = {
         "window_s": window_s,
+        "run_s": run_s,
         "requests": len(records),
-        "requests_ok": sum(1 for r in records if not r.get("error")),
+        "requests_ok": len(done),
         "requests_failed": sum(errors.values()),
         "requests_cancelled": sum(1 for r in records if r.get("error") == "cancelled"),  # cut off after the drain time
+        "requests_bad_usage": sum(1 for r in records if r.get("usage_error")),
         "errors": errors,
-        "requests_in_window": len(derived),
-        "request_throughput_s": len(derived) / window_s if window_s > 0 else None,
+        "requests_in_window": in_window,
+        "requests_in_latency_pool": len(derived),
+        "latency_pool_note": pool_note,
+        "request_throughput_s": len(done) / run_s if run_s else None,
+        "request_throughput_window_s": in_window / window_s if window_s > 0 else None,
         "output_tok_s": thr,
         "output_tok_s_gpu": thr / gpus if thr is not None else None,
-        "tps_user_mean": float(tps.mean()) if len(tps) else None,
+        "output_tok_s_run": run_tokens / run_s if run_s else None,
+        "tps_user_mean": sum(n for n, _ in dec) / dec_time if dec_time > 0 else None,
         # pXX of speed: reached by XX % of requests, i.e. the (100 - XX)th percentile
         **{f"tps_user_p{q}": _pct(tps, 100 - q) for q in (50, 90, 99)},
         "tps_user_aggregate": thr / concurrency if thr is not None and concurrency else None,
@@ -106,6 +139,7 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         **_dist(col["queue_s"], "queue_s"),
         "tokens_per_chunk_mean": float(col["tokens_per_chunk"].mean()) if len(col["tokens_per_chunk"]) else None,
         "chunks_in_window": chunks_in_window(records, t0_ns, t1_ns),
+        "first_tokens_in_window": sum(1 for r in records if r.get("first_chunk_ns") and t0_ns <= r["first_chunk_ns"] <= t1_ns),
     }
     lags = np.concatenate([np.asarray(r["chunk_lag_s"]) for r in records if r.get("chunk_lag_s")] or [np.zeros(0)])
     if len(lags):  # server-stamped chunks: how late the client saw them (its timing error)
@@ -113,9 +147,24 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
     if slo is not None:
         good = int((tps >= slo).sum())
         out["slo"] = slo
-        out["goodput_requests_s"] = good / window_s if window_s > 0 else None
         out["slo_attainment"] = good / len(tps) if len(tps) else None
+        out["goodput_requests_s"] = out["request_throughput_s"] * out["slo_attainment"] \
+            if out["request_throughput_s"] is not None and out["slo_attainment"] is not None else None
     return out
+
+
+def timing_warning(tpot_s: float | None, lag_s: float | None, tokens: float | None, what: str, limit: float = 0.05) -> str | None:
+    """A warning when the client's own timing error could move TPOT by more than `limit` of it.
+
+    A stamp late by `lag_s` moves a request's TPOT by at most lag_s / (N - 1), N its tokens.
+    """
+    if tpot_s is None or lag_s is None or tpot_s <= 0 or not tokens or tokens < 2:
+        return None
+    err = lag_s / (tokens - 1)
+    if err <= limit * tpot_s:
+        return None
+    return (f"client timing error ({what} p99 {lag_s * 1e3:.2f} ms, {err * 1e3:.3f} ms per token) exceeds {limit:.0%} of "
+            f"TPOT p50 ({tpot_s * 1e3:.3f} ms): latency figures reflect the client, not the server (a starved or shared CPU?)")
 
 
 def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, tolerance: float = 0.15) -> str | None:

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 
+from .engines import PER_REQUEST_KEYS
+
 
 @dataclass
 class RequestRecord:
@@ -36,6 +38,9 @@ class RequestRecord:
     error_detail: str | None = None
     domain: str | None = None
     chunk_lag_s: list[float] | None = None  # receive - server send stamp, when the server stamps chunks (dsbench)
+    server_stats: dict | None = None  # per-request statistics fields of the last event carrying them (engines.PER_REQUEST_KEYS)
+    usage_error: str | None = None  # the server's usage was impossible (then output_tokens is None)
+    max_tokens: int | None = None  # what was asked for (usage above it is impossible)
 
     @property
     def ok(self) -> bool:
@@ -95,8 +100,8 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
         rec.error, rec.error_detail = "connect", f"cannot connect: {e}"
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
         rec.error, rec.error_detail = "stream_broken", f"{type(e).__name__}: {e}"
-    except (json.JSONDecodeError, ValueError, TypeError) as e:
-        rec.error, rec.error_detail = "bad_response", f"unparseable event: {e}"
+    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:  # JSONDecodeError is a ValueError
+        rec.error, rec.error_detail = "bad_response", f"unparseable event: {type(e).__name__}: {e}"[:300]
     except asyncio.CancelledError:  # the load generator cut it off: keep what arrived
         rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
         rec.end_ns = time.monotonic_ns()
@@ -107,7 +112,7 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
     if rec.error and events and rec.first_chunk_ns is None:
         try:  # keep what arrived before a failure
             _parse_events(rec, events, True, chat)
-        except (json.JSONDecodeError, ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError, KeyError, IndexError):
             pass
     return rec
 
@@ -118,6 +123,8 @@ def _parse_events(rec: RequestRecord, events: list[tuple[int, bytes]], done: boo
     finished = done  # [DONE], or a finish_reason on a stream that then closed cleanly
     for now, data in events:
         event = json.loads(data)
+        if not isinstance(event, dict):
+            raise ValueError(f"an event is a JSON {type(event).__name__}, not an object")
         if "error" in event:
             rec.error, rec.error_detail = "bad_response", str(event["error"])[:300]
             return
@@ -141,12 +148,36 @@ def _parse_events(rec: RequestRecord, events: list[tuple[int, bytes]], done: boo
             prev_usage = int(usage.get("completion_tokens") or prev_usage)
             rec.output_tokens = usage.get("completion_tokens", rec.output_tokens)
             rec.prompt_tokens = usage.get("prompt_tokens", rec.prompt_tokens)
+        stats = {k: event[k] for k in PER_REQUEST_KEYS if isinstance(event.get(k), dict)}
+        if stats:
+            rec.server_stats = stats
     if rec.error:
         return
+    _check_usage(rec)
     if not finished:
         rec.error, rec.error_detail = "stream_broken", "stream ended without finish_reason or [DONE]"
     elif rec.chunk_tokens is not None and len(rec.chunk_tokens) != len(rec.chunk_offsets_s):
         rec.chunk_tokens = None  # usage on some content chunks only: per-chunk counts unknown
+
+
+def _check_usage(rec: RequestRecord) -> None:
+    """Flag usage counts no server could have produced: not a whole number, negative, above
+    max_tokens, or fewer tokens than content chunks (each chunk carries at least one token)."""
+    n, chunks = rec.output_tokens, len(rec.chunk_offsets_s)
+    why = None
+    if n is None:
+        return
+    if isinstance(n, bool) or not isinstance(n, int):
+        why = "is not a whole number"
+    elif n < 0:
+        why = "is negative"
+    elif rec.max_tokens is not None and n > rec.max_tokens:
+        why = f"exceeds max_tokens {rec.max_tokens}"
+    elif n < chunks:
+        why = f"is below the {chunks} content chunks that arrived"
+    if why:
+        rec.usage_error = f"usage.completion_tokens = {str(n)[:30]} {why}"
+        rec.output_tokens, rec.chunk_tokens = None, None
 
 
 def build_payload(model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None,

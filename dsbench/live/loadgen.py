@@ -50,6 +50,8 @@ class PointRun:
     client_cpu_s: float = 0.0
     wall_s: float = 0.0
     aborted: str | None = None  # why issuing stopped early (server unreachable)
+    loop_lag_s: list[float] = field(default_factory=list)  # how late the event loop woke for a timer (client timing error)
+    after_drain: prom.Snapshot | None = None  # a scrape once the point's requests ended (engines that count at request end)
 
 
 @dataclass
@@ -100,7 +102,8 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 return None
             i = id_offset + counter["issued"]
             counter["issued"] += 1
-            return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, domain=getattr(prompts[i % len(prompts)], "domain", None))
+            return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, max_tokens=target.max_tokens,
+                                 domain=getattr(prompts[i % len(prompts)], "domain", None))
 
         async def send(rec: RequestRecord) -> None:
             p = prompts[rec.id % len(prompts)]
@@ -133,7 +136,15 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
             except (httpx.HTTPError, ValueError) as e:
                 run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
 
+        async def loop_monitor(period_s: float = 0.01) -> None:
+            # a timer's lateness is how late every stamp taken in that moment could be
+            while not window_closed.is_set():
+                t = time.monotonic_ns()
+                await asyncio.sleep(period_s)
+                run.loop_lag_s.append(max(0.0, (time.monotonic_ns() - t) / 1e9 - period_s))
+
         scrape_task = asyncio.create_task(scraper())
+        monitor = asyncio.create_task(loop_monitor())
         tasks: list[asyncio.Task] = []
         timer = None
         if spec.duration_s is not None:  # the window ends on time even while every request is still running
@@ -175,7 +186,12 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             close_window()
-            await asyncio.gather(scrape_task, return_exceptions=True)
+            await asyncio.gather(scrape_task, monitor, return_exceptions=True)
+            if target.metrics_url and run.after is not None:
+                try:
+                    run.after_drain = await prom.scrape(client, target.metrics_url, target.headers)
+                except (httpx.HTTPError, ValueError):
+                    pass
     run.client_cpu_s = time.process_time() - cpu0
     run.wall_s = time.perf_counter() - wall0
     return run

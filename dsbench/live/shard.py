@@ -39,7 +39,7 @@ def _worker(target: Target, spec: PointSpec, prompts: list, start_ns: int, id_of
 
     try:
         run = asyncio.run(run_point(target, spec, prompts, on_record=send, start_ns=start_ns, id_offset=id_offset))
-        queue.put(("done", {"cpu_s": run.client_cpu_s, "aborted": run.aborted}))
+        queue.put(("done", {"cpu_s": run.client_cpu_s, "aborted": run.aborted, "loop_lag_s": run.loop_lag_s}))
     except BaseException as e:  # report, never hang the parent
         queue.put(("done", {"cpu_s": 0.0, "aborted": f"worker failed: {type(e).__name__}: {e}"}))
 
@@ -90,6 +90,7 @@ async def run_point_sharded(target: Target, spec: PointSpec, prompts: list, work
                 done += 1
                 run.client_cpu_s += payload["cpu_s"]
                 run.aborted = run.aborted or payload["aborted"]
+                run.loop_lag_s += payload.get("loop_lag_s") or []
         await scraper
     finally:
         scraper.cancel()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.loadstats import request_metrics
+from ..documents import conditional_of, sampling_text
 from ..results import (ACCEPTANCE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA,
                        InputError, Profile, find_results, load_acceptance, load_acceptance_file, load_calibration,
                        load_fit, load_load,
@@ -135,8 +136,8 @@ def _measured_points(run: Run) -> list[dict]:
         gpus = cfg.get("gpus") or 1
         for p in doc["points"]:
             if p.get("tps_user_mean") and p.get("output_tok_s"):
-                spec = p.get("spec") or {}
-                budget = 1 + spec["draft_tokens"] / spec["rounds"] if spec.get("rounds") else None
+                spec = p["spec"]  # engine-neutral (documents.SpecWindow)
+                budget = 1 + spec["draft_tokens_per_step"] if spec["measured"] and spec["draft_tokens_per_step"] is not None else None
                 pts.append({"method": label, "tps_user": p["tps_user_mean"], "throughput": p["output_tok_s"] / gpus,
                             "concurrency": p.get("concurrency"), "budget": budget})
     return pts
@@ -177,9 +178,10 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
                   for a in run.acceptance]
         for _, doc, _ in run.loads:
             for p in doc["points"]:
-                cond = (p.get("spec") or {}).get("conditional")
+                cond = conditional_of(p["spec"]) if p["spec"]["measured"] else []
                 if cond:
-                    curves.append({"label": f"live {p['label']} (measured)", "method": "live", "conditional": cond})
+                    how = "measured" if p["spec"]["conditional_exact"] else "measured survival, full drafts assumed"
+                    curves.append({"label": f"live {p['label']} ({p['spec']['engine']}, {how})", "method": "live", "conditional": cond})
         if curves:
             add("Conditional acceptance per position", i, fig(plots.acceptance_figure(
                 curves, "position-wise conditional acceptance", "sources in the legend"), "; ".join(c["label"] for c in curves)))
@@ -200,8 +202,8 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
                 src = f"measured: {len(reqs)} requests to {(doc.get('config') or {}).get('model')} ({f.parent.name})"
                 add("Latency and per-user speed per load point", i,
                     fig(plots.distributions_figure(per_point, "per-request distributions", src), src) + _errors_table(doc))
-            pts = [{"label": p["label"], "tau": p["spec"]["tau_per_round"], "tokens_per_chunk": p["tokens_per_chunk_mean"]}
-                   for p in doc["points"] if (p.get("spec") or {}).get("tau_per_round") and p.get("tokens_per_chunk_mean")]
+            pts = [{"label": p["label"], "tau": p["spec"]["tau"], "tokens_per_chunk": p["tokens_per_chunk_mean"]}
+                   for p in doc["points"] if p["spec"]["measured"] and p["spec"]["tau"] and p.get("tokens_per_chunk_mean")]
             if pts:
                 src = "measured: client chunks and server counters"
                 add("Tokens per chunk vs tau", i, fig(plots.chunk_tau_figure(pts, "streamed chunks vs the engine's rounds", src), src))
@@ -227,9 +229,11 @@ def _errors_table(doc: dict) -> str:
         f"<tr><td>{esc(p['label'])}</td><td class=n>{esc(p.get('requests'))}</td><td class=n>{esc(p.get('requests_failed'))}</td>"
         f"<td>{esc(', '.join(f'{k}: {v}' for k, v in (p.get('errors') or {}).items()) or '—')}</td>"
         f"<td class=n>{esc(_num(p.get('tokens_per_chunk_mean'), '.2f'))}</td>"
-        f"<td class=n>{esc(_num((p.get('spec') or {}).get('tau_per_round'), '.2f'))}</td></tr>" for p in doc["points"])
-    return ("<table><tr><th>point</th><th>requests</th><th>failed</th><th>errors</th><th>tokens/chunk</th><th>tau</th></tr>"
-            + rows + "</table>")
+        f"<td class=n>{esc(_num(p['spec']['tau'], '.2f'))}</td><td class=n>{esc(_num(p['spec']['tau_drafted'], '.2f'))}</td>"
+        f"<td>{esc(p['spec']['source'] or p['spec']['state'])}</td></tr>" for p in doc["points"])
+    return (f"<p>engine: {esc(doc.get('engine') or 'unknown')}; sampling: {esc(sampling_text(doc.get('sampling')))}</p>"
+            "<table><tr><th>point</th><th>requests</th><th>failed</th><th>errors</th><th>tokens/chunk</th><th>tau</th>"
+            "<th>tau per drafted step</th><th>from</th></tr>" + rows + "</table>")
 
 
 def _params_table(doc: dict) -> str:

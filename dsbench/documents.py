@@ -1,0 +1,398 @@
+"""Typed result documents (pydantic v2): the contract between dsbench's layers.
+
+Engine-specific shapes end in live/engines.py; what is written to disk and read back by `fit`,
+`gate`, `report` and `sweep --model` is one of these models. Units are in field names (`_s`
+seconds, `_tok_s` tokens per second) and descriptions. Validation errors become the one-line
+InputError the CLI prints (file and field named).
+
+This module imports pydantic at import time; import it lazily from commands that need it so
+`dsbench --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
+
+from .results import InputError
+
+NonNeg = Field(default=None, ge=0)
+
+
+class Doc(BaseModel):
+    """Base: finite numbers only; fields this version does not know are kept (newer writers)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+
+SpecState = Literal["active", "inactive", "unknown", "unreadable"]
+SpecSource = Literal["server counters", "per-request", "client proxy"]
+
+
+class SpecWindow(Doc):
+    """Speculative decoding over one window (a load point, or a set of requests), engine-neutral.
+
+    state: active (drafts were verified), inactive (counters present but zero), unknown (the
+    engine exposes none), unreadable (series seen but not understood: `unreadable_series`).
+    """
+
+    engine: str | None = Field(None, description="the engine the figures came from (vllm, llama.cpp, sglang, dsbench)")
+    state: SpecState
+    source: SpecSource | None = None
+    requests: int | None = Field(None, ge=0, description="requests pooled (per-request source)")
+    decode_steps: float | None = Field(None, ge=0, description="target passes that decoded, prefill excluded")
+    drafted_steps: float | None = Field(None, ge=0, description="decode steps that verified >= 1 draft token")
+    draft_tokens: float | None = Field(None, ge=0, description="draft tokens verified")
+    accepted_tokens: float | None = Field(None, ge=0, description="accepted draft tokens, bonus excluded")
+    tau: float | None = Field(None, ge=1, description="tokens per decode step, bonus included")
+    tau_drafted: float | None = Field(None, ge=1, description="1 + accepted / drafted steps (vLLM's mean acceptance length)")
+    acceptance_rate: float | None = Field(None, ge=0, le=1, description="accepted / draft tokens")
+    draft_tokens_per_step: float | None = Field(None, ge=0, description="draft tokens verified per decode step")
+    survival: list[float] | None = Field(None, description="per drafted step: P(draft k accepted), k = 1..K")
+    conditional: list[float | None] | None = Field(None, description="P(draft k accepted | 1..k-1 accepted)")
+    conditional_exact: bool = Field(False, description="counted by the engine (else absent)")
+    unreadable_series: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @computed_field
+    @property
+    def measured(self) -> bool:
+        """Figures the engine itself counted (not a client-side proxy)."""
+        return self.state in ("active", "inactive") and self.source in ("server counters", "per-request")
+
+    @field_validator("survival")
+    @classmethod
+    def _probabilities(cls, v):
+        if v is not None and any(not (0 <= x <= 1 + 1e-9) for x in v):
+            raise ValueError("survival values must lie in [0, 1]")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_v1(cls, data: Any):
+        """Read the engine-shaped `spec` dicts of dsbench.load/1 files."""
+        if not isinstance(data, dict) or "state" in data:
+            return {k: v for k, v in data.items() if k != "measured"} if isinstance(data, dict) else data
+        if data.get("error"):
+            return {"engine": data.get("engine"), "state": "unreadable", "warnings": [str(data["error"])]}
+        engine = data.get("engine")
+        if not any(k in data for k in ("tau", "tau_per_round", "drafts", "rounds")):
+            return {"engine": None if engine in (None, "none") else engine, "state": "unknown"}
+        rounds, drafts = data.get("rounds"), data.get("drafts")
+        steps = rounds if rounds else None
+        accepted = data.get("accepted")
+        return {"engine": engine, "state": "active" if data.get("draft_tokens") or accepted else "inactive",
+                "source": "server counters", "decode_steps": steps, "drafted_steps": drafts,
+                "draft_tokens": data.get("draft_tokens"), "accepted_tokens": accepted,
+                "tau": data.get("tau_per_round") if rounds else None, "tau_drafted": data.get("tau"),
+                "acceptance_rate": data.get("acceptance_rate"),
+                "draft_tokens_per_step": data["draft_tokens"] / rounds if rounds and data.get("draft_tokens") is not None else None,
+                "survival": data.get("survival_per_draft"), "conditional": data.get("conditional"),
+                "conditional_exact": bool(data.get("conditional")), "notes": ["read from a dsbench.load/1 file"]}
+
+
+class Sampling(Doc):
+    """What every request asked for; None means the field was not sent (server default)."""
+
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    ignore_eos: bool = False
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+    def body(self) -> dict:
+        """The request-body fields to send."""
+        out: dict[str, Any] = {k: v for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed))
+                               if v is not None}
+        if self.ignore_eos:
+            out["ignore_eos"] = True
+        return {**out, **self.extra_body}
+
+    def text(self) -> str:
+        """What was sent, for tables and reports."""
+        sent = [f"{k} {v}" for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed))
+                if v is not None]
+        sent += ["ignore_eos"] if self.ignore_eos else []
+        sent += [f"{k} {v}" for k, v in self.extra_body.items()]
+        return ", ".join(sent) or "server defaults"
+
+    def differences(self, other: Sampling) -> list[str]:
+        """Names of the fields whose values differ."""
+        a, b = self.model_dump(), other.model_dump()
+        return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+# --------------------------------------------------------------------------- reading
+
+
+_MESSAGES = {
+    "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}", "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}", "finite_number": "must be finite", "too_short": "must not be empty",
+    "literal_error": "must be one of {expected}",
+}
+
+
+def _where(loc: tuple) -> str:
+    out = ""
+    for x in loc:
+        out += f"[{x}]" if isinstance(x, int) else (f".{x}" if out else str(x))
+    return out.replace("schema_", "schema") or "(top level)"
+
+
+def parse(model: type[BaseModel], data: Any, path: str | Path):
+    """`model` validated from `data`; a validation error becomes one InputError line naming the
+    file and the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        where = _where(err["loc"])
+        if err["type"] == "missing":
+            raise InputError(f"{path}: missing field '{where}'") from None
+        ctx = err.get("ctx") or {}
+        msg = _MESSAGES.get(err["type"], "").format(**ctx) if err["type"] in _MESSAGES else err["msg"]
+        got = json_excerpt(err.get("input"))
+        raise InputError(f"{path}: field '{where}' {msg}" + (f", got {got}" if got else "")) from None
+
+
+def json_excerpt(v: Any) -> str:
+    """A short text of a bad value for an error line."""
+    import json
+
+    if isinstance(v, (dict, list)) and len(json.dumps(v, default=str)) > 40:
+        return type(v).__name__
+    try:
+        return json.dumps(v, default=str)[:40]
+    except (TypeError, ValueError):
+        return str(v)[:40]
+
+
+def validated(model: type[BaseModel], data: Any, path: str | Path, reader):
+    """Run `reader()` (a hand-written parser with its own messages), then validate `data` against
+    `model` as well; a reader that trips over a malformed value gets the model's message instead
+    of an exception."""
+    try:
+        out = reader()
+    except InputError:
+        raise
+    except (TypeError, AttributeError, KeyError, ValueError, IndexError, OverflowError):
+        parse(model, data, path)
+        raise InputError(f"{path}: malformed document") from None
+    parse(model, data, path)
+    return out
+
+
+def finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+def sampling_text(sampling: dict | None) -> str:
+    """A load run's sampling as text; runs of dsbench.load/1 recorded none."""
+    return Sampling.model_validate(sampling).text() if sampling is not None else "not recorded (server defaults)"
+
+
+def conditional_of(spec: dict) -> list[float]:
+    """Conditional acceptance per position from a SpecWindow's fields: the engine's exact counts,
+    else derived from its per-position survival (exact only when every drafted step drafted the
+    full K)."""
+    from .core.acceptance import conditional_from_survival
+
+    if spec.get("conditional_exact") and spec.get("conditional"):
+        return [float(x or 0.0) for x in spec["conditional"]]
+    if spec.get("survival"):
+        return [float(x) for x in conditional_from_survival(spec["survival"])]
+    return []
+
+
+# --------------------------------------------------------------------------- load runs
+
+
+class LoadPoint(Doc):
+    """One load point's summary (the typed part; loadstats' other figures ride along as extras)."""
+
+    label: str
+    mode: Literal["closed", "poisson"] = "closed"
+    concurrency: int | None = Field(None, ge=1)
+    rate: float | None = Field(None, gt=0, description="requests/s (open loop)")
+    source: str = "measured"
+    window_s: float | None = Field(None, ge=0, description="steady-state window, seconds")
+    requests: int = Field(0, ge=0)
+    requests_ok: int = Field(0, ge=0)
+    requests_failed: int = Field(0, ge=0)
+    requests_cancelled: int = Field(0, ge=0)
+    errors: dict[str, int] = Field(default_factory=dict)
+    request_throughput_s: float | None = Field(None, ge=0, description="completed requests per second")
+    output_tok_s: float | None = Field(None, ge=0, description="output tokens per second in the window")
+    tps_user_mean: float | None = Field(None, ge=0, description="per-user decode speed, tokens/s")
+    tpot_s_mean: float | None = Field(None, ge=0, description="time per output token, seconds")
+    e2e_s_mean: float | None = Field(None, ge=0)
+    tokens_per_chunk_mean: float | None = Field(None, ge=0)
+    spec: SpecWindow = Field(default_factory=lambda: SpecWindow(state="unknown"))
+    spec_counters: SpecWindow | None = None
+
+
+class LoadRun(Doc):
+    """A `dsbench load` run: load.json."""
+
+    schema_: Literal["dsbench.load/1", "dsbench.load/2"] = Field(alias="schema")
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    engine: str | None = None
+    sampling: Sampling | None = None  # None: a dsbench.load/1 file, which sent the server's defaults
+    points: list[LoadPoint]
+    interrupted: bool = False
+
+    @field_validator("engine")
+    @classmethod
+    def _none_engine(cls, v):
+        return None if v == "none" else v
+
+
+def read_load(data: dict, path: str | Path) -> dict:
+    """A load.json's content, validated, with every point's speculative figures in the
+    engine-neutral shape (files of schema /1 are converted)."""
+    run = parse(LoadRun, data, path)
+    return run.model_dump(by_alias=True)
+
+
+# --------------------------------------------------------------------------- profiles, curves, sweeps, fits
+
+Pos = Field(gt=0)
+Source = Literal["measured", "roofline", "paper", "fitted", "simulated"]
+
+
+class ProfilePoint(Doc):
+    batch_tokens: float = Field(gt=0, description="tokens verified in one target pass (B)")
+    requests: float = Field(1.0, gt=0, description="requests in the pass (R)")
+    step_s: float = Field(gt=0, description="one target pass, seconds")
+
+
+class DraftPoint(Doc):
+    requests: float = Field(gt=0)
+    gamma: float = Field(gt=0, description="draft tokens per request")
+    step_s: float = Field(ge=0, description="one drafting round, seconds")
+
+
+class DraftTable(Doc):
+    points: list[DraftPoint] = Field(min_length=1)
+
+
+class ProfileDoc(Doc):
+    """A step-time profile (dsbench.profile/1)."""
+
+    schema_: Literal["dsbench.profile/1"] = Field(alias="schema")
+    source: Source
+    device: dict[str, Any]
+    model: dict[str, Any]
+    context_len: int = Field(gt=0, description="cached tokens per request, tokens")
+    points: list[ProfilePoint] = Field(min_length=1)
+    draft: dict[str, DraftTable] | None = None
+    max_requests: int | None = Field(None, gt=0)
+
+    @field_validator("device")
+    @classmethod
+    def _gpus(cls, v):
+        g = v.get("gpus", 1)
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+            raise ValueError("device.gpus must be a whole number >= 1")
+        return v
+
+
+class AcceptanceDoc(Doc):
+    """Conditional acceptance per position for one method and domain (dsbench.acceptance/1)."""
+
+    schema_: Literal["dsbench.acceptance/1"] = Field(alias="schema")
+    source: Source
+    method: str
+    domain: str
+    target: str = ""
+    conditional: list[float] = Field(min_length=1, description="P(draft k accepted | 1..k-1 accepted), k = 1..gamma")
+    gamma: int | None = Field(None, gt=0)
+    tau: float | None = Field(None, ge=1, description="tokens per round, bonus included")
+    spread: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if any(not 0 <= c <= 1 for c in self.conditional):
+            raise ValueError("conditional values must lie in [0, 1]")
+        if self.gamma is not None and self.gamma != len(self.conditional):
+            raise ValueError(f"gamma is {self.gamma} but conditional has {len(self.conditional)} positions")
+        if self.spread is not None and ("sigma" not in self.spread or self.spread["sigma"] < 0
+                                        or not 0 <= self.spread.get("round_share", 0.5) <= 1):
+            raise ValueError("spread needs sigma >= 0 and round_share in [0, 1]")
+        return self
+
+
+class SweepMethod(Doc):
+    feasible: bool
+    throughput: float | None = Field(None, ge=0, description="tok/s per GPU at the SLO")
+    concurrency: int | None = Field(None, ge=1)
+    tps_user: float | None = Field(None, ge=0)
+    peak_tps_user: float | None = Field(None, ge=0)
+
+
+class SweepRow(Doc):
+    method: str
+    concurrency: float = Field(gt=0)
+    tps_user: float = Field(ge=0, description="tok/s per user")
+    throughput_tok_s_gpu: float = Field(ge=0, description="tok/s per GPU")
+    verify_budget: float | None = Field(None, ge=0)
+
+
+class SweepDoc(Doc):
+    """A sweep (dsbench.sweep/1); `complete: false` while it runs."""
+
+    schema_: Literal["dsbench.sweep/1"] = Field(alias="schema")
+    slo: float | None = None
+    methods: dict[str, SweepMethod] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    frontier: list[SweepRow] = Field(min_length=1)
+
+
+class FitParam(Doc):
+    value: float
+    sigma: float | None = None
+    unit: str = ""
+    fixed: bool = False
+
+
+class FitPoint(Doc):
+    label: str | None = None
+    method: str
+    requests: float = Field(gt=0)
+    batch_tokens: float = Field(gt=0)
+    tau: float = Field(ge=1)
+    round_s: float = Field(gt=0)
+    round_s_fitted: float = Field(ge=0)
+    rel_error: float
+    flagged: bool = False
+
+
+class FitDoc(Doc):
+    """A fitted latency model (dsbench.fit/1)."""
+
+    schema_: Literal["dsbench.fit/1"] = Field(alias="schema")
+    params: dict[str, FitParam]
+    mape_pct: float = Field(ge=0)
+    points: list[FitPoint] = Field(min_length=1)
+    profile: dict[str, Any]
+    acceptance: list[dict[str, Any]] = Field(default_factory=list)
+    flagged: int = Field(0, ge=0)
+
+
+class Reliability(Doc):
+    position: int = Field(ge=1)
+
+
+class CalibrationDoc(Doc):
+    """A confidence calibration (dsbench.calibration/1)."""
+
+    schema_: Literal["dsbench.calibration/1"] = Field(alias="schema")
+    reliability: list[Reliability] = Field(default_factory=list)
+    before: dict[str, Any] = Field(default_factory=dict)
+    after: dict[str, Any] = Field(default_factory=dict)
+    rounds_held_out: int | None = Field(None, ge=0)
