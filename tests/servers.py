@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,11 +23,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0, log=None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
+            tail = Path(log.name).read_text()[-2000:] if log is not None else proc.stderr.read().decode()[-2000:]
+            raise RuntimeError(f"server exited with {proc.returncode}: {tail}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return
@@ -37,16 +39,20 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0) -> N
 
 
 @contextlib.contextmanager
-def _server(cmd: list[str], timeout_s: float, env: dict | None = None):
-    """Start a server command bound to a free loopback port (`{port}` in `cmd`); yields (url, process)."""
+def _server(cmd: list[str], timeout_s: float, env: dict | None = None, stderr=None):
+    """Start a server command bound to a free loopback port (`{port}` in `cmd`); yields (url, process).
+    `stderr`: an open file for the server's whole output (chatty servers would fill a pipe)."""
     port = free_port()
-    proc = subprocess.Popen([c.format(port=port) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out = stderr if stderr is not None else subprocess.PIPE
+    # its own process group: engines that fork workers (vLLM) go down with it
+    proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], stdout=out, stderr=out, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, proc, timeout_s)
+        wait_healthy(url, proc, timeout_s, stderr)
         yield url, proc
     finally:
-        proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
@@ -64,9 +70,11 @@ def transformers_server(model_dir: Path):
     return _server(cmd, 120, env)
 
 
-def build_tiny_qwen3(out: Path) -> Path:
+def build_tiny_qwen3(out: Path, hidden: int = 64, head_dim: int = 16, layers: int = 2, seed: int = 0) -> Path:
     """A tiny Qwen3-architecture model with its own BPE tokenizer trained on the project's
-    workloads (random weights, sampling on), saved as safetensors. No download."""
+    workloads (random weights, sampling on), saved as safetensors. No download. vLLM's CPU
+    build needs head_dim >= 32; two models with the same tokenizer and other seeds make a
+    target/drafter pair."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
@@ -82,10 +90,10 @@ def build_tiny_qwen3(out: Path) -> Path:
     t.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
                        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
     t.save_pretrained(out)
-    cfg = Qwen3Config(vocab_size=len(t), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, head_dim=16, max_position_embeddings=512, eos_token_id=t.eos_token_id,
-                      pad_token_id=t.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(0)
+    cfg = Qwen3Config(vocab_size=len(t), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, max_position_embeddings=512,
+                      eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
     Qwen3ForCausalLM(cfg).save_pretrained(out)
     GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=t.eos_token_id,
                      pad_token_id=t.pad_token_id).save_pretrained(out)

@@ -42,10 +42,12 @@ def _prompts() -> list[str]:
             for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
 
 
-def train_target(out: Path, steps: int = 300) -> Path:
+def train_target(out: Path, steps: int = 300, **shape) -> Path:
+    """The tiny target trained to answer each project prompt with the next one's text (`shape`:
+    build_tiny_qwen3's size arguments)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    build_tiny_qwen3(out)
+    build_tiny_qwen3(out, **shape)
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     prompts = _prompts()
