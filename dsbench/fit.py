@@ -20,7 +20,7 @@ from .core.acceptance import expected_tau
 from .core.latency import LatencyFit, fit_latency, mape, relative_errors
 from .core.methods import METHODS
 from .documents import conditional_of
-from .results import (ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, InputError, Profile, load_acceptance, load_load, load_profile,
+from .results import (ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, InputError, Profile, load_acceptance, load_load, load_profile,
                       provenance)
 
 FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
@@ -116,6 +116,7 @@ def run_fit(cfg: FitConfig) -> dict:
                          "tps_user_measured": r["tau"] / r["round_s"], "tps_user_fitted": r["tau"] / float(p)})
     curves = _acceptance(rows)
     return {
+        "schema": FIT_SCHEMA,
         "provenance": provenance(),
         "source": "fitted",
         "inputs": cfg.results,

@@ -20,7 +20,7 @@ from .live import engines, prom
 from .live.client import build_payload
 from .live.loadgen import PointRun, PointSpec, Target, run_point
 from .live.shard import run_point_sharded
-from .results import InputError, LoadWriter, load_workload, provenance
+from .results import LOAD_SCHEMA, InputError, LoadWriter, load_workload, provenance
 
 ENGINES = ("auto", *engines.ENGINES, "none")
 
@@ -106,26 +106,22 @@ DEFINITIONS = {
 
 
 def spec_window(run: PointRun, engine: str | None, summary: dict):
-    """The point's speculative figures: per-request statistics where the engine gave them,
-    else counter deltas over the window, else a client-side proxy (tokens per chunk); with the
-    counters' figures beside per-request ones when both exist."""
+    """The point's speculative figures: per-request statistics where the engine gave them (what
+    they lack taken from the counters), else counter deltas over the window, else a client-side
+    proxy (tokens per chunk); with the counters' figures beside per-request ones when both exist."""
     from .documents import SpecWindow
 
     records = [r.to_dict() for r in run.records]
     pooled, _ = latency_pool(records, run.t0_ns)
-    per_req = engines.request_window(engine, pooled)
-    counters = None
+    counters, delta = None, None
     if run.before is not None and run.after is not None:
-        counters = engines.counter_window(engine, run.before, run.after, summary.get("first_tokens_in_window") or 0,
-                                          run.after_drain, tokens_in_window=(summary.get("output_tok_s") or 0) * summary["window_s"])
+        tokens = (summary.get("output_tok_s") or 0) * summary["window_s"]
+        delta, bad, warnings = engines.counter_delta(engine, run.before, run.after, run.after_drain, tokens)
+        counters = engines.figures(engine, delta, "server counters", summary.get("first_tokens_in_window") or 0, bad, warnings)
     elif run.scrape_error:
         counters = SpecWindow(engine=engine, state="unreadable", source="server counters", warnings=[run.scrape_error])
+    per_req = engines.request_window(engine, pooled, fill=delta)
     chosen = per_req if per_req is not None and per_req.state == "active" else counters or per_req
-    if chosen is per_req and per_req is not None and per_req.survival is None and counters is not None and counters.survival:
-        # per-request statistics without positions (llama.cpp's timings): the counters have them
-        chosen = per_req.model_copy(update={"survival": counters.survival, "conditional": counters.conditional,
-                                            "conditional_exact": counters.conditional_exact,
-                                            "notes": [*per_req.notes, "per-position figures from the server counters"]})
     if chosen is None or (chosen.state == "unknown" and per_req is None):
         tpc = summary.get("tokens_per_chunk_mean")
         if tpc and tpc > 1.05:
@@ -208,7 +204,9 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
         except httpx.HTTPError as e:
             raise InputError(f"server unreachable at {cfg.url}: {type(e).__name__}: {e}") from None
         is_json = "json" in r.headers.get("content-type", "")
-        if r.status_code >= 400 or not is_json:
+        if r.status_code >= 500 or r.status_code == 429:  # the server's trouble, maybe passing: the load counts these
+            notes.append(f"pre-flight request answered HTTP {r.status_code}; load points count such errors per class")
+        elif r.status_code >= 400 or not is_json:
             text = " ".join(r.text.split())[:200]
             if served and cfg.model not in served:
                 raise InputError(f"model {cfg.model!r} is not served at {cfg.url}; it serves: {', '.join(served)}")
@@ -259,7 +257,7 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
     headers = headers or {}
     prompts = [p for w in cfg.workloads for p in load_workload(w)]
     sampling = cfg.sampling()
-    doc = {"provenance": provenance(), "config": asdict(cfg), "engine": None, "sampling": sampling.model_dump(),
+    doc = {"schema": LOAD_SCHEMA, "provenance": provenance(), "config": asdict(cfg), "engine": None, "sampling": sampling.model_dump(),
            "definitions": DEFINITIONS, "points": [], "interrupted": False}
 
     async def main() -> None:

@@ -486,7 +486,7 @@ class LoadWriter:
 
     def summary(self, doc: dict) -> Path:
         path = self.dir / "load.json"
-        write_json(path, {"schema": LOAD_SCHEMA, **doc})
+        write_json(path, {**doc, "schema": LOAD_SCHEMA})
         return path
 
     def close(self) -> None:

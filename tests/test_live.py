@@ -146,6 +146,26 @@ def test_stalled_stream_times_out(tmp_path):
     assert elapsed < 10
 
 
+@pytest.mark.slow
+def test_streams_still_running_at_the_drain_time_are_cancelled_and_fail_the_run(tmp_path):
+    with sim_server("--stall-after", "2") as (url, _):
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--duration", "1", "--warmup", "0",
+                 "--max-tokens", "200", "--timeout", "30", "--drain", "0.5")
+    assert r.exit_code == 1 and "cancelled at the drain time" in r.output.replace("\n", " ")
+    point = load_load(tmp_path)["points"][0]
+    assert point["requests_cancelled"] == 2 and point["requests_ok"] == 0
+
+
+@pytest.mark.slow
+def test_a_point_inside_the_warm_up_is_widened_not_empty(tmp_path):
+    with sim_server() as (url, _):
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "4", "--warmup", "60", "--max-tokens", "20")
+    assert r.exit_code == 0, r.output
+    point = load_load(tmp_path)["points"][0]
+    assert "window is the whole point" in point["window_warning"] and "window is the whole point" in r.output
+    assert point["requests_ok"] == 4 and point["request_throughput_s"] > 0 and point["tpot_s_p50"] > 0
+
+
 def test_api_key_never_reaches_outputs(tmp_path, monkeypatch):
     secret = "sk-dsbench-test-SECRET-1234567890"
     monkeypatch.setenv("DSB_TEST_KEY", secret)

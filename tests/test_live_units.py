@@ -4,7 +4,8 @@ import pytest
 
 import json
 
-from dsbench.core.loadstats import chunk_consistency, latency_pool, request_metrics, summarise, tokens_in_window
+from dsbench.core.loadstats import (chunk_consistency, latency_pool, request_metrics, summarise, timing_warning,
+                                    tokens_in_window)
 from dsbench.live.client import RequestRecord, _parse_events
 from dsbench.live import engines, prom
 
@@ -139,3 +140,11 @@ def test_per_request_statistics_are_kept_from_the_last_event():
     _parse_events(rec, _events({"choices": [{"delta": {"content": "x"}}]}, {"choices": [{"delta": {"content": "y"}}]},
                                {"choices": [], "usage": {"completion_tokens": 3}, "timings": timings}), True, True)
     assert rec.server_stats == {"timings": timings} and rec.output_tokens == 3
+
+
+def test_client_timing_error_is_judged_per_token():
+    # a stamp 4 ms late moves a 64-token request's TPOT by 4/63 ms: fine against 6 ms
+    assert timing_warning(0.006, 0.004, 64, "event-loop delay") is None
+    # a starved client: every chunk read at the end, TPOT 0.009 ms where the engine took 2 ms
+    w = timing_warning(0.000009, 0.5, 64, "event-loop delay")
+    assert w and "exceeds 5% of TPOT" in w

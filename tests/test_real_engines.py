@@ -9,6 +9,7 @@ scripts/engines/llama-cpp.sh (CI runs both); without them the tests skip and say
 
 import json
 import re
+import time
 
 import httpx
 import pytest
@@ -39,6 +40,21 @@ def counters(url: str) -> dict[str, float]:
 
 def delta(before: dict, after: dict) -> dict:
     return {k: after[k] - before.get(k, 0.0) for k in after}
+
+
+SPEC_LOG = re.compile(r"SpecDecoding metrics: .*?Accepted: (\d+) tokens, Drafted: (\d+) tokens")
+
+
+def vllm_logged(log, accepted: float, timeout_s: float = 30.0) -> tuple[int, int]:
+    """(accepted, drafted) summed over vLLM's own "SpecDecoding metrics" log lines, once they add
+    up to `accepted` (it logs every 10 s, for the interval just past)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = [tuple(map(int, m.groups())) for m in SPEC_LOG.finditer(log.read_text())]
+        total = (sum(a for a, _ in rows), sum(d for _, d in rows))
+        if total[0] >= accepted or time.monotonic() > deadline:
+            return total
+        time.sleep(1)
 
 
 def load(url, out, *args):
@@ -84,10 +100,11 @@ def chain(run, tmp_path, method: str, slo: float) -> None:
 def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_path):
     target, _ = models
     spec = {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3, "prompt_lookup_min": 1}
-    with vllm_server(target, spec, tmp_path / "vllm.log") as (url, _):
+    with vllm_server(target, spec, tmp_path / "vllm.log") as (url, log):
         before = counters(url)
         run = load(url, tmp_path / "run", "--concurrency", "1,2,3,4,8", "--requests", "16", "--temperature", "0", "--method", "dflash")
         d = delta(before, counters(url))
+        logged = vllm_logged(log, d["vllm:spec_decode_num_accepted_tokens_total"])
         r = runner.invoke(app, ["accept", "--backend", url, "--model", "tiny", "--method", "dflash", "--workload", "chat",
                                 "--samples", "8", "--max-new-tokens", "64", "--temperature", "0", "--out", str(tmp_path / "acc"),
                                 "--json"])
@@ -100,6 +117,7 @@ def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_
     assert tot["drafted"] == pytest.approx(drafts, rel=0.02) and tot["accepted"] == pytest.approx(
         d["vllm:spec_decode_num_accepted_tokens_total"], rel=0.02)
     assert tot["per_pos"] == pytest.approx([d[f"vllm:spec_decode_num_accepted_tokens_per_pos_total[{k}]"] for k in range(3)], rel=0.02)
+    assert (tot["accepted"], tot["draft_tokens"]) == pytest.approx(logged, rel=0.02)  # vLLM's own log lines
     for p in pts:  # n-gram drafting: many steps draft nothing, so tokens per decode step < vLLM's per drafted step
         s, c = p["spec"], p["spec_counters"]
         assert s["decode_steps"] > s["drafted_steps"] and 1 < s["tau"] < s["tau_drafted"]
@@ -142,6 +160,9 @@ def test_vllm_without_speculation_is_vllm_and_its_missing_tau_fails_the_gate(mod
                                      "--concurrency", "1", "--requests", "2", "--engine", "sglang", "--max-tokens", "8"])
         wrong = runner.invoke(app, ["load", "--url", url, "--model", "nope", "--workload", "chat", "--out", str(tmp_path / "wrong"),
                                     "--concurrency", "1", "--requests", "2"])
+        acc = runner.invoke(app, ["accept", "--backend", url, "--model", "tiny", "--workload", "chat", "--samples", "2",
+                                  "--max-new-tokens", "8", "--temperature", "0", "--engine", "vllm", "--out", str(tmp_path / "acc")])
+    assert acc.exit_code == 2 and "no speculative-decoding figures" in acc.output and not list((tmp_path / "acc").glob("*.json"))
     assert run["engine"] == "vllm" and run["points"][0]["spec"]["state"] == "unknown"
     assert forced.exit_code == 0 and "--engine sglang: no sglang speculative series" in forced.output
     assert wrong.exit_code == 2 and "model 'nope' is not served" in wrong.output and "it serves: tiny" in wrong.output

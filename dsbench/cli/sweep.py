@@ -44,6 +44,7 @@ def sweep(
     acceptance curves, and reports per method the highest throughput whose per-user speed
     meets the SLO. Outputs are modelled (simulated), never measured: the table says on what.
     """
+    from ..results import SWEEP_SCHEMA
     from ..sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(slo=slo, profile=profile, acceptance=acceptance, domain=domain,
@@ -54,7 +55,8 @@ def sweep(
                             show=not (quiet or as_json))
     paths = _write_sweep_outputs(result, out_dir)
     if as_json:
-        sys.stdout.write(json.dumps({**result.summary, "frontier": result.rows, "files": [str(p) for p in paths]}) + "\n")
+        sys.stdout.write(json.dumps({"schema": SWEEP_SCHEMA, **result.summary, "frontier": result.rows,
+                                     "files": [str(p) for p in paths]}) + "\n")
         return
     _print_sweep_table(result.summary)
     out.print("wrote " + ", ".join(str(p) for p in paths), style="dim", highlight=False)

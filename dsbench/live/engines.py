@@ -330,20 +330,20 @@ def figures(engine: str | None, c: SpecCounts | None, source: str, first_tokens:
         survival=surv, conditional=cond, conditional_exact=exact, warnings=warnings, notes=notes)
 
 
-def counter_window(engine: str | None, before: Scrape, after: Scrape, first_tokens: float = 0.0,
-                   after_drain: Scrape | None = None, tokens_in_window: float = 0.0):
-    """SpecWindow from the engine's counters scraped at a window's edges.
+def counter_delta(engine: str | None, before: Scrape, after: Scrape, after_drain: Scrape | None = None,
+                  tokens_in_window: float = 0.0) -> tuple[SpecCounts | None, list[str], list[str]]:
+    """(counts over a window, unreadable series, warnings) from the engine's counters scraped at
+    the window's edges; counts None when the engine exposes none.
 
     `after_drain` (a scrape once the point's requests ended) replaces `after` for engines that
     count when a request finishes: their window edge is the end of the point's last request.
     """
     a = ADAPTERS.get(engine or "")
     if a is None:
-        return figures(engine, None, "server counters")
+        return None, [], []
     warnings = []
     if a.counters_at_request_end and after_drain is not None:
-        # counted when each request finishes: read to the end of the point's last request
-        after, after_drain = after_drain, None
+        after = after_drain
         warnings.append(f"{engine} counts when a request finishes: counters read from the window's start to the end of "
                         "the point's last request (requests running at the window's start count in full)")
     elif a.counters_at_request_end:
@@ -352,7 +352,7 @@ def counter_window(engine: str | None, before: Scrape, after: Scrape, first_toke
     bad = a.unreadable(after)
     c0, c1 = a.counts(before), a.counts(after)
     if c1 is None:
-        return figures(engine, None, "server counters", unreadable=bad, warnings=warnings)
+        return None, bad, warnings
     # series that appear mid-run (llama.cpp's per-position ones, after a first request) start at 0
     zero = _zero_like(c1)
     c0 = SpecCounts(**{f.name: getattr(zero, f.name) if c0 is None or getattr(c0, f.name) is None else getattr(c0, f.name)
@@ -360,11 +360,23 @@ def counter_window(engine: str | None, before: Scrape, after: Scrape, first_toke
     delta = c1 - c0
     if not (delta.drafted_steps or delta.decode_steps or delta.draft_tokens) and tokens_in_window > 0:
         warnings.append(f"{tokens_in_window:.0f} tokens arrived in the window but the speculative counters did not move")
+    return delta, bad, warnings
+
+
+def counter_window(engine: str | None, before: Scrape, after: Scrape, first_tokens: float = 0.0,
+                   after_drain: Scrape | None = None, tokens_in_window: float = 0.0):
+    """SpecWindow from the engine's counters scraped at a window's edges (see counter_delta)."""
+    delta, bad, warnings = counter_delta(engine, before, after, after_drain, tokens_in_window)
     return figures(engine, delta, "server counters", first_tokens=first_tokens, unreadable=bad, warnings=warnings)
 
 
-def request_window(engine: str | None, records: list[dict]):
-    """SpecWindow pooled over requests that carried per-request statistics, or None."""
+# what per-request statistics may lack and counters have (llama.cpp's timings: steps and positions)
+FILLABLE = ("drafted_steps", "accepted_per_pos", "reached_per_pos")
+
+
+def request_window(engine: str | None, records: list[dict], fill: SpecCounts | None = None):
+    """SpecWindow pooled over requests that carried per-request statistics, or None. Fields the
+    requests' statistics lack are taken from `fill` (the server counters over the same span)."""
     parts = [request_counts(engine, r.get("server_stats"), r.get("output_tokens")) for r in records if not r.get("error")]
     parts = [p for p in parts if p is not None]
     if not parts:
@@ -372,4 +384,10 @@ def request_window(engine: str | None, records: list[dict]):
     total = parts[0]
     for p in parts[1:]:
         total = total + p
-    return figures(engine, total, "per-request", first_tokens=float(total.requests))
+    filled = [f for f in FILLABLE if getattr(total, f) is None and fill is not None and getattr(fill, f) is not None]
+    for f in filled:
+        setattr(total, f, getattr(fill, f))
+    w = figures(engine, total, "per-request", first_tokens=float(total.requests))
+    if filled:
+        w.notes.append(f"{', '.join(filled)} from the server counters")
+    return w
