@@ -5,6 +5,7 @@ traceback, never a file written."""
 import copy
 import json
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,12 @@ def mutate(doc, path, op, value):
     else:
         parent[path[-1]] = value
     return out
+
+
+def draw_bad(data, doc):
+    """`doc` with one node, drawn by hypothesis, replaced by a drawn value or deleted."""
+    path = data.draw(st.sampled_from(list(_paths(doc))))
+    return mutate(doc, path, data.draw(st.sampled_from(["replace", "delete"])), data.draw(VALUES))
 
 
 def _dump(doc) -> str:
@@ -101,9 +108,7 @@ READERS = {"profile": results.load_profile, "acceptance": results.load_acceptanc
 @given(data=st.data())
 def test_every_reader_refuses_bad_values_with_one_line(kind, bases, tmp_path, data):
     name, doc = bases[kind]
-    path = data.draw(st.sampled_from(list(_paths(doc))))
-    bad = mutate(doc, path, data.draw(st.sampled_from(["replace", "delete"])), data.draw(VALUES))
-    text = _dump(bad)
+    text = _dump(draw_bad(data, doc))
     if data.draw(st.booleans()):
         text = text[: data.draw(st.integers(0, len(text)))]  # truncated, as a killed writer would leave it
     f = tmp_path / name
@@ -121,12 +126,8 @@ def test_every_reader_refuses_bad_values_with_one_line(kind, bases, tmp_path, da
 def test_report_and_gate_on_bad_documents_exit_2_and_write_nothing(kind, bases, tmp_path, data):
     """Through the CLI: whatever the reader lets through, the consumers must handle."""
     name, doc = bases[kind]
-    path = data.draw(st.sampled_from(list(_paths(doc))))
-    bad = mutate(doc, path, data.draw(st.sampled_from(["replace", "delete"])), data.draw(VALUES))
-    import tempfile
-
     d = Path(tempfile.mkdtemp(dir=tmp_path))
-    (d / name).write_text(_dump(bad))
+    (d / name).write_text(_dump(draw_bad(data, doc)))
     html = d / "r.html"
     for args in (["report", str(d), "-o", str(html)], ["gate", str(d), "--baseline", str(d)]):
         r = runner.invoke(app, args)
