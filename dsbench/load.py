@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import httpx
-
 import numpy as np
 
 from .core.loadstats import chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
@@ -105,13 +104,12 @@ DEFINITIONS = {
 }
 
 
-def spec_window(run: PointRun, engine: str | None, summary: dict):
+def spec_window(run: PointRun, engine: str | None, summary: dict, records: list[dict]):
     """The point's speculative figures: per-request statistics where the engine gave them (what
     they lack taken from the counters), else counter deltas over the window, else a client-side
     proxy (tokens per chunk); with the counters' figures beside per-request ones when both exist."""
     from .documents import SpecWindow
 
-    records = [r.to_dict() for r in run.records]
     pooled, _ = latency_pool(records, run.t0_ns)
     counters, delta = None, None
     if run.before is not None and run.after is not None:
@@ -145,7 +143,7 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None) -> dict:
         s["window_warning"] = ("the point ended before --warmup did: the window is the whole point, warm-up included "
                                "(lengthen --duration/--requests or shorten --warmup)")
     s.update(summarise(records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency))
-    spec, counters = spec_window(run, engine, s)
+    spec, counters = spec_window(run, engine, s, records)
     s["spec"] = spec.model_dump()
     if counters is not None:
         s["spec_counters"] = counters.model_dump()

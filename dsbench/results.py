@@ -314,17 +314,29 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def write_document(path: Path, data: dict, model: str) -> None:
+    """Write a document after checking it against its typed model (documents.MODEL): dsbench
+    never writes a file it would refuse to read (a failure here is a bug, raised as ValueError)."""
+    from . import documents
+
+    try:
+        getattr(documents, model).model_validate(data)
+    except documents.ValidationError as e:
+        raise ValueError(f"dsbench would write an invalid {model} to {path}: {e}") from None
+    write_json(path, data)
+
+
 def write_profile(path: Path, data: dict) -> None:
     """Write a profile dict (must already carry `schema`, `source`, points...)."""
     if data.get("schema") != PROFILE_SCHEMA:
         raise ValueError("profile dict lacks the profile schema")
-    write_json(path, data)
+    write_document(path, data, "ProfileDoc")
 
 
 def write_acceptance(path: Path, data: dict) -> None:
     if data.get("schema") != ACCEPTANCE_SCHEMA:
         raise ValueError("acceptance dict lacks the acceptance schema")
-    write_json(path, data)
+    write_document(path, data, "AcceptanceDoc")
 
 
 def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tuple[Path, Path]:
@@ -334,7 +346,7 @@ def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tupl
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": frontier_rows}
     jpath, cpath = out_dir / "sweep.json", out_dir / "sweep.csv"
-    write_json(jpath, doc)
+    write_document(jpath, doc, "SweepDoc")
     pd.DataFrame(frontier_rows).to_csv(cpath, index=False)
     return jpath, cpath
 
@@ -486,7 +498,7 @@ class LoadWriter:
 
     def summary(self, doc: dict) -> Path:
         path = self.dir / "load.json"
-        write_json(path, {**doc, "schema": LOAD_SCHEMA})
+        write_document(path, {**doc, "schema": LOAD_SCHEMA}, "LoadRun")
         return path
 
     def close(self) -> None:
@@ -530,7 +542,7 @@ CALIBRATION_SCHEMA = "dsbench.calibration/1"
 
 
 def write_calibration(path: Path, doc: dict) -> None:
-    write_json(path, {"schema": CALIBRATION_SCHEMA, **doc})
+    write_document(path, {"schema": CALIBRATION_SCHEMA, **doc}, "CalibrationDoc")
 
 
 def load_calibration(path: str | os.PathLike) -> dict:
@@ -564,7 +576,7 @@ FIT_SCHEMA = "dsbench.fit/1"
 
 def write_fit(path: Path, doc: dict) -> None:
     """A fitted model: parameters, per-point errors, and the profile and acceptance curves it implies."""
-    write_json(path, nan_to_none({"schema": FIT_SCHEMA, **doc}))  # an undetermined sigma is NaN: null in JSON
+    write_document(path, nan_to_none({"schema": FIT_SCHEMA, **doc}), "FitDoc")  # an undetermined sigma is NaN: null in JSON
 
 
 @dataclass

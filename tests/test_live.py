@@ -88,7 +88,10 @@ def test_load_against_transformers_serve(tmp_path_factory):
         assert 1 <= rec["output_tokens"] <= 24  # from the server's usage, not re-tokenised
         assert rec["first_chunk_ns"] >= rec["start_ns"] and rec["last_chunk_ns"] >= rec["first_chunk_ns"]
         assert rec["chunk_offsets_s"] == sorted(rec["chunk_offsets_s"])
-    assert point["tpot_s_p50"] > 0 and point["ttft_s_p50"] > 0 and point["output_tok_s"] > 0
+    assert point["ttft_s_p50"] > 0 and point["output_tok_s"] > 0
+    # a tiny model can finish before the first chunk is read, and its chunks then arrive in one read:
+    # no decode time to measure, and no TPOT is better than a made-up one
+    assert point["tpot_s_p50"] is None or point["tpot_s_p50"] > 0
 
 
 def test_server_absent_is_one_line(tmp_path):

@@ -9,6 +9,7 @@ never re-tokenised. Metrics (TTFT, TPOT, ...) are computed later from the record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,10 @@ from dataclasses import asdict, dataclass, field
 import httpx
 
 from .engines import PER_REQUEST_KEYS
+
+
+# what malformed event data raises while it is read (json's JSONDecodeError is a ValueError)
+_MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
 
 
 @dataclass
@@ -100,20 +105,19 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
         rec.error, rec.error_detail = "connect", f"cannot connect: {e}"
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as e:
         rec.error, rec.error_detail = "stream_broken", f"{type(e).__name__}: {e}"
-    except (ValueError, TypeError, AttributeError, KeyError, IndexError) as e:  # JSONDecodeError is a ValueError
+    except _MALFORMED as e:
         rec.error, rec.error_detail = "bad_response", f"unparseable event: {type(e).__name__}: {e}"[:300]
     except asyncio.CancelledError:  # the load generator cut it off: keep what arrived
         rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
         rec.end_ns = time.monotonic_ns()
-        _parse_events(rec, events, True, chat)
+        with contextlib.suppress(*_MALFORMED):
+            _parse_events(rec, events, True, chat)
         raise
     finally:
         rec.end_ns = time.monotonic_ns()
     if rec.error and events and rec.first_chunk_ns is None:
-        try:  # keep what arrived before a failure
+        with contextlib.suppress(*_MALFORMED):  # keep what arrived before a failure
             _parse_events(rec, events, True, chat)
-        except (ValueError, TypeError, AttributeError, KeyError, IndexError):
-            pass
     return rec
 
 
