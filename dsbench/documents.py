@@ -396,3 +396,42 @@ class CalibrationDoc(Doc):
     before: dict[str, Any] = Field(default_factory=dict)
     after: dict[str, Any] = Field(default_factory=dict)
     rounds_held_out: int | None = Field(None, ge=0)
+
+
+class RequestLine(Doc):
+    """One line of requests.jsonl (live/client.RequestRecord); times are monotonic ns."""
+
+    id: int
+    point: str | None = None
+    scheduled_ns: int | None = None
+    start_ns: int = Field(ge=0)
+    first_chunk_ns: int | None = Field(None, ge=0)
+    last_chunk_ns: int | None = Field(None, ge=0)
+    end_ns: int | None = Field(None, ge=0)
+    chunk_offsets_s: list[float] = Field(default_factory=list, description="content chunks, seconds after the send")
+    chunk_tokens: list[int] | None = None
+    output_tokens: int | None = Field(None, ge=0)
+    error: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.chunk_tokens is not None and len(self.chunk_tokens) != len(self.chunk_offsets_s):
+            raise ValueError("chunk_tokens and chunk_offsets_s differ in length")
+        return self
+
+
+class GateRule(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    metric: str = Field(description="a glob over metric names, e.g. 'load.*.ttft_s_p99'")
+    direction: Literal["higher", "lower"] = "higher"
+    tolerance_pct: float | None = Field(None, ge=0)
+    tolerance_abs: float | None = Field(None, ge=0)
+    ignore: bool = False
+
+
+class GateRules(Doc):
+    """A gate rules file (TOML or JSON)."""
+
+    max_drop_pct: float | None = Field(None, ge=0, description="allowed drop of throughput and per-user speed, percent")
+    rules: list[GateRule] = Field(default_factory=list)

@@ -520,19 +520,21 @@ def load_load(path: str | os.PathLike) -> dict:
 
 def load_requests(path: str | os.PathLike) -> list[dict]:
     """Per-request records of a load run (requests.jsonl beside load.json); a line cut short by an
-    interrupted run is skipped."""
+    interrupted run, or that is not a request record (documents.RequestLine), is skipped."""
     p = Path(path)
     p = (p if p.is_dir() else p.parent) / "requests.jsonl"
     if not p.is_file():
         return []
+    from .documents import RequestLine, ValidationError
+
     out = []
-    for line in p.read_text().splitlines():
+    for line in p.read_text(errors="replace").splitlines():
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
+            RequestLine.model_validate(rec)
+        except (json.JSONDecodeError, ValidationError):
+            continue  # cut short by an interrupted run, or not a request record
+        out.append(rec)
     return out
 
 
@@ -651,6 +653,12 @@ def load_gate_rules(path: str | os.PathLike) -> tuple[list[dict], float | None]:
         raise InputError(f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'JSON'} ({e})") from None
     if not isinstance(data, dict):
         raise InputError(f"{p}: expected a table/object at the top level")
+    from .documents import GateRules, validated
+
+    return validated(GateRules, data, p, lambda: _read_gate_rules(data, p))
+
+
+def _read_gate_rules(data: dict, p: Path) -> tuple[list[dict], float | None]:
     max_drop = data.get("max_drop_pct")
     if max_drop is not None:
         max_drop = _number(max_drop, p, "max_drop_pct", nonneg=True)

@@ -96,11 +96,14 @@ def bases(tmp_path_factory):
     r = runner.invoke(app, ["calibrate", "--acceptance", str(root / "ds.json"), "--out", str(root / "cal.json")])
     assert r.exit_code == 0, r.output
     out["calibration"] = ("cal.json", json.loads((root / "cal.json").read_text()))
+    out["rules"] = ("rules.json", {"max_drop_pct": 5, "rules": [{"metric": "load.*.tau", "direction": "higher", "tolerance_pct": 2},
+                                                                {"metric": "*.ttft_s_p99", "ignore": True}]})
     return out
 
 
 READERS = {"profile": results.load_profile, "acceptance": results.load_acceptance_file, "sweep": results.load_sweep,
-           "load": results.load_load, "fit": results.load_fit, "calibration": results.load_calibration}
+           "load": results.load_load, "fit": results.load_fit, "calibration": results.load_calibration,
+           "rules": results.load_gate_rules}
 
 
 @pytest.mark.parametrize("kind", list(READERS))
@@ -117,6 +120,24 @@ def test_every_reader_refuses_bad_values_with_one_line(kind, bases, tmp_path, da
         READERS[kind](f)
     except InputError as e:
         assert "\n" not in str(e) and str(f) in str(e)
+
+
+REQUEST = json.loads((FIX / "vllm-0.32.0-cpu-draft-model.request.json").read_text())
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_request_lines_that_are_not_records_are_skipped(tmp_path_factory, data):
+    from dsbench.core.loadstats import request_metrics, summarise
+
+    lines = [_dump(REQUEST), _dump(draw_bad(data, REQUEST)), _dump(draw_bad(data, REQUEST))[: data.draw(st.integers(0, 400))]]
+    d = tmp_path_factory.mktemp("req")
+    (d / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    recs = results.load_requests(d)
+    assert recs and recs[0] == REQUEST
+    for r in recs:
+        request_metrics(r)
+    summarise(recs, 0, 2**62)
 
 
 @pytest.mark.slow

@@ -137,16 +137,18 @@ def test_vllm_draft_model_and_a_tau_drop_fails_the_gate(models, tmp_path):
         spec = {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k}
         with vllm_server(target, spec, tmp_path / f"vllm-{k}.log") as (url, _):
             before = counters(url)
-            runs[k] = load(url, tmp_path / f"k{k}", "--concurrency", "2", "--requests", "12", "--temperature", "0", "--method", "eagle3")
+            runs[k] = load(url, tmp_path / f"k{k}", "--concurrency", "1,2,3,4,6" if k == 3 else "2", "--requests", "12",
+                           "--temperature", "0", "--method", "eagle3")
             d = delta(before, counters(url))
         tot = pooled(runs[k]["points"])
         assert tot["drafted"] == pytest.approx(d["vllm:spec_decode_num_drafts_total"], rel=0.02)
         assert 1 + tot["accepted"] / tot["drafted"] == pytest.approx(
             1 + d["vllm:spec_decode_num_accepted_tokens_total"] / d["vllm:spec_decode_num_drafts_total"], rel=0.02)
-    s3, s1 = runs[3]["points"][0]["spec"], runs[1]["points"][0]["spec"]
+    s3, s1 = runs[3]["points"][1]["spec"], runs[1]["points"][0]["spec"]  # both at c=2
     assert s3["tau"] > s1["tau"] and len(s3["survival"]) == 3 and len(s1["survival"]) == 1
     r = runner.invoke(app, ["gate", str(tmp_path / "k1"), "--baseline", str(tmp_path / "k3")])
     assert r.exit_code == 1 and re.search(r"c=2\.tau` .*REGRESSED", r.stdout), r.output
+    chain(tmp_path / "k3", tmp_path, "eagle3", slo=50)
 
 
 def test_vllm_without_speculation_is_vllm_and_its_missing_tau_fails_the_gate(models, tmp_path):
