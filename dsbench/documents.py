@@ -11,16 +11,12 @@ This module imports pydantic at import time; import it lazily from commands that
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
 from .results import InputError
-
-NonNeg = Field(default=None, ge=0)
-
 
 class Doc(BaseModel):
     """Base: finite numbers only; fields this version does not know are kept (newer writers)."""
@@ -114,11 +110,7 @@ class Sampling(Doc):
 
     def text(self) -> str:
         """What was sent, for tables and reports."""
-        sent = [f"{k} {v}" for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed))
-                if v is not None]
-        sent += ["ignore_eos"] if self.ignore_eos else []
-        sent += [f"{k} {v}" for k, v in self.extra_body.items()]
-        return ", ".join(sent) or "server defaults"
+        return ", ".join(f"{k} {v}" for k, v in self.body().items()) or "server defaults"
 
     def differences(self, other: Sampling) -> list[str]:
         """Names of the fields whose values differ."""
@@ -184,10 +176,6 @@ def validated(model: type[BaseModel], data: Any, path: str | Path, reader):
         raise InputError(f"{path}: malformed document") from None
     parse(model, data, path)
     return out
-
-
-def finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
 
 
 def sampling_text(sampling: dict | None) -> str:
@@ -261,7 +249,6 @@ def read_load(data: dict, path: str | Path) -> dict:
 
 # --------------------------------------------------------------------------- profiles, curves, sweeps, fits
 
-Pos = Field(gt=0)
 Source = Literal["measured", "roofline", "paper", "fitted", "simulated"]
 
 
