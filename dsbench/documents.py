@@ -386,24 +386,30 @@ class CalibrationDoc(Doc):
 
 
 class RequestLine(Doc):
-    """One line of requests.jsonl (live/client.RequestRecord); times are monotonic ns."""
+    """One line of requests.jsonl (live/client.RequestRecord); times are monotonic ns (int64)."""
 
     id: int
     point: str | None = None
-    scheduled_ns: int | None = None
-    start_ns: int = Field(ge=0)
-    first_chunk_ns: int | None = Field(None, ge=0)
-    last_chunk_ns: int | None = Field(None, ge=0)
-    end_ns: int | None = Field(None, ge=0)
+    scheduled_ns: int | None = Field(None, ge=0, le=2**63)
+    start_ns: int = Field(ge=0, le=2**63)
+    first_chunk_ns: int | None = Field(None, ge=0, le=2**63)
+    last_chunk_ns: int | None = Field(None, ge=0, le=2**63)
+    end_ns: int | None = Field(None, ge=0, le=2**63)
     chunk_offsets_s: list[float] = Field(default_factory=list, description="content chunks, seconds after the send")
     chunk_tokens: list[int] | None = None
-    output_tokens: int | None = Field(None, ge=0)
+    output_tokens: int | None = Field(None, ge=0, le=2**40)
     error: str | None = None
+
+    chunk_lag_s: list[float] | None = None
 
     @model_validator(mode="after")
     def _consistent(self):
         if self.chunk_tokens is not None and len(self.chunk_tokens) != len(self.chunk_offsets_s):
             raise ValueError("chunk_tokens and chunk_offsets_s differ in length")
+        if (self.first_chunk_ns is None) != (self.last_chunk_ns is None):
+            raise ValueError("first_chunk_ns and last_chunk_ns come together")
+        if self.first_chunk_ns is not None and not self.start_ns <= self.first_chunk_ns <= self.last_chunk_ns:
+            raise ValueError("chunk times must follow the send")
         return self
 
 

@@ -20,7 +20,7 @@ from .engines import PER_REQUEST_KEYS
 
 
 # what malformed event data raises while it is read (json's JSONDecodeError is a ValueError)
-_MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+_MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError)
 
 
 @dataclass
