@@ -24,7 +24,7 @@ def gate(
     candidate: Annotated[list[str], typer.Argument(help="Candidate results (files or directories); several = repeated runs.", show_default=False)],
     baseline: Annotated[list[str], typer.Option(help="Baseline results; repeat the option for repeated runs.", show_default=False)],
     rules: Annotated[Optional[str], typer.Option(help="Rules file (TOML or JSON): per-metric direction and tolerance, ignores.")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(help="Allowed drop of throughput and per-user speed, percent [default: 5].")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Allowed drop of throughput and per-user speed, percent (default: 5).")] = None,
     allow_missing: Annotated[bool, typer.Option(help="A metric the candidate lacks is not a failure.")] = False,
     alpha: Annotated[float, typer.Option(help="Significance level of the repeated-runs test.")] = 0.05,
     allow_different: Annotated[bool, typer.Option(help="Compare load runs even when their sampling (temperature, top_p, seed, ignore_eos, extra body) differs; the summary says so.")] = False,
