@@ -227,19 +227,28 @@ def _survival_from_histogram(hist) -> list[float] | None:
     return [float(sum(hist[k + 1:])) for k in range(len(hist) - 1)]
 
 
+def _stepwise(d: dict, output_tokens: int | None, steps_as: str, steps: str, accepted: str, drafted: str,
+              histogram: str) -> SpecCounts | None:
+    """Counts from a per-request record of steps, accepted and drafted tokens and a histogram of
+    steps by drafts accepted (vLLM's and SGLang's shapes, under their own field names); `steps_as`
+    says which kind of step the engine counts."""
+    n, acc = _num(d, steps), _num(d, accepted)
+    if n is None or acc is None:
+        return None
+    return SpecCounts(**{steps_as: n}, draft_tokens=_num(d, drafted), accepted=acc,
+                      accepted_per_pos=_survival_from_histogram(d.get(histogram)),
+                      generated=float(output_tokens) if output_tokens else None, requests=1)
+
+
 def request_counts(engine: str | None, stats: dict | None, output_tokens: int | None) -> SpecCounts | None:
     """One request's speculative counts from the per-request statistics its response carried
     (`stats`: the PER_REQUEST_KEYS fields of its last event), or None."""
     if not stats:
         return None
     sd = (stats.get("metrics") or {}).get("speculative_decoding") if isinstance(stats.get("metrics"), dict) else None
-    if isinstance(sd, dict) and (engine in (None, "vllm", "dsbench")):
-        steps, acc = _num(sd, "num_spec_steps"), _num(sd, "num_accepted_draft_tokens")
-        if steps is None or acc is None:
-            return None
-        return SpecCounts(drafted_steps=steps, draft_tokens=_num(sd, "num_draft_tokens"), accepted=acc,
-                          accepted_per_pos=_survival_from_histogram(sd.get("acceptance_histogram")),
-                          generated=float(output_tokens) if output_tokens else None, requests=1)
+    if isinstance(sd, dict) and (engine in (None, "vllm", "dsbench")):  # vLLM counts steps that drafted
+        return _stepwise(sd, output_tokens, "drafted_steps", "num_spec_steps", "num_accepted_draft_tokens",
+                         "num_draft_tokens", "acceptance_histogram")
     t = stats.get("timings")
     if isinstance(t, dict) and "draft_n" in t and engine in (None, "llama.cpp"):
         n, drafted, acc = _num(t, "predicted_n"), _num(t, "draft_n"), _num(t, "draft_n_accepted")
@@ -249,13 +258,9 @@ def request_counts(engine: str | None, stats: dict | None, output_tokens: int | 
     sg = stats.get("sglext")
     det = (sg or {}).get("spec_tokens_details") if isinstance(sg, dict) else None
     det = det if isinstance(det, dict) else stats.get("meta_info") if isinstance(stats.get("meta_info"), dict) else None
-    if det and "spec_verify_ct" in det and engine in (None, "sglang"):
-        steps, acc = _num(det, "spec_verify_ct"), _num(det, "spec_num_correct_drafts")
-        if steps is None or acc is None:
-            return None
-        return SpecCounts(decode_steps=steps, draft_tokens=_num(det, "spec_num_proposed_drafts"), accepted=acc,
-                          accepted_per_pos=_survival_from_histogram(det.get("spec_correct_drafts_histogram")),
-                          generated=float(output_tokens) if output_tokens else None, requests=1)
+    if det and "spec_verify_ct" in det and engine in (None, "sglang"):  # SGLang counts every verify call
+        return _stepwise(det, output_tokens, "decode_steps", "spec_verify_ct", "spec_num_correct_drafts",
+                         "spec_num_proposed_drafts", "spec_correct_drafts_histogram")
     return None
 
 
