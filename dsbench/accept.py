@@ -191,7 +191,7 @@ def run_accept_backend(url: str, model: str, method: str, workloads: list[str], 
         extra, continuous = request_extras(info.engine)
         target = Target(url, model, "chat", max_tokens, info.metrics_url, headers, timeout_s, {**extra, **body}, continuous)
         run = await run_point(target, cfg.points()[0], prompts[:samples])
-        return summarise_run(run, cfg, info.engine), info.engine
+        return summarise_run(run, cfg, info.engine, info.server["source"]), info.engine
 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"method": method, "backend": url, "sampling": cfg.sampling().model_dump(), "datasets": {}, "files": []}
@@ -209,7 +209,7 @@ def run_accept_backend(url: str, model: str, method: str, workloads: list[str], 
             raise InputError(f"{url}: no speculative-decoding figures for {name} (engine {found or 'unknown'}, state "
                              f"{spec['state']}: {why})")
         domain = prompts[0].domain
-        doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": model, "domain": domain,
+        doc = {"schema": ACCEPTANCE_SCHEMA, "source": point["source"], "method": method, "target": model, "domain": domain,
                "gamma": len(cond), "conditional": [min(1.0, max(0.0, x)) for x in cond],
                "tau": spec["tau_drafted"] or spec["tau"], "survival": spec["survival"] or [],
                "backend": {"url": url, "engine": found, "sampling": summary["sampling"], "spec": spec,

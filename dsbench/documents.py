@@ -23,6 +23,8 @@ class Doc(BaseModel):
 
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
+    provenance: dict[str, Any] = Field(default_factory=dict, description="who made it, when, with what command")
+
 
 SpecState = Literal["active", "inactive", "unknown", "unreadable"]
 SpecSource = Literal["server counters", "per-request", "client proxy"]
@@ -199,6 +201,31 @@ def conditional_of(spec: dict) -> list[float]:
 # --------------------------------------------------------------------------- load runs
 
 
+class Uncertainty(Doc):
+    """A figure's standard error from the run itself (core/uncertainty.py), or why it has none."""
+
+    value: float | None = None
+    se: float | None = Field(None, ge=0, description="standard error, in the figure's unit")
+    n: int = Field(0, ge=0, description="observations behind it (requests, time bins or scrapes)")
+    method: str = ""
+    reason: str | None = None
+    longer: float | None = Field(None, gt=0, description="without se: how many times longer the run must be to give one")
+
+
+class LoadConfigDoc(Doc):
+    """The part of a load run's config that says what experiment it was (the rest rides along)."""
+
+    url: str | None = None
+    model: str | None = None
+    workloads: list[str] = Field(default_factory=list)
+    concurrency: list[int] = Field(default_factory=list)
+    rates: list[float] = Field(default_factory=list)
+    max_tokens: int | None = Field(None, ge=1)
+    api: str | None = None
+    gpus: int = Field(1, ge=1)
+    method: str | None = None
+
+
 class LoadPoint(Doc):
     """One load point's summary (the typed part; loadstats' other figures ride along as extras)."""
 
@@ -206,7 +233,7 @@ class LoadPoint(Doc):
     mode: Literal["closed", "poisson"] = "closed"
     concurrency: int | None = Field(None, ge=1)
     rate: float | None = Field(None, gt=0, description="requests/s (open loop)")
-    source: str = "measured"
+    source: Literal["measured", "simulated"] = "measured"  # simulated: the server said it is dsbench's simulator
     window_s: float | None = Field(None, ge=0, description="steady-state window, seconds")
     requests: int = Field(0, ge=0)
     requests_ok: int = Field(0, ge=0)
@@ -216,21 +243,35 @@ class LoadPoint(Doc):
     request_throughput_s: float | None = Field(None, ge=0, description="completed requests per second")
     output_tok_s: float | None = Field(None, ge=0, description="output tokens per second in the window")
     tps_user_mean: float | None = Field(None, ge=0, description="per-user decode speed, tokens/s")
+    tps_user_p50: float | None = Field(None, ge=0, description="per-user speed half the requests reach, tokens/s")
+    tps_user_p90: float | None = Field(None, ge=0, description="per-user speed 90 % of requests reach, tokens/s")
+    ttft_s_p50: float | None = Field(None, ge=0, description="time to first token, seconds")
+    ttft_s_p99: float | None = Field(None, ge=0)
+    tpot_s_p50: float | None = Field(None, ge=0)
+    tpot_s_p99: float | None = Field(None, ge=0)
     tpot_s_mean: float | None = Field(None, ge=0, description="time per output token, seconds")
     e2e_s_mean: float | None = Field(None, ge=0)
     tokens_per_chunk_mean: float | None = Field(None, ge=0)
     spec: SpecWindow = Field(default_factory=lambda: SpecWindow(state="unknown"))
     spec_counters: SpecWindow | None = None
+    uncertainty: dict[str, Uncertainty] = Field(default_factory=dict, description="per gated figure; empty before dsbench 0.2")
+
+
+class ServerCard(Doc):
+    """What the server said it is (dsbench's /v1/models card and x-dsbench-source header; vLLM's
+    model root and length), recorded by `load` and matched by `gate`."""
+
+    source: Literal["measured", "simulated"] = "measured"
 
 
 class LoadRun(Doc):
     """A `dsbench load` run: load.json."""
 
     schema_: Literal["dsbench.load/1", "dsbench.load/2"] = Field(alias="schema")
-    provenance: dict[str, Any] = Field(default_factory=dict)
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: LoadConfigDoc = Field(default_factory=LoadConfigDoc)
     engine: str | None = None
     sampling: Sampling | None = None  # None: a dsbench.load/1 file, which sent the server's defaults
+    server: ServerCard | None = None  # None: a file from before dsbench 0.2
     points: list[LoadPoint]
     interrupted: bool = False
 
@@ -320,6 +361,15 @@ class SweepMethod(Doc):
     concurrency: int | None = Field(None, ge=1)
     tps_user: float | None = Field(None, ge=0)
     peak_tps_user: float | None = Field(None, ge=0)
+    verify_budget: float | None = Field(None, ge=0, description="tokens verified per request per round")
+    ratio: float | None = Field(None, ge=0, description="throughput / the baseline method's")
+    policy: str | None = None
+
+    @model_validator(mode="after")
+    def _feasible_has_a_point(self):
+        if self.feasible and (self.throughput is None or self.concurrency is None):
+            raise ValueError("a feasible method needs its throughput and concurrency")
+        return self
 
 
 class SweepRow(Doc):
@@ -330,13 +380,36 @@ class SweepRow(Doc):
     verify_budget: float | None = Field(None, ge=0)
 
 
+class SweepInputs(Doc):
+    """What a sweep was run on (None: not recorded, e.g. an interrupted sweep of an older version)."""
+
+    profile: str | None = None
+    profile_source: str | None = None
+    device: str | None = None
+    gpus: int = Field(1, ge=1)
+    model: str | None = None
+    context_len: int | None = Field(None, gt=0)
+    acceptance: str | None = None
+    acceptance_sources: list[str] = Field(default_factory=list)
+    domain: str | None = None
+    gamma: int | None = Field(None, ge=1)
+    policy: str | None = None
+    results_source: str = "simulated"
+    fitted_model: str | None = None
+    concurrency: list[int] = Field(default_factory=list)
+    profiled_max_requests: int | None = Field(None, ge=1)
+    max_concurrency_memory: int | None = Field(None, ge=1)
+    capped_by_memory: bool = False
+
+
 class SweepDoc(Doc):
-    """A sweep (dsbench.sweep/1); `complete: false` while it runs."""
+    """A sweep (dsbench.sweep/1); `partial: true` while it runs (then only finished methods)."""
 
     schema_: Literal["dsbench.sweep/1"] = Field(alias="schema")
+    partial: bool = False
     slo: float | None = None
     methods: dict[str, SweepMethod] = Field(default_factory=dict)
-    inputs: dict[str, Any] = Field(default_factory=dict)
+    inputs: SweepInputs = Field(default_factory=SweepInputs)
     frontier: list[SweepRow] = Field(min_length=1)
 
 
@@ -371,8 +444,24 @@ class FitDoc(Doc):
     flagged: int = Field(0, ge=0)
 
 
+class ReliabilityBin(Doc):
+    pred: float = Field(ge=0, le=1, description="mean predicted survival in the bin")
+    observed: float = Field(ge=0, le=1)
+    n: int = Field(ge=1)
+
+
 class Reliability(Doc):
     position: int = Field(ge=1)
+    before: list[ReliabilityBin] = Field(default_factory=list)
+    after: list[ReliabilityBin] = Field(default_factory=list)
+
+
+class CalibrationScores(Doc):
+    """ECE, AUC and Brier per position and their count-weighted means (None: undefined)."""
+
+    ece_mean: float | None = None
+    auc_mean: float | None = None
+    brier_mean: float | None = None
 
 
 class CalibrationDoc(Doc):
@@ -380,8 +469,8 @@ class CalibrationDoc(Doc):
 
     schema_: Literal["dsbench.calibration/1"] = Field(alias="schema")
     reliability: list[Reliability] = Field(default_factory=list)
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
+    before: CalibrationScores = Field(default_factory=CalibrationScores)
+    after: CalibrationScores = Field(default_factory=CalibrationScores)
     rounds_held_out: int | None = Field(None, ge=0)
 
 

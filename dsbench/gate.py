@@ -1,22 +1,28 @@
 """`dsbench gate`: compare a candidate result set with a baseline and decide whether it regressed.
 
-Metrics are read from whatever dsbench results each side holds (results.find_results):
+Metrics are read from whatever dsbench results each side holds (results.find_results), each with
+its standard error from the run itself:
 - sweep:      sweep.<method>.throughput_at_slo (tok/s/GPU; 0 when the SLO is infeasible), .peak_tps_user
+              (Monte-Carlo error of the simulated point)
 - load:       load.<point>.output_tok_s, .tps_user_p50/.tps_user_p90 (tok/s), .ttft_s_p50/p99,
-              .tpot_s_p50/p99 (s), .error_rate (failed / sent), .tau (server counters)
-- acceptance: accept.<method>.<domain>.tau
-Several paths on a side are repeated runs: each metric gets one value per run, and core.gating
-uses their spread. Rules (first match wins): the rules file's, then the defaults below.
+              .tpot_s_p50/p99 (s), .error_rate (failed / sent), .tau (the engine's figures)
+              (bootstrap over requests; block bootstrap over time for throughput and tau)
+- acceptance: accept.<method>.<domain>.tau (over rounds)
+Several paths on a side are repeated runs; core.gating pools them and decides (Holm over all
+metrics, so an A/A comparison fails with probability at most alpha). Runs are compared only
+when they are the same experiment (`identity`): device, deployment, model, method, profile,
+workload and sampling. Rules (first match wins): the rules file's, then the defaults below.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .core.acceptance import expected_tau
-from .core.gating import Verdict, judge
+from .core.gating import Verdict, compare, decide, pool
 from .results import (ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, InputError, find_results, load_acceptance_file,
                       load_gate_rules, load_load, load_sweep)
 
@@ -30,68 +36,161 @@ DEFAULT_RULES = [
 ]
 DEFAULT_MAX_DROP_PCT = 5.0
 LOAD_METRICS = ("output_tok_s", "tps_user_p50", "tps_user_p90", "ttft_s_p50", "ttft_s_p99", "tpot_s_p50", "tpot_s_p99")
+NO_SE = "no within-run uncertainty recorded (a file from before dsbench 0.2): re-run it, or give three runs a side"
 
 
-def samplings_of(path: str) -> list[tuple[Path, dict | None]]:
-    """(file, sampling) of every load run in one result set; None for runs that recorded none
-    (dsbench.load/1 sent the server's defaults)."""
-    return [(f, load_load(f).get("sampling")) for schema, f in find_results(path) if schema == LOAD_SCHEMA]
+@dataclass
+class Metric:
+    """One run's value of one metric, with its standard error from the run (or why it has none)."""
+
+    value: float
+    se: float | None
+    reason: str | None = None
+    longer: float | None = None  # how many times longer the run must be to give an se
+    kind: str = ""  # load, sweep, accept: the experiment it belongs to
 
 
-def check_like_for_like(candidate: list[str], baseline: list[str]) -> list[str]:
-    """Lines naming each sampling field that differs between the sides' load runs (empty: alike)."""
-    from .documents import Sampling
+@dataclass
+class RunSet:
+    """What one path (a run) holds: its metrics, what experiment each file is, which are partial."""
 
-    sides = [samplings_of(p) for p in [*baseline, *candidate]]
-    seen = [(f, s) for side in sides for f, s in side]
-    if not seen:
-        return []
-    ref_file, ref = seen[0]
-    out = []
-    for f, s in seen[1:]:
-        if (s is None) != (ref is None):
-            out.append(f"{f} {'records no sampling' if s is None else 'records its sampling'} but {ref_file} "
-                       f"{'does' if s is None else 'does not'}")
-        elif s is not None:
-            diff = Sampling.model_validate(ref).differences(Sampling.model_validate(s))
-            if diff:
-                out.append(f"sampling {', '.join(diff)} differ: {ref_file} vs {f}")
-    return out
+    path: str
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    identities: list[tuple[str, Path, dict]] = field(default_factory=list)  # (kind, file, fields)
+    partial: list[str] = field(default_factory=list)  # one line per partial file
 
 
-def metrics_of(path: str) -> dict[str, float]:
+def _load_metrics(rs: RunSet, f: Path) -> None:
+    doc = load_load(f)
+    cfg = doc.get("config") or {}
+    server = doc.get("server") or {}
+    rs.identities.append(("load", f, {
+        "engine": doc.get("engine"), "server source": server.get("source", "measured"),
+        "server profile": server.get("profile"), "device": server.get("device"),
+        "model": cfg.get("model"), "method": cfg.get("method"), "workload": sorted(cfg.get("workloads") or []),
+        "max_tokens": cfg.get("max_tokens"), "api": cfg.get("api"), "gpus": cfg.get("gpus", 1),
+        **{f"sampling.{k}": v for k, v in (doc.get("sampling") or {"(not recorded)": True}).items()}}))
+    planned = [f"c={c}" for c in cfg.get("concurrency") or []] + [f"rate={r:.2f}" for r in cfg.get("rates") or []]
+    done = [pt["label"] for pt in doc["points"]]
+    if doc.get("interrupted") or doc.get("stopped") or (planned and set(planned) - set(done)):
+        why = "interrupted" if doc.get("interrupted") else doc.get("stopped") or "incomplete"
+        rs.partial.append(f"{f}: {why}; holds {len(done)} of {len(planned) or len(done)} load points")
+    for pt in doc["points"]:
+        key = f"load.{pt['label']}"
+        unc = pt.get("uncertainty") or {}
+        values = {name: pt.get(name) for name in LOAD_METRICS}
+        if pt.get("requests"):
+            values["error_rate"] = float(pt.get("requests_failed", 0)) / float(pt["requests"])
+        spec = pt["spec"]  # engine-neutral: tokens per decode step, from the engine's own figures
+        if spec["measured"] and spec["tau"] is not None:
+            values["tau"] = spec["tau"]
+        for name, value in values.items():
+            if value is None:
+                continue
+            u = unc.get(name) or {}
+            rs.metrics[f"{key}.{name}"] = Metric(float(value), u.get("se"), u.get("reason") or (None if unc else NO_SE),
+                                                 u.get("longer"), "load")
+
+
+def _sweep_metrics(rs: RunSet, f: Path) -> None:
+    doc = load_sweep(f)
+    inp = doc.get("inputs") or {}
+    rs.identities.append(("sweep", f, {
+        "device": inp.get("device"), "gpus": inp.get("gpus"), "model": inp.get("model"),
+        "profile": Path(inp["profile"]).name if inp.get("profile") else None, "profile source": inp.get("profile_source"),
+        "domain": inp.get("domain"), "slo": doc.get("slo"), "results source": inp.get("results_source")}))
+    # acceptance curves, policy and draft length are what a change to a drafter or scheduler moves: gated, not matched
+    if doc.get("partial"):
+        rs.partial.append(f"{f}: an interrupted sweep; holds {len(doc['methods'])} finished method(s)")
+    rows = doc["frontier"]
+
+    def rel_se(method: str, pick) -> float | None:
+        mine = [r for r in rows if r.get("method") == method]
+        row = pick(mine) if mine else None
+        return row.get("throughput_rel_se") if row else None
+
+    for m, s in doc["methods"].items():
+        if s.get("feasible"):
+            rel = rel_se(m, lambda rr: next((r for r in rr if r.get("concurrency") == s.get("concurrency")), None))
+            thr = float(s["throughput"])
+            rs.metrics[f"sweep.{m}.throughput_at_slo"] = _modelled(thr, rel, "sweep")
+        else:  # infeasible: no throughput at the SLO, exactly
+            rs.metrics[f"sweep.{m}.throughput_at_slo"] = Metric(0.0, 0.0, kind="sweep")
+        if s.get("peak_tps_user") is not None:
+            rel = rel_se(m, lambda rr: max(rr, key=lambda r: r.get("tps_user", 0)))
+            rs.metrics[f"sweep.{m}.peak_tps_user"] = _modelled(float(s["peak_tps_user"]), rel, "sweep")
+
+
+def _modelled(value: float, rel_se: float | None, kind: str) -> Metric:
+    if rel_se is None or not math.isfinite(rel_se):
+        return Metric(value, None, "no Monte-Carlo error recorded for this point", None, kind)
+    return Metric(value, value * rel_se, kind=kind)
+
+
+def _acceptance_metrics(rs: RunSet, f: Path) -> None:
+    import numpy as np
+
+    a = load_acceptance_file(f)
+    raw = a.raw
+    rs.identities.append(("accept", f, {"method": a.method, "domain": a.domain, "target": a.target,
+                                        "source": a.source, "gamma": len(a.conditional)}))
+    if raw.get("complete") is False:
+        rs.partial.append(f"{f}: an interrupted accept run ({raw.get('rounds')} rounds)")
+    tau = float(a.tau if a.tau is not None else expected_tau(a.conditional))
+    committed = (raw.get("per_round") or {}).get("committed")  # tokens per round; rounds taken as independent
+    if a.source != "measured":  # a curve from the paper or a roofline has no sampling noise
+        metric = Metric(tau, 0.0, kind="accept")
+    elif committed and len(committed) >= 10:
+        metric = Metric(tau, float(np.std(committed, ddof=1) / np.sqrt(len(committed))), kind="accept")
+    else:
+        metric = Metric(tau, None, "no per-round counts to estimate tau's error from", None, "accept")
+    rs.metrics[f"accept.{a.method}.{a.domain}.tau"] = metric
+
+
+READERS = {LOAD_SCHEMA: _load_metrics, SWEEP_SCHEMA: _sweep_metrics, ACCEPTANCE_SCHEMA: _acceptance_metrics}
+
+
+def read_run(path: str) -> RunSet:
     """Every gateable metric in one run's results (a file or a directory)."""
-    out: dict[str, float] = {}
+    rs = RunSet(path)
     for schema, f in find_results(path):
-        if schema == SWEEP_SCHEMA:
-            for m, s in load_sweep(f)["methods"].items():
-                out[f"sweep.{m}.throughput_at_slo"] = float(s["throughput"]) if s.get("feasible") else 0.0
-                if s.get("peak_tps_user") is not None:
-                    out[f"sweep.{m}.peak_tps_user"] = float(s["peak_tps_user"])
-        elif schema == LOAD_SCHEMA:
-            for pt in load_load(f)["points"]:
-                key = f"load.{pt.get('label')}"
-                for name in LOAD_METRICS:
-                    if pt.get(name) is not None:
-                        out[f"{key}.{name}"] = float(pt[name])
-                if pt.get("requests"):
-                    out[f"{key}.error_rate"] = float(pt.get("requests_failed", 0)) / float(pt["requests"])
-                spec = pt["spec"]  # engine-neutral: tokens per decode step, from the engine's own figures
-                if spec["measured"] and spec["tau"] is not None:
-                    out[f"{key}.tau"] = float(spec["tau"])
-        elif schema == ACCEPTANCE_SCHEMA:
-            a = load_acceptance_file(f)
-            out[f"accept.{a.method}.{a.domain}.tau"] = float(a.tau if a.tau is not None else expected_tau(a.conditional))
+        if schema in READERS:
+            READERS[schema](rs, f)
+    return rs
+
+
+def unlike_fields(runs: list[RunSet]) -> dict[str, list[str]]:
+    """Per kind of result (load, sweep, accept): lines naming each identity field that differs
+    from the first file of that kind (empty: the runs are one experiment)."""
+    first: dict[str, tuple[Path, dict]] = {}
+    out: dict[str, list[str]] = {}
+    for rs in runs:
+        for kind, f, ident in rs.identities:
+            if kind == "accept":  # one file per method and domain: compare like with like
+                kind = f"accept.{ident['method']}.{ident['domain']}"
+            if kind not in first:
+                first[kind] = (f, ident)
+                continue
+            ref_file, ref = first[kind]
+            for k in sorted(set(ref) | set(ident)):
+                line = f"{k}: {_show(ref.get(k))} ({ref_file}) vs {_show(ident.get(k))}"
+                if ref.get(k) != ident.get(k) and line not in out.get(kind.split(".")[0], []):
+                    out.setdefault(kind.split(".")[0], []).append(line)
     return out
+
+
+def _show(v) -> str:
+    return "not recorded" if v is None else ", ".join(map(str, v)) if isinstance(v, list) else str(v)
 
 
 @dataclass
 class Row:
     metric: str
-    status: str  # pass, regressed, improved, missing, new, ignored
+    status: str  # pass, regressed, improved, inconclusive, missing, new, ignored
     direction: str = ""
     rule: str = ""
     verdict: Verdict | None = None
+    unlike: bool = False  # compared under --allow-different
 
 
 @dataclass
@@ -100,10 +199,16 @@ class GateResult:
     baseline: list[str] = field(default_factory=list)
     candidate: list[str] = field(default_factory=list)
     unlike: list[str] = field(default_factory=list)  # differences allowed with --allow-different
+    partial: list[str] = field(default_factory=list)
+    alpha: float = 0.05
 
     @property
     def regressed(self) -> list[Row]:
         return [r for r in self.rows if r.status in ("regressed", "missing")]
+
+    @property
+    def inconclusive(self) -> list[Row]:
+        return [r for r in self.rows if r.status == "inconclusive"]
 
     def counts(self) -> dict[str, int]:
         c: dict[str, int] = {}
@@ -112,8 +217,8 @@ class GateResult:
         return c
 
     def to_dict(self) -> dict:
-        return {"baseline": self.baseline, "candidate": self.candidate, "unlike": self.unlike, "counts": self.counts(),
-                "regressed": bool(self.regressed),
+        return {"baseline": self.baseline, "candidate": self.candidate, "unlike": self.unlike, "partial": self.partial,
+                "alpha": self.alpha, "counts": self.counts(), "regressed": bool(self.regressed),
                 "rows": [{**asdict(r), "verdict": asdict(r.verdict) if r.verdict else None} for r in self.rows]}
 
 
@@ -121,44 +226,111 @@ def _rule_for(metric: str, rules: list[dict]) -> dict:
     return next(r for r in rules if fnmatch.fnmatchcase(metric, r["metric"]))
 
 
-def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
-             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False) -> GateResult:
-    """Compare metric by metric; each side is one or more runs (repeats). Load runs whose
-    sampling differs are refused unless `allow_different` (then the result says so)."""
-    unlike = check_like_for_like(candidate, baseline)
-    if unlike and not allow_different:
-        raise InputError("runs are not like for like: " + "; ".join(unlike) + " (pass --allow-different to compare anyway)")
+def _tolerance(metric: str, rules: list[dict], drop_pct: float) -> tuple[dict, float | None, float | None]:
+    rule = _rule_for(metric, rules)
+    pct, absolute = rule.get("tolerance_pct"), rule.get("tolerance_abs")
+    return rule, (drop_pct if pct is None and absolute is None else pct), absolute
+
+
+def _side(metric: str, runs: list[RunSet]) -> list[Metric]:
+    return [r.metrics[metric] for r in runs if metric in r.metrics]
+
+
+def _pooled(ms: list[Metric]):
+    return pool([m.value for m in ms], [m.se for m in ms], [m.reason for m in ms], [m.longer for m in ms])
+
+
+def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dict], float]:
     user_rules, file_drop = load_gate_rules(rules_file) if rules_file else ([], None)
     drop = max_drop_pct if max_drop_pct is not None else file_drop if file_drop is not None else DEFAULT_MAX_DROP_PCT
-    rules = user_rules + DEFAULT_RULES
-    runs_b = [metrics_of(p) for p in baseline]
-    runs_c = [metrics_of(p) for p in candidate]
-    names_b = set().union(*runs_b)
-    names_c = set().union(*runs_c)
+    return user_rules + DEFAULT_RULES, drop
+
+
+def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
+             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False) -> GateResult:
+    """Compare metric by metric; each side is one or more runs (repeats). Runs that are not the
+    same experiment are refused unless `allow_different` (then every row says so); a partial
+    candidate's missing metrics are refused unless `allow_missing`."""
+    rules, drop = _rules(rules_file, max_drop_pct)
+    runs_b = [read_run(p) for p in baseline]
+    runs_c = [read_run(p) for p in candidate]
+    unlike = unlike_fields(runs_b + runs_c)
+    lines = [f"{kind}: {x}" for kind, xs in unlike.items() for x in xs]
+    if lines and not allow_different:
+        raise InputError("runs are not like for like: " + "; ".join(lines) + " (pass --allow-different to compare anyway)")
+    names_b = set().union(*(r.metrics for r in runs_b))
+    names_c = set().union(*(r.metrics for r in runs_c))
     if not names_b & names_c:
         raise InputError("baseline and candidate have no metric in common (different kinds of results, or load points "
                          "with different labels)")
-    res = GateResult(baseline=list(baseline), candidate=list(candidate), unlike=unlike)
+    partial = [x for r in runs_b + runs_c for x in r.partial]
+    lost = sorted(names_b - names_c)
+    if lost and any(r.partial for r in runs_c) and not allow_missing:
+        raise InputError(f"the candidate is partial ({'; '.join(x for r in runs_c for x in r.partial)}): {len(lost)} baseline "
+                         "metric(s) cannot be judged; re-run it, or pass --allow-missing to gate what it holds")
+    res = GateResult(baseline=list(baseline), candidate=list(candidate), unlike=lines, partial=partial, alpha=alpha)
+    compared: list[Row] = []
     for metric in sorted(names_b | names_c):
-        rule = _rule_for(metric, rules)
-        if rule.get("ignore"):
-            res.rows.append(Row(metric, "ignored", rule=rule["metric"]))
-            continue
+        rule, pct, absolute = _tolerance(metric, rules, drop)
         direction = rule.get("direction", "higher")
-        if metric not in names_c:
-            res.rows.append(Row(metric, "pass" if allow_missing else "missing", direction, rule["metric"]))
-            continue
-        if metric not in names_b:
-            res.rows.append(Row(metric, "new", direction, rule["metric"]))
-            continue
-        tol_pct = rule.get("tolerance_pct")
-        tol_pct = drop if tol_pct is None and rule.get("tolerance_abs") is None else tol_pct
-        v = judge([r[metric] for r in runs_b if metric in r], [r[metric] for r in runs_c if metric in r], direction,
-                  None if tol_pct is None else tol_pct / 100, rule.get("tolerance_abs"), alpha)
-        res.rows.append(Row(metric, v.status, direction, rule["metric"], v))
-    order = {"regressed": 0, "missing": 1, "improved": 2, "new": 3, "pass": 4, "ignored": 5}
+        row = Row(metric, "pass", direction, rule["metric"], unlike=metric.split(".")[0] in unlike)
+        if rule.get("ignore"):
+            row.status, row.direction = "ignored", ""
+        elif metric not in names_c:
+            row.status = "pass" if allow_missing else "missing"
+        elif metric not in names_b:
+            row.status = "new"
+        else:
+            compared.append(row)
+        res.rows.append(row)
+    for row in compared:
+        b, c = _pooled(_side(row.metric, runs_b)), _pooled(_side(row.metric, runs_c))
+        _, pct, absolute = _tolerance(row.metric, rules, drop)
+        allowed = absolute if absolute is not None else abs(b.value) * (pct or 0.0) / 100
+        row.verdict = compare(b, c, row.direction, allowed, alpha, metrics=len(compared))
+    decide([r.verdict for r in compared], alpha)
+    for row in compared:
+        row.status = row.verdict.status
+    order = {"regressed": 0, "missing": 1, "inconclusive": 2, "improved": 3, "new": 4, "pass": 5, "ignored": 6}
     res.rows.sort(key=lambda r: (order[r.status], r.metric))
     return res
+
+
+@dataclass
+class PlanRow:
+    metric: str
+    allowed: float  # the tolerance, metric's unit
+    value: float
+    se: float | None
+    mdc: float | None  # minimum detectable change of a comparison with two runs like this one
+    longer: float | None  # how many times longer each run must be (or runs a side) to resolve the tolerance
+    reason: str | None = None
+
+
+def plan(baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
+         alpha: float = 0.05) -> list[PlanRow]:
+    """What a gate against these runs could resolve: per metric, the minimum detectable change of
+    a candidate as noisy as the baseline, and how much longer runs (or how many runs a side)
+    would resolve each tolerance. Run it on a pilot before a CI job is sized."""
+    rules, drop = _rules(rules_file, max_drop_pct)
+    runs = [read_run(p) for p in baseline]
+    names = sorted(n for n in set().union(*(r.metrics for r in runs)) if not _rule_for(n, rules).get("ignore"))
+    out = []
+    for metric in names:
+        side = _pooled(_side(metric, runs))
+        rule, pct, absolute = _tolerance(metric, rules, drop)
+        allowed = absolute if absolute is not None else abs(side.value) * (pct or 0.0) / 100
+        v = compare(side, side, rule.get("direction", "higher"), allowed, alpha, metrics=len(names))
+        if v.mdc is None:
+            out.append(PlanRow(metric, allowed, side.value, None, None, side.longer, side.reason))
+            continue
+        longer = (v.mdc / allowed) ** 2 if allowed > 0 else (None if v.mdc else 1.0)
+        out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, longer,
+                           None if allowed > 0 or not v.mdc else "a zero tolerance cannot be resolved by any run length"))
+    return out
+
+
+# --------------------------------------------------------------------------- output
 
 
 def _num(x: float | None) -> str:
@@ -167,25 +339,54 @@ def _num(x: float | None) -> str:
     return f"{x:,.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
 
 
+def _times(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f}x" if x < 100 else f"{x:,.0f}x"
+
+
 def markdown(res: GateResult) -> str:
     """The verdict as a markdown table (for a CI job summary)."""
     c = res.counts()
-    head = "**dsbench gate: " + ("REGRESSED" if res.regressed else "passed") + "** — " + ", ".join(
-        f"{n} {k}" for k, n in c.items()) + "\n\n"
+    verdict = "REGRESSED" if res.regressed else "passed"
+    head = f"**dsbench gate: {verdict}** — " + ", ".join(f"{n} {k}" for k, n in c.items()) + "\n\n"
     head += f"baseline: {', '.join(f'`{_md(b)}`' for b in res.baseline)}; candidate: {', '.join(f'`{_md(x)}`' for x in res.candidate)}\n\n"
+    head += (f"A metric regresses only when it is worse than its tolerance with {1 - res.alpha:.0%} confidence, "
+             "Holm-corrected over all metrics (an identical system fails this gate with probability at most "
+             f"{res.alpha:g}); standard errors come from each run itself, and repeats pool.\n\n")
     head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + ("\n" if res.unlike else "")
-    lines = ["| metric | better | baseline | candidate | change | allowed | p (runs) | status |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
+    head += "".join(f"> partial: {_md(p)}\n" for p in res.partial) + ("\n" if res.partial else "")
+    if res.inconclusive:
+        head += (f"> {len(res.inconclusive)} metric(s) inconclusive: these runs cannot resolve their tolerances. "
+                 "`longer` says how many times longer each run (or how many runs a side) would; "
+                 "`dsbench gate --plan --baseline RUN` sizes runs before a CI job.\n\n")
+    lines = ["| metric | better | baseline | candidate | change | allowed | MDC | p (runs) | status |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in res.rows:
         v = r.verdict
+        mark = " (unlike)" if r.unlike else ""
         if v is None:
-            lines.append(f"| `{_md(r.metric)}` | {r.direction} | | | | | | {r.status} |")
+            lines.append(f"| `{_md(r.metric)}` | {r.direction} | | | | | | | {r.status}{mark} |")
             continue
         change = f"{v.change_pct:+.1f} %" if v.change_pct is not None else _num(v.change)
         p = ("—" if v.p_value is None else f"{v.p_value:.3g}") + f" ({v.runs[0]}/{v.runs[1]})"
         status = f"**{r.status.upper()}**" if r.status == "regressed" else r.status
+        if r.status == "inconclusive":
+            status += f": {_md(v.reason or '')}" + (f"; {_times(v.longer)} longer" if v.longer else "")
         lines.append(f"| `{_md(r.metric)}` | {r.direction} | {_num(v.baseline)} | {_num(v.candidate)} | {change} | "
-                     f"{_num(v.allowed)} | {p} | {status} |")
+                     f"{_num(v.allowed)} | {_num(v.mdc)} | {p} | {status}{mark} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def plan_markdown(rows: list[PlanRow], baseline: list[str]) -> str:
+    """The plan as a markdown table."""
+    head = (f"**dsbench gate --plan** on {', '.join(f'`{_md(b)}`' for b in baseline)}: what a gate of a candidate as "
+            "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level)\n\n")
+    lines = ["| metric | value | se | allowed | MDC | resolves | runs needed |", "|---|---:|---:|---:|---:|---|---|"]
+    for r in rows:
+        resolves = "—" if r.mdc is None else "yes" if r.mdc <= r.allowed else "no"
+        need = r.reason or ("as they are" if r.longer is not None and r.longer <= 1 else
+                            f"{_times(r.longer)} longer, or {math.ceil(r.longer)} runs a side" if r.longer else "—")
+        lines.append(f"| `{_md(r.metric)}` | {_num(r.value)} | {_num(r.se)} | {_num(r.allowed)} | {_num(r.mdc)} | "
+                     f"{resolves} | {_md(need)} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -194,33 +395,38 @@ def _md(s: str) -> str:
 
 
 def junit(res: GateResult) -> bytes:
-    """JUnit XML: one test case per metric; regressions and missing metrics are failures."""
+    """JUnit XML: one test case per metric; regressions and missing metrics are failures,
+    inconclusive and ignored ones skipped."""
     import xml.etree.ElementTree as ET
 
     fails = len(res.regressed)
+    skipped = sum(r.status in ("ignored", "inconclusive") for r in res.rows)
     suites = ET.Element("testsuites", name="dsbench gate", tests=str(len(res.rows)), failures=str(fails))
     suite = ET.SubElement(suites, "testsuite", name="dsbench gate", tests=str(len(res.rows)), failures=str(fails),
-                          skipped=str(sum(r.status == "ignored" for r in res.rows)))
+                          skipped=str(skipped))
     for r in res.rows:
         case = ET.SubElement(suite, "testcase", classname="dsbench.gate", name=r.metric)
         v = r.verdict
         if r.status in ("regressed", "missing"):
             msg = (f"{r.metric}: {r.status}" if v is None else
-                   f"{r.metric}: {_num(v.baseline)} -> {_num(v.candidate)} ({r.direction} is better, allowed {_num(v.allowed)})")
+                   f"{r.metric}: {_num(v.baseline)} -> {_num(v.candidate)} ({r.direction} is better, allowed {_num(v.allowed)}, "
+                   f"p {v.p_value:.3g})")
             ET.SubElement(case, "failure", message=msg, type=r.status).text = msg
         elif r.status == "ignored":
             ET.SubElement(case, "skipped", message="ignored by rule " + r.rule)
+        elif r.status == "inconclusive":
+            ET.SubElement(case, "skipped", message=f"inconclusive: {v.reason}" if v else "inconclusive")
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True)
 
 
 def write_outputs(res: GateResult, summary: Path | None, junit_path: Path | None) -> list[Path]:
     written = []
-    if summary:
-        summary.parent.mkdir(parents=True, exist_ok=True)
-        summary.write_text(markdown(res))
-        written.append(summary)
-    if junit_path:
-        junit_path.parent.mkdir(parents=True, exist_ok=True)
-        junit_path.write_bytes(junit(res))
-        written.append(junit_path)
+    for path, data in ((summary, markdown(res).encode()), (junit_path, junit(res) if junit_path else b"")):
+        if path:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+            except OSError as e:
+                raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+            written.append(path)
     return written

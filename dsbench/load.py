@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field
 import httpx
 import numpy as np
 
-from .core.loadstats import chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
+from .core.loadstats import NS, chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
+from .core.uncertainty import Estimate, block_length, block_ratio_se, ratio_se
 from .core.methods import METHODS
 from .live import engines, prom
 from .live.client import build_payload
@@ -131,11 +132,45 @@ def spec_window(run: PointRun, engine: str | None, summary: dict, records: list[
     return chosen, (counters if chosen.source == "per-request" else None)
 
 
-def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None) -> dict:
-    """The summary of one load point (all figures measured; definitions in core/loadstats.py)."""
+def tau_estimate(run: PointRun, engine: str | None, spec, pooled: list[dict], records: list[dict], e2e_s: float | None) -> Estimate:
+    """tau's standard error, from whatever the figures came from: requests (per-request counts,
+    or tokens per chunk) are i.i.d. units; counters scraped through the window are a time series."""
+    if not spec.tau:
+        return Estimate(None, None, 0, "none", "no tau measured")
+    num, den = [], []
+    if spec.source == "server counters":
+        for (ta, a), (tb, b) in zip(run.scrapes, run.scrapes[1:]):
+            delta, bad, _ = engines.counter_delta(engine, a, b)
+            first = sum(1 for r in records if r.get("first_chunk_ns") and ta <= r["first_chunk_ns"] < tb)
+            w = engines.figures(engine, delta, "server counters", first, bad)
+            num.append((w.tau or 0.0) * (w.decode_steps or 0.0))
+            den.append(w.decode_steps or 0.0)
+        span_s = (run.scrapes[-1][0] - run.scrapes[0][0]) / NS if len(run.scrapes) > 1 else 0.0
+        life = e2e_s / (span_s / len(num)) if e2e_s and num and span_s > 0 else len(num)
+        est = block_ratio_se(num, den, block_length(len(num), life), what="counter scrapes")
+    else:
+        for r in pooled:
+            if spec.source == "per-request":
+                c = engines.request_counts(engine, r.get("server_stats"), r.get("output_tokens"))
+                w = engines.figures(engine, c, "per-request", first_tokens=1.0) if c is not None else None
+                if w is not None and w.tau and w.decode_steps:
+                    num.append(w.tau * w.decode_steps)
+                    den.append(w.decode_steps)
+            elif len(r.get("chunk_offsets_s") or []) > 1 and r.get("output_tokens"):
+                num.append(r["output_tokens"] - (r.get("chunk_tokens") or [1])[0])
+                den.append(len(r["chunk_offsets_s"]) - 1)
+        est = ratio_se(num, den)
+    if est.se is None or not est.value:
+        return Estimate(spec.tau, None, est.n, est.method, est.reason, est.longer)
+    return Estimate(spec.tau, est.se / est.value * spec.tau, est.n, est.method)  # relative se, on the reported tau
+
+
+def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: str = "measured") -> dict:
+    """The summary of one load point (definitions in core/loadstats.py); `source` is what the
+    server said it is: measured, or simulated (dsbench serve --sim)."""
     records = [r.to_dict() for r in run.records]
     s = {"label": run.spec.label, "mode": "closed" if run.spec.concurrency is not None else "poisson",
-         "concurrency": run.spec.concurrency, "rate": run.spec.rate, "source": "measured"}
+         "concurrency": run.spec.concurrency, "rate": run.spec.rate, "source": source}
     t0 = run.t0_ns
     if run.t1_ns <= run.t0_ns:  # the point ended inside the warm-up: widen the window to the whole point
         starts = [r.start_ns for r in run.records if r.start_ns]
@@ -145,6 +180,7 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None) -> dict:
     s.update(summarise(records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency))
     spec, counters = spec_window(run, engine, s, records)
     s["spec"] = spec.model_dump()
+    s["uncertainty"]["tau"] = vars(tau_estimate(run, engine, spec, latency_pool(records, t0)[0], records, s.get("e2e_s_p50")))
     if counters is not None:
         s["spec_counters"] = counters.model_dump()
     if spec.measured and spec.tau:
@@ -170,21 +206,27 @@ class ServerInfo:
     metrics_url: str | None  # where speculative counters are read, None without /metrics
     served: list[str]  # model ids /v1/models lists
     notes: list[str]
+    server: dict = field(default_factory=lambda: {"source": "measured"})  # what the server says it is (source: measured | simulated)
 
 
-def _models(resp: httpx.Response, url: str) -> tuple[list[str], str | None]:
-    """Served model ids and the first `owned_by` from a /v1/models answer; a refused key is
-    one line."""
+def _models(resp: httpx.Response, url: str, model: str) -> tuple[list[str], str | None, dict]:
+    """Served model ids, the first `owned_by` and what the server says of itself and of `model`
+    from a /v1/models answer (dsbench's `dsbench` card; vLLM's `root` and `max_model_len`); a
+    refused key is one line."""
     if resp.status_code in (401, 403):
         raise InputError(f"{url}/v1/models refused the request (HTTP {resp.status_code}): wrong or missing API key? "
                          "(pass it with --api-key-env VAR)")
     if resp.status_code >= 400 or "json" not in resp.headers.get("content-type", ""):
-        return [], None  # some servers have no /v1/models; the pre-flight request decides
+        return [], None, {}  # some servers have no /v1/models; the pre-flight request decides
     try:
         data = [m for m in resp.json().get("data") or [] if isinstance(m, dict)]
     except (ValueError, AttributeError):
-        return [], None
-    return [str(m.get("id")) for m in data], next((m.get("owned_by") for m in data), None)
+        return [], None, {}
+    mine = next((m for m in data if m.get("id") == model), {})
+    card = mine.get("dsbench") if isinstance(mine.get("dsbench"), dict) else {}
+    server = {k: v for k, v in card.items() if isinstance(v, (str, int, float, bool)) or v is None}
+    server.update({k: mine[k] for k in ("root", "max_model_len") if isinstance(mine.get(k), (str, int))})
+    return [str(m.get("id")) for m in data], next((m.get("owned_by") for m in data), None), server
 
 
 async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
@@ -197,8 +239,11 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
     probe = {k: v for k, v in body.items() if k != "stream_options"} | {"max_tokens": 1, "stream": False}
     async with httpx.AsyncClient(timeout=cfg.timeout_s) as c:
         try:
-            served, owned_by = _models(await c.get(base + "/v1/models", headers=headers), base)
+            served, owned_by, server = _models(await c.get(base + "/v1/models", headers=headers), base, cfg.model)
             r = await c.post(endpoint, json=probe, headers=headers)
+            server["source"] = server.get("source") or r.headers.get("x-dsbench-source") or "measured"
+            if server["source"] not in ("measured", "simulated"):
+                server["source"] = "measured"
         except httpx.HTTPError as e:
             raise InputError(f"server unreachable at {cfg.url}: {type(e).__name__}: {e}") from None
         is_json = "json" in r.headers.get("content-type", "")
@@ -216,7 +261,7 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
                                  f"not JSON: is this an OpenAI-compatible server? ({text[:80]})")
             raise InputError(f"pre-flight request refused: HTTP {r.status_code} from {endpoint}: {text}")
         if cfg.engine == "none":
-            return ServerInfo(None, None, served, notes)
+            return ServerInfo(None, None, served, notes, server)
         murl = cfg.metrics_url or base + "/metrics"
         snap = None
         try:
@@ -232,7 +277,7 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
         if snap is None or a.counts(snap) is None:
             notes.append(f"--engine {cfg.engine}: no {cfg.engine} speculative series at {murl}"
                          + (f" (the server looks like {found})" if found else ""))
-    return ServerInfo(engine, murl if snap is not None else None, served, notes)
+    return ServerInfo(engine, murl if snap is not None else None, served, notes, server)
 
 
 def request_extras(engine: str | None) -> tuple[dict, bool]:
@@ -262,6 +307,7 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
         first = build_payload(cfg.model, getattr(prompts[0], "text", ""), cfg.max_tokens, cfg.api, sampling.body())
         info = await preflight(cfg, headers, first)
         doc["engine"], doc["server_notes"], doc["served_models"] = info.engine, info.notes, info.served
+        doc["server"] = info.server
         extra, continuous = request_extras(info.engine)
         target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, info.metrics_url, headers, cfg.timeout_s,
                         {**extra, **sampling.body()}, continuous_usage=continuous)
@@ -273,7 +319,7 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
                 run = await run_point_sharded(target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress)
             else:
                 run = await run_point(target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress)
-            summary = summarise_run(run, cfg, engine)
+            summary = summarise_run(run, cfg, engine, info.server["source"])
             writer.point(spec.label, summary, [{"id": r.id, "error": r.error, "output_tokens": r.output_tokens,
                                                 **request_metrics(r.to_dict())} for r in run.records])
             doc["points"].append(summary)

@@ -358,8 +358,7 @@ def load_sweep(path: str | os.PathLike) -> dict:
 
     data = _load_json(p / "sweep.json" if p.is_dir() else p, "sweep")
     _check_schema(data, p, SWEEP_SCHEMA)
-    parse(SweepDoc, data, p)
-    return data
+    return parse(SweepDoc, data, p).model_dump(by_alias=True)  # a partial sweep's absent fields filled in
 
 
 # --------------------------------------------------------------------------- hardware and model specs
@@ -554,8 +553,7 @@ def load_calibration(path: str | os.PathLike) -> dict:
 
     data = _load_json(p, "calibration")
     _check_schema(data, p, CALIBRATION_SCHEMA)
-    parse(CalibrationDoc, data, p)
-    return data
+    return parse(CalibrationDoc, data, p).model_dump(by_alias=True)
 
 
 def per_round_confidences(acc: Acceptance):

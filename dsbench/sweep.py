@@ -137,7 +137,8 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
 def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = None,
               on_method: Callable[[str, list[dict]], None] | None = None) -> SweepResult:
     """Simulate each method over the concurrency grid; `progress(method, n_done)` after each point,
-    `on_method(method, rows)` after each method (so callers can write results as they arrive)."""
+    `on_method(method, rows, summary so far)` after each method (so callers can write results as
+    they arrive)."""
     if cfg.model:
         _fit_defaults(cfg)
     policy = cfg.validate()
@@ -151,29 +152,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
         max_c = profile.max_requests
     grid = concurrency_grid(max_c, cfg.levels)
 
-    rows: list[dict] = []
-    methods_summary = {}
-    for name, sc in scenarios.items():
-        mrows = []
-        for i, c in enumerate(grid):
-            pt = simulate(sc, int(c), samples=cfg.samples, seed=cfg.seed)
-            thr_gpu = pt.throughput_tok_s / profile.gpus
-            mrows.append({"method": name, "policy": str(sc.policy), "gamma": sc.gamma, **asdict(pt),
-                          "throughput_tok_s_gpu": thr_gpu, "source": source})
-            if progress:
-                progress(name, i + 1)
-        rows += mrows
-        if on_method:
-            on_method(name, mrows)
-        choice = best_at_slo([r["concurrency"] for r in mrows], [r["tps_user"] for r in mrows],
-                             [r["throughput_tok_s_gpu"] for r in mrows], [r["verify_budget"] for r in mrows], cfg.slo)
-        methods_summary[name] = {**asdict(choice), "policy": str(sc.policy), "gamma": sc.gamma,
-                                 "tau_curve": _curve_tau(sc), "peak_tps_user": max(r["tps_user"] for r in mrows)}
-
-    base = methods_summary[cfg.baseline]
-    for s in methods_summary.values():
-        s["ratio"] = s["throughput"] / base["throughput"] if s["feasible"] and base["feasible"] else None
-
+    methods_summary: dict[str, dict] = {}
     summary = {
         "provenance": provenance(),
         "slo": cfg.slo,
@@ -194,6 +173,27 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             "fitted_model": cfg.model,
         },
     }
+    rows: list[dict] = []
+    for name, sc in scenarios.items():
+        mrows = []
+        for i, c in enumerate(grid):
+            pt = simulate(sc, int(c), samples=cfg.samples, seed=cfg.seed)
+            thr_gpu = pt.throughput_tok_s / profile.gpus
+            mrows.append({"method": name, "policy": str(sc.policy), "gamma": sc.gamma, **asdict(pt),
+                          "throughput_tok_s_gpu": thr_gpu, "source": source})
+            if progress:
+                progress(name, i + 1)
+        rows += mrows
+        choice = best_at_slo([r["concurrency"] for r in mrows], [r["tps_user"] for r in mrows],
+                             [r["throughput_tok_s_gpu"] for r in mrows], [r["verify_budget"] for r in mrows], cfg.slo)
+        methods_summary[name] = {**asdict(choice), "policy": str(sc.policy), "gamma": sc.gamma,
+                                 "tau_curve": _curve_tau(sc), "peak_tps_user": max(r["tps_user"] for r in mrows)}
+        if on_method:
+            on_method(name, mrows, summary)
+
+    base = methods_summary[cfg.baseline]
+    for s in methods_summary.values():
+        s["ratio"] = s["throughput"] / base["throughput"] if s["feasible"] and base["feasible"] else None
     return SweepResult(summary, rows)
 
 

@@ -113,7 +113,7 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
                                 "--samples", "20", "--max-new-tokens", "300", "--concurrency", "8", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
     (c,) = load_acceptance(tmp_path)
-    assert c.source == "measured" and c.method == "dflash" and c.domain == "code"
+    assert c.source == "simulated" and c.method == "dflash" and c.domain == "code"  # the server said it is a simulator
     assert c.tau == pytest.approx(expected_tau(curve), rel=0.04)
     np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.04)
     bad = runner.invoke(app, ["accept", "--backend", url, "--workload", "code", "--out", str(tmp_path)])

@@ -24,21 +24,41 @@ out = Console(width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 
 
+# Exit codes, the same for every command. 1 is only ever `gate`'s "regressed".
+EXIT_REGRESSED, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 2, 70, 130
+
+
 def handles_input_errors(fn):
-    """Bad input becomes one line on stderr and exit code 2, never a traceback."""
+    """Bad input (and a path that cannot be read or written) becomes one line on stderr and exit
+    code 2; anything else is an internal error, exit 70 (never 1, which means "regressed"), its
+    traceback shown only with DSBENCH_TRACEBACK=1."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import click
+
         from ..results import InputError
 
         try:
             return fn(*args, **kwargs)
+        except (typer.Exit, click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
         except InputError as e:
             err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_INPUT) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/]: results written so far are kept")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as e:
+            where = f" {e.filename}" if e.filename else ""
+            err.print(f"[bold red]error:[/] cannot use{where}: {e.strerror or e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INPUT) from None
+        except Exception as e:
+            if os.environ.get("DSBENCH_TRACEBACK"):
+                raise
+            err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e} (a bug in dsbench; DSBENCH_TRACEBACK=1 "
+                      "shows where)", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
 

@@ -126,7 +126,9 @@ def _print_load_table(doc: dict) -> None:
     from ..documents import sampling_text
 
     shown = sampling_text(doc.get("sampling"))
-    table = Table(title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} (all figures measured)",
+    source = (doc.get("server") or {}).get("source", "measured")
+    what = "all figures SIMULATED: the server is dsbench's simulator" if source == "simulated" else "all figures measured"
+    table = Table(title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} ({what})",
                   caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
                           "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
                           "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",

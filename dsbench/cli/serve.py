@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -71,7 +72,10 @@ def _sim_engine(profile, acceptance, domain, method, policy, gamma, time_scale, 
     cap = f", at most {prof.max_requests} requests in flight (KV memory)" if prof.max_requests else ""
     err.print(f"dsbench serve: simulated {method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
               f"time scale {time_scale:g}, model id {model_name!r}{cap}", highlight=False)
-    return SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name, max_running=prof.max_requests)
+    card = {"method": method, "profile": prof.path.stem, "profile_source": prof.source, "device": prof.device.get("name"),
+            "gpus": prof.gpus, "model": prof.model.get("name")}
+    return SimEngine(scenario, time_scale=time_scale, seed=seed, model_name=model_name, max_running=prof.max_requests,
+                     card=card)
 
 
 def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_name, profile):
@@ -81,7 +85,8 @@ def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_
     dec, tok, info = build_decoder(target, draft, policy, gamma, temperature, device, seed, profile)
     err.print(f"dsbench serve: real engine, target {target}, "
               + (f"{info.method} drafter, gamma {dec.gamma}, {dec.policy}" if info else "no drafter"), highlight=False)
-    return RealEngine(dec, tok, model_name)
+    return RealEngine(dec, tok, model_name, {"target": Path(target).name, "method": info.method if info else "no-spec",
+                                             "device": str(device)})
 
 
 def _parse_faults(specs: list[str], stall_after: int | None, seed: int):

@@ -70,9 +70,9 @@ def _with_progress(run, cfg, out_dir: Path, show: bool):
 
     rows_so_far: list[dict] = []
 
-    def on_method(name, rows):
+    def on_method(name, rows, summary):
         rows_so_far.extend(rows)
-        write_sweep(out_dir, {"partial": True, "slo": cfg.slo}, rows_so_far)
+        write_sweep(out_dir, {**summary, "partial": True}, rows_so_far)
 
     if not show:
         return run(None, on_method)

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .uncertainty import Estimate, block_length, block_ratio_se, percentile_se, rate_se
+
 NS = 1e9
+THROUGHPUT_BINS = 200  # time bins of the window for throughput's block bootstrap
 
 
 def _pct(x: np.ndarray, q: float) -> float | None:
@@ -59,6 +62,23 @@ def tokens_in_window(r: dict, t0_ns: int, t1_ns: int) -> float:
         per = np.full(len(offs), (r.get("output_tokens") or len(offs)) / len(offs))
     inside = (t >= t0_ns) & (t <= t1_ns)
     return float(np.asarray(per, dtype=float)[inside].sum())
+
+
+def tokens_per_bin(records: list[dict], t0_ns: int, t1_ns: int, bins: int) -> np.ndarray:
+    """Output tokens whose chunks arrived in each of `bins` equal slices of [t0, t1]."""
+    out = np.zeros(bins)
+    width = (t1_ns - t0_ns) / bins
+    for r in records:
+        offs = r.get("chunk_offsets_s")
+        if not offs or r.get("error") not in (None, "cancelled"):
+            continue
+        t = r["start_ns"] + np.asarray(offs) * NS
+        per = r.get("chunk_tokens")
+        per = np.full(len(offs), (r.get("output_tokens") or len(offs)) / len(offs)) if per is None else np.asarray(per, float)
+        inside = (t >= t0_ns) & (t <= t1_ns)
+        idx = np.minimum(((t[inside] - t0_ns) / width).astype(int), bins - 1)
+        np.add.at(out, idx, per[inside])
+    return out
 
 
 def chunks_in_window(records: list[dict], t0_ns: int, t1_ns: int) -> int:
@@ -141,6 +161,7 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         "chunks_in_window": chunks_in_window(records, t0_ns, t1_ns),
         "first_tokens_in_window": sum(1 for r in records if r.get("first_chunk_ns") and t0_ns <= r["first_chunk_ns"] <= t1_ns),
     }
+    out["uncertainty"] = _uncertainty(records, t0_ns, t1_ns, col, out)
     lags = np.concatenate([np.asarray(r["chunk_lag_s"]) for r in records if r.get("chunk_lag_s")] or [np.zeros(0)])
     if len(lags):  # server-stamped chunks: how late the client saw them (its timing error)
         out["client_lag_s_p50"], out["client_lag_s_p99"] = _pct(lags, 50), _pct(lags, 99)
@@ -151,6 +172,24 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         out["goodput_requests_s"] = out["request_throughput_s"] * out["slo_attainment"] \
             if out["request_throughput_s"] is not None and out["slo_attainment"] is not None else None
     return out
+
+
+def _uncertainty(records: list[dict], t0_ns: int, t1_ns: int, col: dict, out: dict) -> dict[str, dict]:
+    """Standard errors of the gated figures from this point's own requests and time bins."""
+    est: dict[str, Estimate] = {}
+    for q in (50, 90):  # pXX of speed is the (100 - XX)th percentile
+        est[f"tps_user_p{q}"] = percentile_se(col["tps_user"], 100 - q, seed=q)
+    for name in ("ttft_s", "tpot_s"):
+        for q in (50, 99):
+            est[f"{name}_p{q}"] = percentile_se(col[name], q, seed=q)
+    est["error_rate"] = rate_se(out["requests_failed"], out["requests"])
+    window_s = (t1_ns - t0_ns) / NS
+    if window_s > 0:
+        per_bin = tokens_per_bin(records, t0_ns, t1_ns, THROUGHPUT_BINS)
+        width = window_s / THROUGHPUT_BINS
+        life = float(np.median(col["e2e_s"])) / width if len(col["e2e_s"]) else THROUGHPUT_BINS
+        est["output_tok_s"] = block_ratio_se(per_bin, np.full(THROUGHPUT_BINS, width), block_length(THROUGHPUT_BINS, life))
+    return {k: vars(v) for k, v in est.items()}
 
 
 def timing_warning(tpot_s: float | None, lag_s: float | None, tokens: float | None, what: str, limit: float = 0.05) -> str | None:

@@ -52,6 +52,8 @@ class PointRun:
     aborted: str | None = None  # why issuing stopped early (server unreachable)
     loop_lag_s: list[float] = field(default_factory=list)  # how late the event loop woke for a timer (client timing error)
     after_drain: prom.Snapshot | None = None  # a scrape once the point's requests ended (engines that count at request end)
+    # (monotonic ns, scrape) inside the window, `before` first and `after` last: the counters over time
+    scrapes: list[tuple[int, prom.Snapshot]] = field(default_factory=list)
 
 
 @dataclass
@@ -125,14 +127,28 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 run.t1_ns = time.monotonic_ns()
                 window_closed.set()
 
-        async def scraper() -> None:
+        async def scrape() -> prom.Snapshot:
+            t = time.monotonic_ns()
+            snap = await prom.scrape(client, target.metrics_url, target.headers)
+            run.scrapes.append((t, snap))
+            return snap
+
+        async def scraper(min_period_s: float = 0.1, cost_share: float = 0.05) -> None:
+            # scrapes through the window give the counters over time (tau's uncertainty); no more
+            # often than keeps scraping to `cost_share` of the client's time
             if not target.metrics_url:
                 return
             try:
                 await asyncio.sleep(max(0.0, (run.t0_ns - time.monotonic_ns()) / 1e9))
-                run.before = await prom.scrape(client, target.metrics_url, target.headers)
-                await window_closed.wait()
-                run.after = await prom.scrape(client, target.metrics_url, target.headers)
+                t = time.perf_counter()
+                run.before = await scrape()
+                period = max(min_period_s, (time.perf_counter() - t) / cost_share)
+                while not window_closed.is_set():
+                    try:
+                        await asyncio.wait_for(window_closed.wait(), period)
+                    except asyncio.TimeoutError:
+                        await scrape()
+                run.after = await scrape()
             except (httpx.HTTPError, ValueError) as e:
                 run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
 

@@ -58,7 +58,7 @@ def collect(path: str) -> Run:
         elif schema == LOAD_SCHEMA:
             doc = load_load(f)
             run.loads.append((f, doc, load_requests(f)))
-            _add_file(run, f, kind, doc, "measured")
+            _add_file(run, f, kind, doc, (doc.get("server") or {}).get("source", "measured"))
         elif schema == ACCEPTANCE_SCHEMA:
             a = load_acceptance_file(f)
             run.acceptance.append(a)
@@ -132,7 +132,8 @@ def _measured_points(run: Run) -> list[dict]:
     pts = []
     for _, doc, _ in run.loads:
         cfg = doc.get("config") or {}
-        label = f"{cfg['method']} (measured)" if cfg.get("method") else f"live: {cfg.get('model', '?')} (measured)"
+        how = (doc.get("server") or {}).get("source", "measured")  # simulated: a load run against dsbench serve --sim
+        label = f"{cfg['method']} ({how})" if cfg.get("method") else f"live: {cfg.get('model', '?')} ({how})"
         gpus = cfg.get("gpus") or 1
         for p in doc["points"]:
             if p.get("tps_user_mean") and p.get("output_tok_s"):
@@ -163,7 +164,7 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
             src = (f"{inp.get('results_source', 'simulated')}: {inp.get('profile_source')} profile "
                    f"({inp.get('device')}, {inp.get('model')}), acceptance {', '.join(inp.get('acceptance_sources') or [])}, "
                    f"{inp.get('domain')} traffic"
-                   + (f"; diamonds: measured (dsbench load, {' + '.join(live_traffic)} traffic"
+                   + (f"; diamonds: live load runs, labelled measured or simulated (dsbench load, {' + '.join(live_traffic)} traffic"
                       + (" — not the modelled traffic: compare with care)" if live_traffic != [inp.get("domain")] else ")")
                       if measured else ""))
             add("Throughput vs per-user speed", i, fig(plots.frontier_with_measured(

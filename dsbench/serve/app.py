@@ -119,12 +119,14 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
     registry = CollectorRegistry()
     registry.register(_SpecCollector(engine))
     ids = count(1)
+    tell = {"x-dsbench-source": engine.card["source"]}
 
     async def health(_: Request):
         return JSONResponse({"status": "ok"})
 
     async def models(_: Request):
-        return JSONResponse({"object": "list", "data": [{"id": engine.model_name, "object": "model", "owned_by": "dsbench"}]})
+        return JSONResponse({"object": "list", "data": [{"id": engine.model_name, "object": "model", "owned_by": "dsbench",
+                                                         "dsbench": engine.card}]}, headers=tell)
 
     async def metrics(_: Request):
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -162,7 +164,7 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
             choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": finish}
                       if chat else {"index": 0, "text": "".join(parts), "finish_reason": finish})
             return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
-                                 "model": engine.model_name, "choices": [choice], "usage": usage})
+                                 "model": engine.model_name, "choices": [choice], "usage": usage}, headers=tell)
 
         trace = bool(body.get("dsbench_trace"))  # stamp chunks with the send time (client-overhead benchmark)
         opts = body.get("stream_options") or {}
@@ -203,7 +205,7 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
             finally:
                 engine.cancel(queue)
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=tell)
 
     async def chat_completions(request: Request):
         return await complete(request, chat=True)

@@ -70,6 +70,9 @@ class EngineLoop:
     """The background task every engine runs (`_loop`), started and stopped with the server."""
 
     _task: asyncio.Task | None = None
+    # what the server is, told to clients in /v1/models (`dsbench` field) and an x-dsbench-source
+    # header, so that a load run against a simulator is labelled simulated, never measured
+    card: dict = {"source": "measured"}
 
     def start(self) -> None:
         if self._task is None:
@@ -92,8 +95,10 @@ class SimEngine(EngineLoop):
     """Continuous-batching simulated engine driven by a core Scenario."""
 
     def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim",
-                 max_running: int | None = None):
+                 max_running: int | None = None, card: dict | None = None):
         self.sc = scenario
+        self.card = {"source": "simulated", "method": None, "policy": str(scenario.policy), "gamma": scenario.gamma,
+                     "time_scale": time_scale, **(card or {})}
         self.max_running = max_running  # the KV cache's room: later arrivals wait, as in vLLM's scheduler
         self.time_scale = time_scale
         self.model_name = model_name

@@ -32,8 +32,9 @@ class _Live:
 
 
 class RealEngine(EngineLoop):
-    def __init__(self, decoder: SpecDecoder, tokenizer, model_name: str):
+    def __init__(self, decoder: SpecDecoder, tokenizer, model_name: str, card: dict | None = None):
         self.decoder, self.tok, self.model_name = decoder, tokenizer, model_name
+        self.card = {"source": "measured", "engine": "dsbench reference", **(card or {})}
         self.counters = SpecCounters(max(decoder.gamma, 1))
         self._live: list[_Live] = []
         self._wake = asyncio.Event()
