@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .core.acceptance import expected_tau
-from .core.gating import Verdict, compare, decide, pool
+from .core.gating import Side, Verdict, compare, decide, pool_sides
 from .results import (ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, InputError, find_results, load_acceptance_file,
                       load_gate_rules, load_load, load_sweep)
 
@@ -201,6 +201,7 @@ class GateResult:
     unlike: list[str] = field(default_factory=list)  # differences allowed with --allow-different
     partial: list[str] = field(default_factory=list)
     alpha: float = 0.05
+    run_to_run: bool = False  # a side had three or more runs: variation between runs was measured
 
     @property
     def regressed(self) -> list[Row]:
@@ -218,7 +219,8 @@ class GateResult:
 
     def to_dict(self) -> dict:
         return {"baseline": self.baseline, "candidate": self.candidate, "unlike": self.unlike, "partial": self.partial,
-                "alpha": self.alpha, "counts": self.counts(), "regressed": bool(self.regressed),
+                "alpha": self.alpha, "run_to_run_measured": self.run_to_run, "counts": self.counts(),
+                "regressed": bool(self.regressed),
                 "rows": [{**asdict(r), "verdict": asdict(r.verdict) if r.verdict else None} for r in self.rows]}
 
 
@@ -236,8 +238,25 @@ def _side(metric: str, runs: list[RunSet]) -> list[Metric]:
     return [r.metrics[metric] for r in runs if metric in r.metrics]
 
 
-def _pooled(ms: list[Metric]):
-    return pool([m.value for m in ms], [m.se for m in ms], [m.reason for m in ms], [m.longer for m in ms])
+def _sides(metric: str, *sides: list[RunSet], run_noise_pct: float | None = None):
+    """Each side pooled over its runs, with the run-to-run variance any side of three or more runs
+    shows added to all (core.gating.run_to_run), else the declared `run_noise_pct`; and whether
+    a side had three runs."""
+    ms = [_side(metric, runs) for runs in sides]
+    pooled = pool_sides(*[([m.value for m in side], [m.se for m in side], [m.reason for m in side], [m.longer for m in side])
+                          for side in ms], run_noise=run_noise_pct / 100 if run_noise_pct else None)
+    return pooled, any(len(side) >= 3 for side in ms)
+
+
+def run_spread_pct(metric: str, runs: list[RunSet]) -> float | None:
+    """The relative standard deviation between these runs beyond their own errors, percent
+    (what `--run-noise` declares for single runs), or None with fewer than three."""
+    from .core.gating import run_to_run
+
+    ms = _side(metric, runs)
+    between = run_to_run([([m.value for m in ms], [m.se for m in ms])])
+    level = sum(m.value for m in ms) / len(ms) if ms else 0.0
+    return math.sqrt(between[0]) / abs(level) * 100 if between and level else None
 
 
 def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dict], float]:
@@ -247,10 +266,12 @@ def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dic
 
 
 def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
-             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False) -> GateResult:
+             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False,
+             run_noise_pct: float | None = None) -> GateResult:
     """Compare metric by metric; each side is one or more runs (repeats). Runs that are not the
     same experiment are refused unless `allow_different` (then every row says so); a partial
-    candidate's missing metrics are refused unless `allow_missing`."""
+    candidate's missing metrics are refused unless `allow_missing`. `run_noise_pct`: the relative
+    spread between runs to assume when no side has three runs to measure it."""
     rules, drop = _rules(rules_file, max_drop_pct)
     runs_b = [read_run(p) for p in baseline]
     runs_c = [read_run(p) for p in candidate]
@@ -284,7 +305,8 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
             compared.append(row)
         res.rows.append(row)
     for row in compared:
-        b, c = _pooled(_side(row.metric, runs_b)), _pooled(_side(row.metric, runs_c))
+        (b, c), measured = _sides(row.metric, runs_b, runs_c, run_noise_pct=run_noise_pct)
+        res.run_to_run = res.run_to_run or measured or bool(run_noise_pct)
         _, pct, absolute = _tolerance(row.metric, rules, drop)
         allowed = absolute if absolute is not None else abs(b.value) * (pct or 0.0) / 100
         row.verdict = compare(b, c, row.direction, allowed, alpha, metrics=len(compared))
@@ -301,32 +323,44 @@ class PlanRow:
     metric: str
     allowed: float  # the tolerance, metric's unit
     value: float
-    se: float | None
-    mdc: float | None  # minimum detectable change of a comparison with two runs like this one
-    longer: float | None  # how many times longer each run must be (or runs a side) to resolve the tolerance
+    se: float | None  # of the baseline's mean over its runs
+    mdc: float | None  # minimum detectable change of a candidate with as many runs, as noisy
+    longer: float | None  # how many times longer each run must be to resolve the tolerance (runs without spread measured)
+    runs: int | None  # runs a side that would resolve it
     reason: str | None = None
+    run_spread_pct: float | None = None  # spread between the baseline's runs beyond their own errors (three or more)
 
 
 def plan(baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
          alpha: float = 0.05) -> list[PlanRow]:
     """What a gate against these runs could resolve: per metric, the minimum detectable change of
-    a candidate as noisy as the baseline, and how much longer runs (or how many runs a side)
-    would resolve each tolerance. Run it on a pilot before a CI job is sized."""
+    a candidate as noisy as the baseline, and how many runs a side (or, while the spread between
+    runs is unmeasured, how much longer runs) would resolve each tolerance. Run it on a pilot
+    before a CI job is sized."""
     rules, drop = _rules(rules_file, max_drop_pct)
     runs = [read_run(p) for p in baseline]
     names = sorted(n for n in set().union(*(r.metrics for r in runs)) if not _rule_for(n, rules).get("ignore"))
     out = []
     for metric in names:
-        side = _pooled(_side(metric, runs))
+        (side,), spread_measured = _sides(metric, runs)
+        spread = run_spread_pct(metric, runs)
         rule, pct, absolute = _tolerance(metric, rules, drop)
         allowed = absolute if absolute is not None else abs(side.value) * (pct or 0.0) / 100
         v = compare(side, side, rule.get("direction", "higher"), allowed, alpha, metrics=len(names))
         if v.mdc is None:
-            out.append(PlanRow(metric, allowed, side.value, None, None, side.longer, side.reason))
+            out.append(PlanRow(metric, allowed, side.value, None, None, side.longer, None, side.reason, spread))
             continue
-        longer = (v.mdc / allowed) ** 2 if allowed > 0 else (None if v.mdc else 1.0)
-        out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, longer,
-                           None if allowed > 0 or not v.mdc else "a zero tolerance cannot be resolved by any run length"))
+        if allowed <= 0:
+            out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, None, None,
+                               "a zero tolerance cannot be resolved" if v.mdc else None, spread))
+            continue
+        # the se falls as 1 / sqrt(runs) (and, within a run, as 1 / sqrt(its length)); counted at
+        # many runs' degrees of freedom, as the t-quantiles of a few runs would overstate it
+        z = compare(Side(side.value, side.var, math.inf, side.runs), Side(side.value, side.var, math.inf, side.runs),
+                    "higher", allowed, alpha, metrics=len(names)).mdc
+        factor = (z / allowed) ** 2
+        out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, None if spread_measured else factor,
+                           max(side.runs, math.ceil(side.runs * factor)), None, spread))
     return out
 
 
@@ -352,6 +386,11 @@ def markdown(res: GateResult) -> str:
     head += (f"A metric regresses only when it is worse than its tolerance with {1 - res.alpha:.0%} confidence, "
              "Holm-corrected over all metrics (an identical system fails this gate with probability at most "
              f"{res.alpha:g}); standard errors come from each run itself, and repeats pool.\n\n")
+    if not res.run_to_run:
+        head += ("> Fewer than three runs a side: variation between runs (server state, CPU clock, co-tenants) is not "
+                 "measured and these verdicts assume there is none. On vLLM's CPU build it made 2 of 20 single-run A/A "
+                 "pairs fail (`benchmarks/bench_gate.py`): give three baseline runs, or declare it with `--run-noise` "
+                 "(`gate --plan` on three runs measures it).\n\n")
     head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + ("\n" if res.unlike else "")
     head += "".join(f"> partial: {_md(p)}\n" for p in res.partial) + ("\n" if res.partial else "")
     if res.inconclusive:
@@ -379,14 +418,22 @@ def markdown(res: GateResult) -> str:
 def plan_markdown(rows: list[PlanRow], baseline: list[str]) -> str:
     """The plan as a markdown table."""
     head = (f"**dsbench gate --plan** on {', '.join(f'`{_md(b)}`' for b in baseline)}: what a gate of a candidate as "
-            "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level)\n\n")
-    lines = ["| metric | value | se | allowed | MDC | resolves | runs needed |", "|---|---:|---:|---:|---:|---|---|"]
+            "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level). "
+            "With three or more runs it also gives the spread between runs beyond their own noise: what "
+            "`--run-noise` should declare when later gates have one run a side.\n\n")
+    lines = ["| metric | value | se | allowed | MDC | resolves | runs needed | spread between runs |",
+             "|---|---:|---:|---:|---:|---|---|---:|"]
     for r in rows:
         resolves = "—" if r.mdc is None else "yes" if r.mdc <= r.allowed else "no"
-        need = r.reason or ("as they are" if r.longer is not None and r.longer <= 1 else
-                            f"{_times(r.longer)} longer, or {math.ceil(r.longer)} runs a side" if r.longer else "—")
+        if r.reason or r.mdc is None:
+            need = r.reason or "—"
+        elif r.mdc <= r.allowed:
+            need = "as they are"
+        else:
+            need = (f"{_times(r.longer)} longer, or " if r.longer else "") + f"{r.runs} runs a side"
+        spread = "—" if r.run_spread_pct is None else f"{r.run_spread_pct:.1f} %"
         lines.append(f"| `{_md(r.metric)}` | {_num(r.value)} | {_num(r.se)} | {_num(r.allowed)} | {_num(r.mdc)} | "
-                     f"{resolves} | {_md(need)} |")
+                     f"{resolves} | {_md(need)} | {spread} |")
     return head + "\n".join(lines) + "\n"
 
 

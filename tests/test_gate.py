@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsbench.cli import app
-from dsbench.core.gating import compare, decide, holm, judge, pool
+from dsbench.core.gating import compare, decide, holm, judge, pool, pool_sides
 
 runner = CliRunner()
 
@@ -44,10 +44,19 @@ def test_a_run_without_a_standard_error_is_inconclusive_and_says_why():
 def test_repeated_runs_pool_their_spread():
     """A 7 % drop inside run-to-run noise of ~8 % is not a regression even when each run claims
     1 % (the spread between runs wins); the same drop with 0.5 % spread is, with a tiny p."""
-    noisy = judge(pool([100, 110, 90, 105, 95], [1] * 5), pool([93, 103, 83, 98, 88], [1] * 5), "higher", 0.0)
+    noisy = judge(*pool_sides(([100, 110, 90, 105, 95], [1] * 5), ([93, 103, 83, 98, 88], [1] * 5)), "higher", 0.0)
     assert noisy.status != "regressed" and noisy.p_value > 0.05 and noisy.runs == (5, 5)
-    tight = judge(pool([100, 100.5, 99.5], [0.5] * 3), pool([93, 93.5, 92.5], [0.5] * 3), "higher", 0.0)
+    tight = judge(*pool_sides(([100, 100.5, 99.5], [0.5] * 3), ([93, 93.5, 92.5], [0.5] * 3)), "higher", 0.0)
     assert tight.status == "regressed" and tight.p_value < 1e-3
+
+
+def test_a_baselines_repeats_lend_their_run_to_run_spread_to_a_single_candidate_run():
+    """Three baseline runs spread 8 % while each claims 1 %: one candidate run 7 % lower is not
+    a regression, because the spread between runs applies to it too."""
+    b, c = pool_sides(([100, 110, 90], [1] * 3), ([93], [1]))
+    assert c.var > 50 and judge(b, c, "higher", 0.0).status != "regressed"
+    _, alone = pool_sides(([100], [1]), ([93], [1]))
+    assert alone.var == 1 and judge(*pool_sides(([100], [1]), ([93], [1])), "higher", 0.0).status == "regressed"
 
 
 def _aa_gate(rng, metrics: int, se: float = 1.0, shift: float = 0.0, allowed: float = 0.0) -> bool:
@@ -228,7 +237,8 @@ def test_plan_says_how_much_longer_runs_must_be(sweeps):
 @pytest.mark.slow
 def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     """Two identical load runs against the simulator: every gated figure has a standard error or
-    says why not; the A/A gate passes; the runs say they were simulated."""
+    says why not; the A/A gate passes; the runs say they were simulated; a run against a simulated
+    H200 is refused as another experiment (max_tokens differs too)."""
     from tests.servers import sim_server
 
     with sim_server("--time-scale", "0.5") as (url, _):
@@ -245,6 +255,12 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     assert unc["output_tok_s"]["se"] and unc["tps_user_p50"]["se"] and unc["tau"]["se"]
     r = runner.invoke(app, ["gate", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
+    with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (url, _):  # another GPU behind the same URL shape
+        r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
+                                "--requests", "8", "--warmup", "0", "--max-tokens", "16", "--out", str(tmp_path / "c"), "--quiet"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["gate", str(tmp_path / "c"), "--baseline", str(tmp_path / "a")])
+    assert r.exit_code == 2 and "server profile: h100-qwen3-8b" in r.output and "device: H100" in r.output, r.output
 
 
 WORKFLOW = Path(__file__).parent.parent / "docs" / "ci" / "dsbench-gate.yml"

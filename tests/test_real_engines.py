@@ -207,6 +207,7 @@ def test_llama_cpp_fewer_draft_tokens_fail_the_gate(models, tmp_path):
     target, draft = models
     for n in (4, 1):
         with llama_server(target, draft, n, tmp_path / f"l{n}.log") as (url, _):
-            load(url, tmp_path / f"n{n}", "--concurrency", "2", "--requests", "8", "--temperature", "0")
+            load(url, tmp_path / f"n{n}", "--concurrency", "2", "--requests", "16", "--temperature", "0")
+    # 16 requests a side: enough for tau's standard error over requests (10 is the least)
     r = runner.invoke(app, ["gate", str(tmp_path / "n1"), "--baseline", str(tmp_path / "n4")])
     assert r.exit_code == 1 and re.search(r"c=2\.tau` .*REGRESSED", r.stdout), r.output

@@ -13,6 +13,8 @@ from rich.console import Console
 app = typer.Typer(
     name="dsbench",
     help="Benchmark and plan capacity for speculative decoding: no-spec, MTP-1, DFlash, Eagle3, DSpark.",
+    epilog="Exit codes, every command: 0 done (gate: passed), 1 regressed (gate only), 2 unusable input (a bad "
+    "file, option or path; a server that could not be measured as asked), 70 an internal error (a bug), 130 interrupted.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,

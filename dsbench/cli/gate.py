@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, err, handles_input_errors
+from ._common import EXIT_REGRESSED, app, err, handles_input_errors
 
 
 @app.command(
@@ -31,6 +31,7 @@ def gate(
     allow_missing: Annotated[bool, typer.Option(help="A metric the candidate lacks (a partial candidate's too) is not a failure.")] = False,
     alpha: Annotated[float, typer.Option(help="Chance that an identical system fails the gate (family-wise, all metrics).")] = 0.05,
     allow_different: Annotated[bool, typer.Option(help="Compare runs that are not the same experiment (device, deployment, model, method, profile, workload, sampling); every row says so.")] = False,
+    run_noise: Annotated[Optional[float], typer.Option(help="Relative spread between runs to assume when no side has three runs to measure it, percent (`gate --plan` on three runs measures it).")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Size runs instead: what a gate against --baseline could resolve, and how much longer runs would resolve each tolerance.")] = False,
     summary: Annotated[Optional[Path], typer.Option(help="Also write the markdown table here (e.g. $GITHUB_STEP_SUMMARY).", rich_help_panel="Output")] = None,
     junit: Annotated[Optional[Path], typer.Option(help="Write JUnit XML here.", rich_help_panel="Output")] = None,
@@ -54,6 +55,8 @@ def gate(
         raise InputError("give the baseline results: --baseline PATH (repeat it for repeated runs)")
     if max_drop is not None and not max_drop >= 0:
         raise InputError("--max-drop must be >= 0")
+    if run_noise is not None and not run_noise >= 0:
+        raise InputError("--run-noise must be >= 0")
     if not 0 < alpha < 1:
         raise InputError("--alpha must be between 0 and 1")
     if plan:
@@ -64,7 +67,7 @@ def gate(
         return
     if not candidate:
         raise InputError("give the candidate results to gate (or --plan to size runs from --baseline)")
-    res = run_gate(candidate, baseline, rules, max_drop, allow_missing, alpha, allow_different)
+    res = run_gate(candidate, baseline, rules, max_drop, allow_missing, alpha, allow_different, run_noise)
     write_outputs(res, summary, junit)
     sys.stdout.write(json.dumps(res.to_dict()) + "\n" if as_json else markdown(res))
     if res.inconclusive:
@@ -72,4 +75,4 @@ def gate(
                   highlight=False)
     if res.regressed:
         err.print(f"[bold red]regressed[/]: {len(res.regressed)} metric(s)", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_REGRESSED)

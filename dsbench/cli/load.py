@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, csv_list, err, fmt, handles_input_errors, json_object, out
+from ._common import EXIT_INPUT, EXIT_INTERRUPTED, app, csv_list, err, fmt, handles_input_errors, json_object, out
 
 
 @app.command(
@@ -94,7 +94,7 @@ def load(
             doc = run_load(cfg, writer, headers, point_start, lambda n: bar.update(task, completed=n), point_done)
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: kept {out_dir}/requests.jsonl and the finished points in {out_dir}/load.json")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
@@ -102,12 +102,12 @@ def load(
         out.print(f"wrote {out_dir}/load.json, {out_dir}/requests.jsonl, {out_dir}/points/", style="dim", highlight=False)
     if doc.get("stopped"):
         err.print(f"[bold red]error:[/] {doc['stopped']}; results so far are in {out_dir}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INPUT)  # the server could not be measured as asked (1 is only ever gate's "regressed")
     cancelled = sum(s.get("requests_cancelled", 0) for s in doc["points"])
     if cancelled:
         err.print(f"[bold red]error:[/] {cancelled} requests were still running when --drain ran out and were cancelled "
                   "(stalled streams, or raise --drain); their partial records are in requests.jsonl", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INPUT)
 
 
 def _point_line(s: dict) -> str:

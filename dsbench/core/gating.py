@@ -2,8 +2,9 @@
 
 A metric has a direction (higher or lower is better) and a tolerance `allowed` (in its unit). Each
 side is one or more runs, each run a value with its standard error from the run itself
-(core/uncertainty.py); repeated runs pool (`pool`). With D = how much worse the candidate is and
-se its standard error:
+(core/uncertainty.py); repeated runs pool (`pool`), and where a side has three or more their
+spread beyond their own errors (`run_to_run`) is added to every run of both sides. With D = how
+much worse the candidate is and se its standard error:
 
 - regressed:    D exceeds the tolerance with the stated confidence: H0 "D <= allowed" rejected at
                 level alpha, Holm-corrected over every metric of the gate (`holm`), so the chance
@@ -39,26 +40,54 @@ class Side:
     longer: float | None = None  # how many times longer the runs must be to give a var
 
 
-def pool(values, ses=None, reasons=None, longer=None) -> Side:
+def run_to_run(sides) -> tuple[float, float] | None:
+    """(variance, degrees of freedom) between runs beyond their own standard errors: what a
+    server's state, its CPU's clock or a co-tenant changes from one run to the next, which no
+    single run can see. From every side of three or more runs (`sides`: (values, ses) pairs);
+    None when no side has them."""
+    num, df = 0.0, 0
+    for values, ses in sides:
+        v = np.asarray(values, dtype=float).ravel()
+        if len(v) < 3:
+            continue
+        within = float(np.mean(np.square(ses))) if all(x is not None for x in ses) else 0.0
+        num += (len(v) - 1) * max(0.0, float(v.var(ddof=1)) - within)
+        df += len(v) - 1
+    return (num / df, float(df)) if df else None
+
+
+def pool(values, ses=None, reasons=None, longer=None, between: tuple[float, float] | None = None) -> Side:
     """A side from its runs' values and within-run standard errors (None where a run has none).
 
-    Repeats pool: the variance of their mean is the larger of the mean within-run variance / k
-    and the spread between runs / k (run-to-run effects a single run cannot see).
+    The variance of their mean is (mean within-run variance + the run-to-run variance
+    `between`) / k, its degrees of freedom by Satterthwaite; without `between` (no side has
+    three runs) only the runs' own errors count.
     """
     v = np.asarray(values, dtype=float).ravel()
     k = len(v)
     if not k:
         raise ValueError("need at least one value on each side")
     ses = list(ses) if ses is not None else [None] * k
-    within = float(np.mean(np.square(ses))) / k if all(s is not None for s in ses) else None
-    between = float(v.var(ddof=1)) / k if k >= 3 else None  # two runs' spread is no estimate
-    reason = next((r for r in (reasons or []) if r), None)
-    grow = max((x for x in (longer or []) if x), default=None)
-    if within is None and between is None:
-        return Side(float(v.mean()), None, math.inf, k, reason or "no standard error recorded", grow)
-    if between is not None and (within is None or between > within):
-        return Side(float(v.mean()), between, k - 1.0, k)
-    return Side(float(v.mean()), within, math.inf, k)
+    known = all(x is not None for x in ses)
+    if not known and between is None:
+        reason = next((r for r in (reasons or []) if r), None) or "no standard error recorded"
+        return Side(float(v.mean()), None, math.inf, k, reason, max((x for x in (longer or []) if x), default=None))
+    within = float(np.mean(np.square(ses))) if known else 0.0
+    tau2, df = between if between is not None else (0.0, math.inf)
+    var = (within + tau2) / k
+    eff = var ** 2 / ((tau2 / k) ** 2 / df) if tau2 > 0 and math.isfinite(df) else math.inf
+    return Side(float(v.mean()), var, eff, k)
+
+
+def pool_sides(*sides, run_noise: float | None = None) -> list[Side]:
+    """Each side — (values, ses[, reasons, longer]) over its runs — pooled, with the run-to-run
+    variance measured on any side of three or more runs added to all of them; where none has
+    three, `run_noise` (a declared relative standard deviation between runs) stands in."""
+    between = run_to_run([(s[0], s[1]) for s in sides])
+    if between is None and run_noise:
+        level = float(np.mean([x for s in sides for x in s[0]]))
+        between = ((run_noise * level) ** 2, math.inf)
+    return [pool(*s, between=between) for s in sides]
 
 
 @dataclass
