@@ -108,7 +108,7 @@ def test_server_killed_mid_run_keeps_partial_results(tmp_path):
         time.sleep(3)
         server.kill()
         out, err = client.communicate(timeout=60)
-    assert client.returncode == 1, err
+    assert client.returncode == 2, err  # the server could not be measured; 1 means only "regressed"
     assert "Traceback" not in err
     assert "error:" in err and "results so far are in" in err
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
