@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .core.acceptance import expected_tau
-from .core.gating import Side, Verdict, compare, decide, pool_sides
+from .core.gating import Side, Verdict, compare, decide, pool_sides, run_to_run
 from .results import (ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, InputError, find_results, load_acceptance_file,
                       load_gate_rules, load_load, load_sweep)
 
@@ -47,7 +47,6 @@ class Metric:
     se: float | None
     reason: str | None = None
     longer: float | None = None  # how many times longer the run must be to give an se
-    kind: str = ""  # load, sweep, accept: the experiment it belongs to
 
 
 @dataclass
@@ -89,7 +88,7 @@ def _load_metrics(rs: RunSet, f: Path) -> None:
                 continue
             u = unc.get(name) or {}
             rs.metrics[f"{key}.{name}"] = Metric(float(value), u.get("se"), u.get("reason") or (None if unc else NO_SE),
-                                                 u.get("longer"), "load")
+                                                 u.get("longer"))
 
 
 def _sweep_metrics(rs: RunSet, f: Path) -> None:
@@ -113,18 +112,19 @@ def _sweep_metrics(rs: RunSet, f: Path) -> None:
         if s.get("feasible"):
             rel = rel_se(m, lambda rr: next((r for r in rr if r.get("concurrency") == s.get("concurrency")), None))
             thr = float(s["throughput"])
-            rs.metrics[f"sweep.{m}.throughput_at_slo"] = _modelled(thr, rel, "sweep")
+            rs.metrics[f"sweep.{m}.throughput_at_slo"] = _modelled(thr, rel)
         else:  # infeasible: no throughput at the SLO, exactly
-            rs.metrics[f"sweep.{m}.throughput_at_slo"] = Metric(0.0, 0.0, kind="sweep")
+            rs.metrics[f"sweep.{m}.throughput_at_slo"] = Metric(0.0, 0.0)
         if s.get("peak_tps_user") is not None:
             rel = rel_se(m, lambda rr: max(rr, key=lambda r: r.get("tps_user", 0)))
-            rs.metrics[f"sweep.{m}.peak_tps_user"] = _modelled(float(s["peak_tps_user"]), rel, "sweep")
+            rs.metrics[f"sweep.{m}.peak_tps_user"] = _modelled(float(s["peak_tps_user"]), rel)
 
 
-def _modelled(value: float, rel_se: float | None, kind: str) -> Metric:
+def _modelled(value: float, rel_se: float | None) -> Metric:
+    """A simulated figure with its Monte-Carlo error (relative, from the sweep's row)."""
     if rel_se is None or not math.isfinite(rel_se):
-        return Metric(value, None, "no Monte-Carlo error recorded for this point", None, kind)
-    return Metric(value, value * rel_se, kind=kind)
+        return Metric(value, None, "no Monte-Carlo error recorded for this point")
+    return Metric(value, value * rel_se)
 
 
 def _acceptance_metrics(rs: RunSet, f: Path) -> None:
@@ -139,11 +139,11 @@ def _acceptance_metrics(rs: RunSet, f: Path) -> None:
     tau = float(a.tau if a.tau is not None else expected_tau(a.conditional))
     committed = (raw.get("per_round") or {}).get("committed")  # tokens per round; rounds taken as independent
     if a.source != "measured":  # a curve from the paper or a roofline has no sampling noise
-        metric = Metric(tau, 0.0, kind="accept")
+        metric = Metric(tau, 0.0)
     elif committed and len(committed) >= 10:
-        metric = Metric(tau, float(np.std(committed, ddof=1) / np.sqrt(len(committed))), kind="accept")
+        metric = Metric(tau, float(np.std(committed, ddof=1) / np.sqrt(len(committed))))
     else:
-        metric = Metric(tau, None, "no per-round counts to estimate tau's error from", None, "accept")
+        metric = Metric(tau, None, "no per-round counts to estimate tau's error from")
     rs.metrics[f"accept.{a.method}.{a.domain}.tau"] = metric
 
 
@@ -228,10 +228,14 @@ def _rule_for(metric: str, rules: list[dict]) -> dict:
     return next(r for r in rules if fnmatch.fnmatchcase(metric, r["metric"]))
 
 
-def _tolerance(metric: str, rules: list[dict], drop_pct: float) -> tuple[dict, float | None, float | None]:
+def _allowed(metric: str, rules: list[dict], drop_pct: float, baseline: float) -> float:
+    """The metric's tolerance in its unit: the rule's absolute one, else its percent (throughput
+    and speed: --max-drop) of the baseline."""
     rule = _rule_for(metric, rules)
     pct, absolute = rule.get("tolerance_pct"), rule.get("tolerance_abs")
-    return rule, (drop_pct if pct is None and absolute is None else pct), absolute
+    if absolute is not None:
+        return float(absolute)
+    return abs(baseline) * (drop_pct if pct is None else pct) / 100
 
 
 def _side(metric: str, runs: list[RunSet]) -> list[Metric]:
@@ -251,8 +255,6 @@ def _sides(metric: str, *sides: list[RunSet], run_noise_pct: float | None = None
 def run_spread_pct(metric: str, runs: list[RunSet]) -> float | None:
     """The relative standard deviation between these runs beyond their own errors, percent
     (what `--run-noise` declares for single runs), or None with fewer than three."""
-    from .core.gating import run_to_run
-
     ms = _side(metric, runs)
     between = run_to_run([([m.value for m in ms], [m.se for m in ms])])
     level = sum(m.value for m in ms) / len(ms) if ms else 0.0
@@ -292,7 +294,7 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
     res = GateResult(baseline=list(baseline), candidate=list(candidate), unlike=lines, partial=partial, alpha=alpha)
     compared: list[Row] = []
     for metric in sorted(names_b | names_c):
-        rule, pct, absolute = _tolerance(metric, rules, drop)
+        rule = _rule_for(metric, rules)
         direction = rule.get("direction", "higher")
         row = Row(metric, "pass", direction, rule["metric"], unlike=metric.split(".")[0] in unlike)
         if rule.get("ignore"):
@@ -307,9 +309,7 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
     for row in compared:
         (b, c), measured = _sides(row.metric, runs_b, runs_c, run_noise_pct=run_noise_pct)
         res.run_to_run = res.run_to_run or measured or bool(run_noise_pct)
-        _, pct, absolute = _tolerance(row.metric, rules, drop)
-        allowed = absolute if absolute is not None else abs(b.value) * (pct or 0.0) / 100
-        row.verdict = compare(b, c, row.direction, allowed, alpha, metrics=len(compared))
+        row.verdict = compare(b, c, row.direction, _allowed(row.metric, rules, drop, b.value), alpha, metrics=len(compared))
     decide([r.verdict for r in compared], alpha)
     for row in compared:
         row.status = row.verdict.status
@@ -344,9 +344,8 @@ def plan(baseline: list[str], rules_file: str | None = None, max_drop_pct: float
     for metric in names:
         (side,), spread_measured = _sides(metric, runs)
         spread = run_spread_pct(metric, runs)
-        rule, pct, absolute = _tolerance(metric, rules, drop)
-        allowed = absolute if absolute is not None else abs(side.value) * (pct or 0.0) / 100
-        v = compare(side, side, rule.get("direction", "higher"), allowed, alpha, metrics=len(names))
+        allowed = _allowed(metric, rules, drop, side.value)
+        v = compare(side, side, "higher", allowed, alpha, metrics=len(names))
         if v.mdc is None:
             out.append(PlanRow(metric, allowed, side.value, None, None, side.longer, None, side.reason, spread))
             continue
@@ -395,7 +394,7 @@ def markdown(res: GateResult) -> str:
     head += "".join(f"> partial: {_md(p)}\n" for p in res.partial) + ("\n" if res.partial else "")
     if res.inconclusive:
         head += (f"> {len(res.inconclusive)} metric(s) inconclusive: these runs cannot resolve their tolerances. "
-                 "`longer` says how many times longer each run (or how many runs a side) would; "
+                 "Each says how many times the data would resolve it; "
                  "`dsbench gate --plan --baseline RUN` sizes runs before a CI job.\n\n")
     lines = ["| metric | better | baseline | candidate | change | allowed | MDC | p (runs) | status |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|"]
@@ -409,7 +408,8 @@ def markdown(res: GateResult) -> str:
         p = ("—" if v.p_value is None else f"{v.p_value:.3g}") + f" ({v.runs[0]}/{v.runs[1]})"
         status = f"**{r.status.upper()}**" if r.status == "regressed" else r.status
         if r.status == "inconclusive":
-            status += f": {_md(v.reason or '')}" + (f"; {_times(v.longer)} longer" if v.longer else "")
+            status += f": {_md(v.reason or '')}" + (f"; {_times(v.longer)} the data would resolve it (longer runs, or "
+                                                    "more runs a side)" if v.longer else "")
         lines.append(f"| `{_md(r.metric)}` | {r.direction} | {_num(v.baseline)} | {_num(v.candidate)} | {change} | "
                      f"{_num(v.allowed)} | {_num(v.mdc)} | {p} | {status}{mark} |")
     return head + "\n".join(lines) + "\n"
