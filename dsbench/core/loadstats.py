@@ -51,33 +51,33 @@ def request_metrics(r: dict) -> dict:
     return out
 
 
-def tokens_in_window(r: dict, t0_ns: int, t1_ns: int) -> float:
-    """Output tokens of one request whose chunks arrived in [t0, t1]."""
+def _chunks(r: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(arrival ns, tokens) of one request's content chunks."""
     offs = r.get("chunk_offsets_s") or []
-    if not offs:
-        return 0.0
-    t = r["start_ns"] + np.asarray(offs) * NS
+    t = r["start_ns"] + np.asarray(offs, dtype=float) * NS
     per = r.get("chunk_tokens")
     if per is None:  # no per-chunk counts: spread the usage total evenly over chunks
-        per = np.full(len(offs), (r.get("output_tokens") or len(offs)) / len(offs))
-    inside = (t >= t0_ns) & (t <= t1_ns)
-    return float(np.asarray(per, dtype=float)[inside].sum())
+        return t, np.full(len(offs), (r.get("output_tokens") or len(offs)) / max(1, len(offs)))
+    return t, np.asarray(per, dtype=float)
+
+
+def tokens_in_window(r: dict, t0_ns: int, t1_ns: int) -> float:
+    """Output tokens of one request whose chunks arrived in [t0, t1]."""
+    t, per = _chunks(r)
+    return float(per[(t >= t0_ns) & (t <= t1_ns)].sum())
 
 
 def tokens_per_bin(records: list[dict], t0_ns: int, t1_ns: int, bins: int) -> np.ndarray:
-    """Output tokens whose chunks arrived in each of `bins` equal slices of [t0, t1]."""
+    """Output tokens (of requests that did not fail) whose chunks arrived in each of `bins` equal
+    slices of [t0, t1]: the window's throughput as a time series."""
     out = np.zeros(bins)
     width = (t1_ns - t0_ns) / bins
     for r in records:
-        offs = r.get("chunk_offsets_s")
-        if not offs or r.get("error") not in (None, "cancelled"):
+        if r.get("error") not in (None, "cancelled"):
             continue
-        t = r["start_ns"] + np.asarray(offs) * NS
-        per = r.get("chunk_tokens")
-        per = np.full(len(offs), (r.get("output_tokens") or len(offs)) / len(offs)) if per is None else np.asarray(per, float)
+        t, per = _chunks(r)
         inside = (t >= t0_ns) & (t <= t1_ns)
-        idx = np.minimum(((t[inside] - t0_ns) / width).astype(int), bins - 1)
-        np.add.at(out, idx, per[inside])
+        np.add.at(out, np.minimum(((t[inside] - t0_ns) / width).astype(int), bins - 1), per[inside])
     return out
 
 
