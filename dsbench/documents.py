@@ -12,7 +12,7 @@ This module imports pydantic at import time; import it lazily from commands that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
@@ -485,7 +485,7 @@ class RequestLine(Doc):
     last_chunk_ns: int | None = Field(None, ge=0, le=2**63)
     end_ns: int | None = Field(None, ge=0, le=2**63)
     chunk_offsets_s: list[float] = Field(default_factory=list, description="content chunks, seconds after the send")
-    chunk_tokens: list[int] | None = None
+    chunk_tokens: list[Annotated[int, Field(ge=0, le=2**40)]] | None = None
     output_tokens: int | None = Field(None, ge=0, le=2**40)
     error: str | None = None
 
