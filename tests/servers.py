@@ -23,6 +23,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(condition, timeout_s: float = 60.0, what: str = "condition") -> None:
+    """Poll `condition()` until it holds: tests wait for an event, never for a fixed time."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout_s} s")
+        time.sleep(0.02)
+
+
 def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 60.0, log=None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -15,13 +15,17 @@ from dsbench.core.acceptance import survival
 from dsbench.core.simulator import simulate
 from dsbench.results import load_acceptance, load_load, load_profile
 from dsbench.sweep import SweepConfig, build_scenarios
-from tests.servers import build_tiny_qwen3, free_port, sim_server, transformers_server
+from tests.servers import build_tiny_qwen3, free_port, sim_server, transformers_server, wait_until
 
 runner = CliRunner()
 
 
 def load(url, out, *args, model="dsbench-sim"):
     return runner.invoke(app, ["load", "--url", url, "--model", model, "--out", str(out), "--quiet", *map(str, args)])
+
+
+def _lines(path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
 
 
 def load_process(url, out, *args):
@@ -105,7 +109,7 @@ def test_server_absent_is_one_line(tmp_path):
 def test_server_killed_mid_run_keeps_partial_results(tmp_path):
     with sim_server("--time-scale", "3") as (url, server):
         client = load_process(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--duration", "8", "--max-tokens", "60")
-        time.sleep(3)
+        wait_until(lambda: len(_lines(tmp_path / "requests.jsonl")) >= 3, what="three finished requests")
         server.kill()
         out, err = client.communicate(timeout=60)
     assert client.returncode == 2, err  # the server could not be measured; 1 means only "regressed"
@@ -249,7 +253,8 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path):
 
     with sim_server("--time-scale", "2") as (url, _):
         client = load_process(url, tmp_path, "--concurrency", "2,4", "--workload", "math", "--duration", "2", "--max-tokens", "40")
-        time.sleep(3.2)  # inside the second point
+        wait_until(lambda: any('"point":"c=4"' in line for line in _lines(tmp_path / "requests.jsonl")),
+                   what="a finished request of the second point")
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=60)
     assert client.returncode == 130 and "interrupted" in err and "Traceback" not in err
@@ -317,11 +322,15 @@ def test_sim_server_holds_at_most_the_kv_limit(tmp_path):
         threads = [threading.Thread(target=one) for _ in range(8)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
         gauges = {}
-        for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
-            if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")):
-                gauges[line.split("{")[0].split(" ")[0]] = float(line.rsplit(" ", 1)[1])
+
+        def all_submitted() -> bool:
+            for line in httpx.get(url + "/metrics", timeout=10).text.splitlines():
+                if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")):
+                    gauges[line.split("{")[0].split(" ")[0]] = float(line.rsplit(" ", 1)[1])
+            return sum(gauges.values()) == 8
+
+        wait_until(all_submitted, what="all eight requests in the server")
         for t in threads:
             t.join()
     assert gauges == {"vllm:num_requests_running": 3.0, "vllm:num_requests_waiting": 5.0}
