@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
-import numpy as np
 
+from ..core.arrivals import poisson_arrivals
 from . import prom
 from .client import RequestRecord, build_payload, stream_request
 
@@ -178,11 +178,8 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
 
                 tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]
             else:
-                rng = np.random.default_rng(spec.seed)
-                t_next = 0.0
-                while True:
-                    t_next += float(rng.exponential(1.0 / spec.rate))
-                    scheduled = start_ns + int(t_next * 1e9)
+                for t in poisson_arrivals(spec.rate, spec.seed, spec.requests, None if spec.requests else spec.duration_s):
+                    scheduled = start_ns + int(t * 1e9)
                     await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
                     rec = next_request(scheduled)
                     if rec is None:
