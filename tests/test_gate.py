@@ -244,7 +244,7 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     with sim_server("--time-scale", "0.5") as (url, _):
         for name in ("a", "b"):
             r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
-                                    "--duration", "6", "--warmup", "0.5", "--max-tokens", "48", "--out", str(tmp_path / name),
+                                    "--duration", "8", "--warmup", "0.5", "--max-tokens", "48", "--out", str(tmp_path / name),
                                     "--quiet"])
             assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "a" / "load.json").read_text())

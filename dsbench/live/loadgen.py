@@ -142,12 +142,14 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
                 await asyncio.sleep(max(0.0, (run.t0_ns - time.monotonic_ns()) / 1e9))
                 t = time.perf_counter()
                 run.before = await scrape()
-                period = max(min_period_s, (time.perf_counter() - t) / cost_share)
+                cost = time.perf_counter() - t
                 while not window_closed.is_set():
-                    try:
-                        await asyncio.wait_for(window_closed.wait(), period)
+                    try:  # the period follows the scrapes' cost (smoothed: one slow scrape does not set it)
+                        await asyncio.wait_for(window_closed.wait(), max(min_period_s, cost / cost_share))
                     except asyncio.TimeoutError:
+                        t = time.perf_counter()
                         await scrape()
+                        cost = 0.8 * cost + 0.2 * (time.perf_counter() - t)
                 run.after = await scrape()
             except (httpx.HTTPError, ValueError) as e:
                 run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
