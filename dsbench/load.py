@@ -139,9 +139,10 @@ def tau_estimate(run: PointRun, engine: str | None, spec, pooled: list[dict], re
         return Estimate(None, None, 0, "none", "no tau measured")
     num, den = [], []
     if spec.source == "server counters":
+        firsts = np.sort([r["first_chunk_ns"] for r in records if r.get("first_chunk_ns")])
         for (ta, a), (tb, b) in zip(run.scrapes, run.scrapes[1:]):
             delta, bad, _ = engines.counter_delta(engine, a, b)
-            first = sum(1 for r in records if r.get("first_chunk_ns") and ta <= r["first_chunk_ns"] < tb)
+            first = int(np.searchsorted(firsts, tb) - np.searchsorted(firsts, ta))  # first tokens in [ta, tb)
             w = engines.figures(engine, delta, "server counters", first, bad)
             num.append((w.tau or 0.0) * (w.decode_steps or 0.0))
             den.append(w.decode_steps or 0.0)
