@@ -25,8 +25,9 @@ import torch
 
 from dsbench.core.policies import Policy, schedule
 from dsbench.profile.measure import build_model, load_hf_config
-from dsbench.spec.drafters import BlockDrafter, Eagle3Drafter
-from dsbench.spec.engine import SpecDecoder
+from dsbench.speculative.models import BlockModel, Eagle3Model
+from dsbench.speculative.drafters import drafter_for
+from dsbench.speculative.engine import SpecDecoder
 
 PROMPTS = [[5, 17, 99, 3, 250, 1024, 7], [11, 12, 13, 14], [400, 401, 77, 2, 9, 31, 8, 100], [1, 2, 3]]
 NEW = 128
@@ -78,12 +79,12 @@ def main() -> None:
         return out.shape[1] - len(p)
 
     def ours(drafter):
-        dec = SpecDecoder(target, drafter, ids, gamma=5, temperature=0.0)
+        dec = SpecDecoder(target, drafter_for(drafter, target, ids, 5), temperature=0.0)
         return lambda p: len(dec.generate(p, NEW)[0])
 
     torch.manual_seed(2)
-    eagle = Eagle3Drafter(cfg).eval()
-    dflash = BlockDrafter(cfg, draft_layers=1).eval()
+    eagle = Eagle3Model(cfg).eval()
+    dflash = BlockModel(cfg, draft_layers=1).eval()
     for d in (eagle, dflash):  # as the checkpoint loader does: the target's embedding and head
         d.embed_tokens, d.lm_head = target.model.embed_tokens, target.lm_head
     for f in (hf_plain, hf_assisted, ours(eagle), ours(dflash)):  # warm-up
@@ -94,7 +95,7 @@ def main() -> None:
     per_pass = {name: tokens_per_pass(target, f) for name, f in runs.items()}
     def batched(drafter, rows: int) -> float:
         """Tokens/s of `rows` sequences decoded together (one target pass per round for all)."""
-        dec = SpecDecoder(target, drafter, ids, gamma=5, temperature=0.0, max_len=512)
+        dec = SpecDecoder(target, drafter_for(drafter, target, ids, 5), temperature=0.0, max_len=512)
         t0 = time.perf_counter()
         sessions = dec.start_many([PROMPTS[i % len(PROMPTS)] for i in range(rows)])
         while any(len(x.tokens) < NEW for x in sessions):

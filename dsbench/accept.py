@@ -21,7 +21,7 @@ from .core.policies import Policy
 from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, nan_to_none, provenance, write_acceptance
 
 if TYPE_CHECKING:
-    from .spec.engine import RoundLog
+    from .speculative.engine import RoundLog
 
 
 @dataclass
@@ -70,11 +70,13 @@ def _stop_ids(model, tokenizer) -> set[int]:
 def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None, temperature: float, device: str, seed: int,
                   profile: str | None):
     """The in-process speculative decoder for a local target (+ drafter), shared by `accept` and
-    `serve --target`. Returns (SpecDecoder, tokenizer, DrafterInfo or None)."""
+    `serve --target`. `draft` is a checkpoint folder, or `ngram` for prompt lookup (vLLM's `ngram`
+    with prompt_lookup_min 1 and max 3). Returns (SpecDecoder, tokenizer, method name)."""
     from .profile.measure import resolve_device
     from .results import load_profile
-    from .spec.checkpoints import load_drafter
-    from .spec.engine import SpecDecoder
+    from .speculative.checkpoints import load_drafter
+    from .speculative.drafters import NgramDrafter, drafter_for
+    from .speculative.engine import SpecDecoder
 
     try:
         pol = Policy.parse(policy)
@@ -87,15 +89,19 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
         raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
     dev = resolve_device(device)
     model, tok = load_target(target, dev)
-    drafter, info = load_drafter(draft, model) if draft else (None, None)
-    g = (gamma or info.gamma) if info else 0
+    drafter, method = None, "no-spec"
+    if draft == "ngram":
+        drafter, method = NgramDrafter(model.config.vocab_size, gamma or 3), "ngram"
+    elif draft:
+        weights, info = load_drafter(draft, model)
+        drafter, method = drafter_for(weights, model, info.target_layer_ids, gamma or info.gamma), info.method
+    g = drafter.gamma if drafter else 0
     verify_s = None
     if pol.kind == "dspark":  # the SPS slice at the batch's size: R requests verify up to R (1 + gamma) tokens
         surface = load_profile(profile).surface()
         verify_s = lambda r: surface.slice(r).table(r * (1 + max(g, 1)))  # noqa: E731
-    dec = SpecDecoder(model, drafter, info.target_layer_ids if info else None, g, pol, verify_s, temperature,
-                      _stop_ids(model, tok), seed=seed)
-    return dec, tok, info
+    dec = SpecDecoder(model, drafter, pol, verify_s, temperature, _stop_ids(model, tok), seed=seed)
+    return dec, tok, method
 
 
 def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, int], None] | None = None) -> dict:
@@ -103,13 +109,13 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
     every batch, so an interrupted run keeps what it measured); returns a summary."""
     import torch
 
-    from .spec.engine import RoundLog
+    from .speculative.engine import RoundLog
 
     if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0 or cfg.batch < 1:
         raise InputError("--samples, --max-new-tokens and --batch must be >= 1 and --temperature >= 0")
     datasets = {w: load_workload(w) for w in cfg.workloads}
-    dec, tok, info = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile)
-    method = info.method if info else "no-spec"
+    dec, tok, method = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed,
+                                     cfg.profile)
     summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
     by_domain: dict[str, RoundLog] = {}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.results import load_acceptance
-from dsbench.spec.checkpoints import save_drafter
-from dsbench.spec.drafters import BlockDrafter
+from dsbench.speculative.checkpoints import save_drafter
+from dsbench.speculative.models import BlockModel
 from tests.servers import build_tiny_qwen3
 
 runner = CliRunner()
@@ -24,7 +24,7 @@ def models(tmp_path_factory):
     target_dir = build_tiny_qwen3(root / "target")
     target = AutoModelForCausalLM.from_pretrained(target_dir)
     torch.manual_seed(0)
-    d = BlockDrafter(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
+    d = BlockModel(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
     with torch.no_grad():
         d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)
         d.lm_head.weight.copy_(target.get_output_embeddings().weight)
@@ -58,17 +58,32 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
 def test_accept_with_an_eagle3_checkpoint(models, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from dsbench.spec.drafters import Eagle3Drafter
+    from dsbench.speculative.models import Eagle3Model
 
     target_dir, _ = models
     target = AutoModelForCausalLM.from_pretrained(target_dir)
     torch.manual_seed(0)
-    d = save_drafter(Eagle3Drafter(target.config, n_features=1), "eagle3", target.config, tmp_path / "eagle3", [0], 3)
+    d = save_drafter(Eagle3Model(target.config, n_features=1), "eagle3", target.config, tmp_path / "eagle3", [0], 3)
     r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(d), "--workload", "math", "--samples", "2",
                             "--max-new-tokens", "16", "--out", str(tmp_path / "acc"), "--json"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["method"] == "eagle3" and summary["gamma"] == 3 and summary["datasets"]["math"]["mean_proposal"] == 3.0
+
+
+def test_accept_with_prompt_lookup(models, tmp_path):
+    """`--draft ngram` needs no checkpoint: the files are the n-gram drafter's, proposals vary with
+    what repeats (at most gamma), and the per-round counts add up to tau."""
+    target_dir, _ = models
+    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", "ngram", "--gamma", "3", "--workload", "code",
+                            "--samples", "2", "--max-new-tokens", "24", "--temperature", "0", "--out", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["method"] == "ngram" and summary["gamma"] == 3
+    assert 0.0 <= summary["datasets"]["code"]["mean_proposal"] <= 3.0
+    (c,) = load_acceptance(tmp_path)
+    committed = c.raw["per_round"]["committed"]
+    assert c.method == "ngram" and c.tau == pytest.approx(sum(committed) / len(committed))
 
 
 def test_accept_refuses_bad_inputs(models, tmp_path):

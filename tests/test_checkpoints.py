@@ -9,8 +9,8 @@ from safetensors.torch import load_file, save_file
 
 from dsbench.profile.measure import build_model, load_hf_config
 from dsbench.results import InputError
-from dsbench.spec.checkpoints import load_drafter, save_drafter
-from dsbench.spec.drafters import build_drafter
+from dsbench.speculative.checkpoints import load_drafter, save_drafter
+from dsbench.speculative.models import build_draft_model
 
 IDS = [0, 1, 2, 3, 4]
 
@@ -24,7 +24,7 @@ def target():
 @pytest.mark.parametrize("method", ["dspark", "dflash", "eagle3", "mtp-1"])
 def test_round_trip(method, target, tmp_path):
     torch.manual_seed(1)
-    d = build_drafter(method, target.config)
+    d = build_draft_model(method, target.config)
     with torch.no_grad():  # DeepSpec stores frozen copies of the target's embedding and head
         d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)
         d.lm_head.weight.copy_(target.get_output_embeddings().weight)
@@ -39,7 +39,7 @@ def test_round_trip(method, target, tmp_path):
 
 
 def _broken(target, tmp_path, edit):
-    d = build_drafter("dspark", target.config)
+    d = build_draft_model("dspark", target.config)
     path = save_drafter(d, "dspark", target.config, tmp_path / "ck", IDS, 7)
     state = load_file(str(path / "model.safetensors"))
     edit(state)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config
 from dsbench.results import load_profile
-from dsbench.spec.drafters import build_drafter, draft_round_fn
+from dsbench.speculative.models import build_draft_model, draft_round_fn
 
 runner = CliRunner()
 
@@ -22,14 +22,14 @@ def cfg():
 def test_state_dict_names_and_shapes_follow_deepspec(cfg):
     h, v = cfg.hidden_size, cfg.vocab_size
     q = cfg.num_attention_heads * cfg.head_dim
-    dspark = {k: tuple(t.shape) for k, t in build_drafter("dspark", cfg).state_dict().items()}
+    dspark = {k: tuple(t.shape) for k, t in build_draft_model("dspark", cfg).state_dict().items()}
     assert dspark["fc.weight"] == (h, 5 * h) and dspark["hidden_norm.weight"] == (h,)
     assert dspark["layers.4.self_attn.q_norm.weight"] == (cfg.head_dim,) and "layers.5.mlp.up_proj.weight" not in dspark
     assert dspark["markov_head.markov_w1.weight"] == (v, 256) and dspark["markov_head.markov_w2.weight"] == (v, 256)
     assert dspark["confidence_head.proj.weight"] == (1, h + 256) and dspark["confidence_head.proj.bias"] == (1,)
-    dflash = build_drafter("dflash", cfg).state_dict()
+    dflash = build_draft_model("dflash", cfg).state_dict()
     assert not any(k.startswith(("markov_head", "confidence_head")) for k in dflash)
-    eagle = {k: tuple(t.shape) for k, t in build_drafter("eagle3", cfg).state_dict().items()}
+    eagle = {k: tuple(t.shape) for k, t in build_draft_model("eagle3", cfg).state_dict().items()}
     assert eagle["layers.0.self_attn.q_proj.weight"] == (q, 2 * h) and eagle["layers.0.hidden_norm.weight"] == (h,)
     assert eagle["fc.weight"] == (h, 5 * h) and eagle["lm_head.weight"] == (v, h)
 
@@ -37,7 +37,7 @@ def test_state_dict_names_and_shapes_follow_deepspec(cfg):
 @pytest.mark.parametrize("method", ["mtp-1", "eagle3", "dflash", "dspark"])
 def test_drafters_propose_blocks(method, cfg):
     torch.manual_seed(0)
-    d = build_drafter(method, cfg).eval()
+    d = build_draft_model(method, cfg).eval()
     fn = draft_round_fn(d, method, cfg, 3, 5, 64, "cpu", torch.float32)
     with torch.inference_mode():
         out = fn()
@@ -53,7 +53,7 @@ def test_drafters_propose_blocks(method, cfg):
 def test_block_attention_is_bidirectional(cfg):
     """Changing the last block slot changes the first slot's logits (no causal mask), unlike Eagle3's chain."""
     torch.manual_seed(0)
-    d = build_drafter("dflash", cfg).eval()
+    d = build_draft_model("dflash", cfg).eval()
     feats = torch.randn(1, 2, 5 * cfg.hidden_size)
     caches = [(torch.randn(1, 2, 80, 64), torch.randn(1, 2, 80, 64)) for _ in range(5)]
     with torch.inference_mode():

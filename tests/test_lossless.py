@@ -12,7 +12,7 @@ import torch
 from scipy.stats import chisquare
 
 from dsbench.core.policies import Policy, dspark_lengths, schedule
-from dsbench.spec.sampling import stop_inside_drafts, verify
+from dsbench.speculative.sampling import stop_inside_drafts, verify
 
 V = 4
 P = torch.tensor([[0.50, 0.20, 0.20, 0.10], [0.10, 0.60, 0.20, 0.10], [0.25, 0.25, 0.25, 0.25], [0.05, 0.15, 0.30, 0.50]])

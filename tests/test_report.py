@@ -24,8 +24,8 @@ def results(tmp_path_factory):
     target with a DSpark drafter, and a second sweep (H200) as another run."""
     from transformers import AutoModelForCausalLM
 
-    from dsbench.spec.checkpoints import save_drafter
-    from dsbench.spec.drafters import BlockDrafter
+    from dsbench.speculative.checkpoints import save_drafter
+    from dsbench.speculative.models import BlockModel
 
     root = tmp_path_factory.mktemp("report")
     run = root / "run-a"
@@ -45,7 +45,7 @@ def results(tmp_path_factory):
     target_dir = build_tiny_qwen3(root / "target")
     target = AutoModelForCausalLM.from_pretrained(target_dir)
     torch.manual_seed(0)
-    d = BlockDrafter(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
+    d = BlockModel(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
     draft_dir = save_drafter(d, "dspark", target.config, root / "dspark", [0], 4)
     r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
                             "--samples", "4", "--max-new-tokens", "40", "--out", str(run / "accept"), "--quiet"])

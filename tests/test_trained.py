@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config
-from dsbench.spec.drafters import BlockDrafter, Eagle3Drafter, MTPDrafter, block_train_forward, kv_cache
+from dsbench.speculative.models import BlockModel, Eagle3Model, MTPModel, block_train_forward, kv_cache
 from tests.trained import fixtures
 
 runner = CliRunner()
@@ -28,7 +28,7 @@ def test_training_pass_equals_the_inference_pass():
     """The masked, many-anchor training forward gives each anchor the logits the engine computes."""
     cfg = load_hf_config("tiny-qwen3")
     torch.manual_seed(0)
-    d = BlockDrafter(cfg, draft_layers=2, n_features=1, markov_rank=8, confidence=True).eval()
+    d = BlockModel(cfg, draft_layers=2, n_features=1, markov_rank=8, confidence=True).eval()
     length, g = 20, 4
     tokens = torch.randint(0, cfg.vocab_size, (length,))
     feats = torch.randn(length, cfg.hidden_size)
@@ -155,19 +155,20 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
     from scipy.stats import chisquare
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import dsbench.spec.engine as engine_mod
+    import dsbench.speculative.engine as engine_mod
     from dsbench.accept import render
     from dsbench.core.policies import Policy
-    from dsbench.spec.checkpoints import load_drafter
-    from dsbench.spec.engine import SpecDecoder
-    from dsbench.spec.sampling import verify
+    from dsbench.speculative.checkpoints import load_drafter
+    from dsbench.speculative.drafters import drafter_for
+    from dsbench.speculative.engine import SpecDecoder
+    from dsbench.speculative.sampling import verify
 
     target = AutoModelForCausalLM.from_pretrained(trained["target"]).eval()
     tok = AutoTokenizer.from_pretrained(trained["target"])
     kind = method.split("-")[0] if method != "mtp-1" else method
     if kind in ("eagle3", "mtp-1"):
         torch.manual_seed(0)
-        drafter = (Eagle3Drafter(target.config, n_features=1) if kind == "eagle3" else MTPDrafter(target.config)).eval()
+        drafter = (Eagle3Model(target.config, n_features=1) if kind == "eagle3" else MTPModel(target.config)).eval()
         drafter.embed_tokens, drafter.lm_head = target.model.embed_tokens, target.lm_head
         layer_ids, gamma = [0], 4
     else:
@@ -179,7 +180,7 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
             acc, _ = verify(p, q, drafts, lengths, gen)
             return acc, torch.multinomial(p[torch.arange(len(acc)), acc], 1, generator=gen)[:, 0]  # p, not the residual
         monkeypatch.setattr(engine_mod, "verify", biased)
-    dec = SpecDecoder(target, drafter, layer_ids, gamma, policy, None, TEMPERATURE, max_len=128)
+    dec = SpecDecoder(target, drafter_for(drafter, target, layer_ids, gamma), policy, None, TEMPERATURE, max_len=128)
     prompt = render(tok, "Give me three ideas for a rainy weekend with two children.")
     anchor, firsts = _first_round_tokens(dec, prompt, 3000)
     with torch.no_grad():

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from dsbench.spec.checkpoints import save_drafter
-from dsbench.spec.drafters import BlockDrafter, block_train_forward
+from dsbench.speculative.checkpoints import save_drafter
+from dsbench.speculative.models import BlockModel, block_train_forward
 from tests.servers import REPO, build_tiny_qwen3
 
 VERSION = "trained-v4"
@@ -106,7 +106,7 @@ def distill(target_dir: Path, out: Path, markov: bool, data: list[tuple], epochs
 
     tok = AutoTokenizer.from_pretrained(target_dir)
     target = AutoModelForCausalLM.from_pretrained(target_dir)  # for its config, embedding and head
-    d = BlockDrafter(target.config, draft_layers=1, n_features=len(LAYER_IDS), markov_rank=32 if markov else 0,
+    d = BlockModel(target.config, draft_layers=1, n_features=len(LAYER_IDS), markov_rank=32 if markov else 0,
                      confidence=markov, mask_token_id=tok.pad_token_id)
     with torch.no_grad():  # frozen copies of the target's embedding and head, as DeepSpec keeps them
         d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)

@@ -21,7 +21,7 @@ from ._common import app, err, handles_input_errors
 def serve(
     sim: Annotated[bool, typer.Option("--sim", help="Run the simulated engine (rounds timed by the profile, acceptance drawn from the curves).")] = False,
     target: Annotated[Optional[str], typer.Option(help="Real engine: target model folder (safetensors + tokenizer).", rich_help_panel="Real engine")] = None,
-    draft: Annotated[Optional[str], typer.Option(help="Real engine: drafter checkpoint in DeepSpec's layout.", rich_help_panel="Real engine")] = None,
+    draft: Annotated[Optional[str], typer.Option(help="Real engine: drafter checkpoint in DeepSpec's layout, or `ngram` (prompt lookup).", rich_help_panel="Real engine")] = None,
     temperature: Annotated[float, typer.Option(help="Real engine: sampling temperature.", rich_help_panel="Real engine")] = 1.0,
     device: Annotated[str, typer.Option(help="Real engine: auto, cpu or cuda[:N].", rich_help_panel="Real engine")] = "cpu",
     profile: Annotated[str, typer.Option(help="Profile JSON or shipped name.", rich_help_panel="Engine")] = "h100-qwen3-8b",
@@ -82,10 +82,10 @@ def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_
     from ..accept import build_decoder
     from ..serve.real import RealEngine
 
-    dec, tok, info = build_decoder(target, draft, policy, gamma, temperature, device, seed, profile)
+    dec, tok, method = build_decoder(target, draft, policy, gamma, temperature, device, seed, profile)
     err.print(f"dsbench serve: real engine, target {target}, "
-              + (f"{info.method} drafter, gamma {dec.gamma}, {dec.policy}" if info else "no drafter"), highlight=False)
-    return RealEngine(dec, tok, model_name, {"target": Path(target).name, "method": info.method if info else "no-spec",
+              + (f"{method} drafter, gamma {dec.gamma}, {dec.policy}" if dec.gamma else "no drafter"), highlight=False)
+    return RealEngine(dec, tok, model_name, {"target": Path(target).name, "method": method,
                                              "device": str(device)})
 
 

@@ -299,13 +299,13 @@ def profile_drafters(config, methods: list[str], requests: list[int], gammas: li
     import torch
 
     from ..core.methods import METHODS
-    from ..spec.drafters import build_drafter, draft_round_fn
+    from ..speculative.models import build_draft_model, draft_round_fn
 
     tables = {}
     for method in methods:
         torch.manual_seed(0)
         with torch.device(device):
-            drafter = build_drafter(method, config).to(dtype).eval()
+            drafter = build_draft_model(method, config).to(dtype).eval()
         gs = [1] if METHODS[method].fixed_gamma == 1 else sorted(set(gammas))
         pts = []
         for r in sorted(set(requests)):

@@ -1,5 +1,5 @@
 """The real engine behind `dsbench serve --target PATH [--draft PATH]`: in-process speculative
-decoding (spec/engine.py) of every in-flight request, batched, with the same interface and
+decoding (speculative/engine.py) of every in-flight request, batched, with the same interface and
 counters as the simulated engine.
 
 Each engine iteration prefills the requests that arrived since the last one (one padded pass),
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..spec.engine import Session, SpecDecoder
+from ..speculative.engine import Session, SpecDecoder
 from .engine import EngineLoop, SpecCounters
 
 

@@ -163,7 +163,7 @@ def kv_cache(drafter: nn.Module, requests: int, length: int, zeros: bool = True)
             for _ in range(drafter.num_cache_layers)]
 
 
-class ChainDrafter(nn.Module):
+class ChainModel(nn.Module):
     """Drafters that predict one token per forward from (token, hidden) pairs: MTP-1 and Eagle3.
 
     Alignment (DeepSpec's Eagle3): the target feature at position i is paired with token i + 1 at
@@ -212,7 +212,7 @@ class ChainDrafter(nn.Module):
         return self.propose_chain(h, rows_of(start, tokens.shape[0], tokens.device) + 1, gamma, caches, temperature)
 
 
-class MTPDrafter(ChainDrafter):
+class MTPModel(ChainModel):
     """One multi-token-prediction module predicting one extra token (DeepSeek-V3 style): the
     layer input is eh_proj([enorm(embed(token)) ; hnorm(target hidden)])."""
 
@@ -234,7 +234,7 @@ class MTPDrafter(ChainDrafter):
         return self.layer(x, pos, caches[0])
 
 
-class Eagle3Drafter(ChainDrafter):
+class Eagle3Model(ChainModel):
     """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`): one layer whose attention reads
     [input_layernorm(embed(token)) ; hidden_norm(h)]; target features enter through fc (5H -> H)."""
 
@@ -269,7 +269,7 @@ class ConfidenceHead(nn.Module):
         self.proj = nn.Linear(dim, 1)
 
 
-class BlockDrafter(nn.Module):
+class BlockModel(nn.Module):
     """DFlash (markov_rank 0) and DSpark (markov_rank > 0, confidence head): DeepSpec's
     `Qwen3DSparkModel`. One bidirectional forward over the block, context injected as keys/values."""
 
@@ -322,7 +322,7 @@ class BlockDrafter(nn.Module):
         return torch.stack(toks, 1), torch.stack(outs, 1), (torch.stack(confs, 1) if confs else None)
 
 
-def block_train_forward(drafter: BlockDrafter, tokens: torch.Tensor, features: torch.Tensor, anchors: torch.Tensor, gamma: int):
+def block_train_forward(drafter: BlockModel, tokens: torch.Tensor, features: torch.Tensor, anchors: torch.Tensor, gamma: int):
     """Teacher-forced training pass of a block drafter over many anchors of one sequence.
 
     tokens (L,) the sequence, features (L, F) the target's features at its positions, anchors (A,)
@@ -367,16 +367,16 @@ def _sample(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.multinomial(p.reshape(-1, p.shape[-1]), 1).reshape(p.shape[:-1])
 
 
-def build_drafter(method: str, cfg, draft_layers: int = 5, markov_rank: int = 256):
+def build_draft_model(method: str, cfg, draft_layers: int = 5, markov_rank: int = 256):
     """A random-weight drafter of `method` for target config `cfg`."""
     if method == "mtp-1":
-        return MTPDrafter(cfg)
+        return MTPModel(cfg)
     if method == "eagle3":
-        return Eagle3Drafter(cfg)
+        return Eagle3Model(cfg)
     if method == "dflash":
-        return BlockDrafter(cfg, draft_layers)
+        return BlockModel(cfg, draft_layers)
     if method == "dspark":
-        return BlockDrafter(cfg, draft_layers, markov_rank=markov_rank, confidence=True)
+        return BlockModel(cfg, draft_layers, markov_rank=markov_rank, confidence=True)
     raise ValueError(f"no drafter for method {method!r}")
 
 

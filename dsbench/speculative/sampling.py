@@ -18,6 +18,13 @@ from __future__ import annotations
 import torch
 
 
+def probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """fp32 probabilities from logits (..., V); one-hot argmax at temperature ~0 (as DeepSpec does)."""
+    if temperature < 1e-5:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).float()
+    return torch.softmax(logits.float() / temperature, -1)
+
+
 def verify(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, lengths: torch.Tensor,
            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Accepted draft counts (N,) and the next token (N,) for N rounds.

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..results import InputError
-from .drafters import BlockDrafter, Eagle3Drafter, MTPDrafter
+from .models import BlockModel, Eagle3Model, MTPModel
 
 ARCHS = {"Qwen3DSparkModel": "block", "Gemma4DSparkModel": "block", "Qwen3Eagle3Model": "eagle3",
          "Eagle3DraftModel": "eagle3", "DsbenchMTPModel": "mtp-1"}
@@ -89,13 +89,13 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
     if kind == "block":
         rank = int(cfg.get("markov_rank") or 0)
         method = "dspark" if rank else "dflash"
-        drafter = BlockDrafter(tcfg, int(cfg["num_hidden_layers"]), len(ids), rank, bool(cfg.get("enable_confidence_head")),
+        drafter = BlockModel(tcfg, int(cfg["num_hidden_layers"]), len(ids), rank, bool(cfg.get("enable_confidence_head")),
                                int(cfg.get("mask_token_id") or 0))
         gamma = int(cfg.get("block_size") or 7)
     elif kind == "eagle3":
-        method, drafter, gamma = "eagle3", Eagle3Drafter(tcfg, len(ids)), int(cfg.get("ttt_length") or 7)
+        method, drafter, gamma = "eagle3", Eagle3Model(tcfg, len(ids)), int(cfg.get("ttt_length") or 7)
     else:
-        method, drafter, gamma = "mtp-1", MTPDrafter(tcfg), 1
+        method, drafter, gamma = "mtp-1", MTPModel(tcfg), 1
     state = {}
     for f in files:
         state.update(load_file(str(f)))

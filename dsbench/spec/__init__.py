@@ -1,1 +1,0 @@
-"""In-process speculative decoding: drafters (now), rejection sampling and checkpoint loading (next)."""
