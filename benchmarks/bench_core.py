@@ -23,7 +23,7 @@ import numpy as np
 
 from dsbench.core.acceptance import RoundSampler
 from dsbench.core.policies import dspark_lengths, dspark_lengths_reference
-from dsbench.results import load_acceptance, load_profile
+from dsbench.readers import read_acceptance, read_profile
 
 
 def median_time(fn, repeats: int, warmup: int = 3) -> float:
@@ -39,9 +39,9 @@ def median_time(fn, repeats: int, warmup: int = 3) -> float:
 
 
 def bench_scheduler(r: int, gamma: int, repeats: int) -> dict:
-    surface = load_profile("h100-qwen3-8b").surface()
+    surface = read_profile("h100-qwen3-8b").surface()
     table = surface.slice(r).table(r * (1 + gamma))
-    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "math"))
+    curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "math"))
     conds = np.resize(curve.conditional, gamma)  # longer blocks repeat the curve
     rng = np.random.default_rng(0)
     conf = RoundSampler(conds).sample(rng, (r,)).astype(float)

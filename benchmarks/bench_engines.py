@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
 
-from dsbench.results import load_load  # noqa: E402
+from dsbench.readers import read_load  # noqa: E402
 from tests.engine_servers import CACHE, build_pair, llama_server, vllm_server  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def measure(name: str, server, out: Path) -> dict:
                         "--temperature", "0", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
         after = counters(url)
     d = {k: after[k] - before.get(k, 0.0) for k in after}
-    p = load_load(out)["points"][0]
+    p = read_load(out)["points"][0]
     s = p["spec"]
     drafts = d["spec_decode_num_drafts_total"]
     k = len(s["survival"] or [])

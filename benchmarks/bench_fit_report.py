@@ -32,7 +32,7 @@ def dsbench(*args: str) -> subprocess.CompletedProcess:
 
 def main() -> None:
     from dsbench.core.simulator import simulate
-    from dsbench.results import load_load
+    from dsbench.readers import read_load
     from dsbench.sweep import SweepConfig, _fit_defaults, build_scenarios, load_inputs
 
     root = Path(tempfile.mkdtemp(prefix="dsbench-bench-fit-"))
@@ -45,7 +45,7 @@ def main() -> None:
     _fit_defaults(cfg)
     scenario = build_scenarios(cfg, *load_inputs(cfg))["dspark"]
     print(f"fit on 6 live points: MAPE {doc['mape_pct']:.1f} % (round time), {doc['flagged']} flagged")
-    for pt in load_load(root / "held-out")["points"]:
+    for pt in read_load(root / "held-out")["points"]:
         pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0)
         print(f"held out {pt['concurrency']:>3} users: per-user speed measured {pt['tps_user_mean']:6.1f}, predicted "
               f"{pred.tps_user:6.1f} ({pred.tps_user / pt['tps_user_mean'] - 1:+.1%}); throughput measured "

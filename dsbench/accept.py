@@ -18,7 +18,10 @@ import numpy as np
 
 from .core import acceptstats, calibration
 from .core.policies import Policy
-from .results import ACCEPTANCE_SCHEMA, InputError, load_workload, nan_to_none, provenance, write_acceptance
+from .errors import InputError
+from .readers import ACCEPTANCE_SCHEMA
+from .shipped import read_workload
+from .store import nan_to_none, provenance, write_acceptance
 
 if TYPE_CHECKING:
     from .speculative.engine import RoundLog
@@ -73,7 +76,7 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
     `serve --target`. `draft` is a checkpoint folder, or `ngram` for prompt lookup (vLLM's `ngram`
     with prompt_lookup_min 1 and max 3). Returns (SpecDecoder, tokenizer, method name)."""
     from .profile.measure import resolve_device
-    from .results import load_profile
+    from .readers import read_profile
     from .speculative.checkpoints import load_drafter
     from .speculative.drafters import NgramDrafter, drafter_for
     from .speculative.engine import SpecDecoder
@@ -98,7 +101,7 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
     g = drafter.gamma if drafter else 0
     verify_s = None
     if pol.kind == "dspark":  # the SPS slice at the batch's size: R requests verify up to R (1 + gamma) tokens
-        surface = load_profile(profile).surface()
+        surface = read_profile(profile).surface()
         verify_s = lambda r: surface.slice(r).table(r * (1 + max(g, 1)))  # noqa: E731
     dec = SpecDecoder(model, drafter, pol, verify_s, temperature, _stop_ids(model, tok), seed=seed)
     return dec, tok, method
@@ -113,7 +116,7 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
 
     if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0 or cfg.batch < 1:
         raise InputError("--samples, --max-new-tokens and --batch must be >= 1 and --temperature >= 0")
-    datasets = {w: load_workload(w) for w in cfg.workloads}
+    datasets = {w: read_workload(w) for w in cfg.workloads}
     dec, tok, method = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed,
                                      cfg.profile)
     summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
@@ -202,7 +205,7 @@ def run_accept_backend(url: str, model: str, method: str, workloads: list[str], 
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {"method": method, "backend": url, "sampling": cfg.sampling().model_dump(), "datasets": {}, "files": []}
     for w in workloads:
-        prompts = load_workload(w)
+        prompts = read_workload(w)
         point, found = asyncio.run(one(prompts))
         spec = point["spec"]
         name = Path(str(w)).stem

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
-from .results import InputError
+from .errors import InputError
 
 class Doc(BaseModel):
     """Base: finite numbers only; fields this version does not know are kept (newer writers)."""

@@ -20,8 +20,9 @@ from .core.acceptance import expected_tau
 from .core.latency import LatencyFit, fit_latency, mape, relative_errors
 from .core.methods import METHODS
 from .documents import conditional_of
-from .results import (ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, InputError, Profile, load_acceptance, load_load, load_profile,
-                      provenance)
+from .errors import InputError
+from .readers import ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, Profile, read_acceptance, read_load, read_profile
+from .store import provenance
 
 FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
 
@@ -57,7 +58,7 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
     rows = []
     for ref in cfg.results:
         method, path = _split(ref, cfg.method)
-        data = load_load(path)
+        data = read_load(path)
         method = method or (data.get("config") or {}).get("method")  # as `dsbench load --method` recorded it
         for pt in data["points"]:
             spec = pt["spec"]  # engine-neutral (documents.SpecWindow)
@@ -95,10 +96,10 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
 
 def run_fit(cfg: FitConfig) -> dict:
     """Fit, and return the fit document (the schema `dsbench sweep --model` reads)."""
-    given = load_acceptance(cfg.acceptance) if cfg.acceptance else []
+    given = read_acceptance(cfg.acceptance) if cfg.acceptance else []
     rows = collect_points(cfg, given)
     col = {k: np.array([r[k] for r in rows]) for k in ("method", "requests", "batch_tokens", "round_s")}
-    prof = load_profile(cfg.profile) if cfg.profile else None
+    prof = read_profile(cfg.profile) if cfg.profile else None
     known = None
     if prof is not None:
         surface = prof.surface()
@@ -206,7 +207,7 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
 
 
 def write(doc: dict, out: Path) -> Path:
-    from .results import write_fit
+    from .store import write_fit
 
     path = out / "fit.json" if out.suffix != ".json" else out
     path.parent.mkdir(parents=True, exist_ok=True)

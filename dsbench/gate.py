@@ -1,6 +1,6 @@
 """`dsbench gate`: compare a candidate result set with a baseline and decide whether it regressed.
 
-Metrics are read from whatever dsbench results each side holds (results.find_results), each with
+Metrics are read from whatever dsbench results each side holds (readers.find_results), each with
 its standard error from the run itself:
 - sweep:      sweep.<method>.throughput_at_slo (tok/s/GPU; 0 when the SLO is infeasible), .peak_tps_user
               (Monte-Carlo error of the simulated point)
@@ -23,8 +23,8 @@ from pathlib import Path
 
 from .core.acceptance import expected_tau
 from .core.gating import Side, Verdict, compare, decide, pool_sides, run_to_run
-from .results import (ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, InputError, find_results, load_acceptance_file,
-                      load_gate_rules, load_load, load_sweep)
+from .errors import InputError
+from .readers import ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, find_results, read_acceptance_file, read_gate_rules, read_load, read_sweep
 
 DEFAULT_RULES = [
     {"metric": "*.error_rate", "direction": "lower", "tolerance_abs": 0.01},
@@ -60,7 +60,7 @@ class RunSet:
 
 
 def _load_metrics(rs: RunSet, f: Path) -> None:
-    doc = load_load(f)
+    doc = read_load(f)
     cfg = doc.get("config") or {}
     server = doc.get("server") or {}
     rs.identities.append(("load", f, {
@@ -92,7 +92,7 @@ def _load_metrics(rs: RunSet, f: Path) -> None:
 
 
 def _sweep_metrics(rs: RunSet, f: Path) -> None:
-    doc = load_sweep(f)
+    doc = read_sweep(f)
     inp = doc.get("inputs") or {}
     rs.identities.append(("sweep", f, {
         "device": inp.get("device"), "gpus": inp.get("gpus"), "model": inp.get("model"),
@@ -130,7 +130,7 @@ def _modelled(value: float, rel_se: float | None) -> Metric:
 def _acceptance_metrics(rs: RunSet, f: Path) -> None:
     import numpy as np
 
-    a = load_acceptance_file(f)
+    a = read_acceptance_file(f)
     raw = a.raw
     rs.identities.append(("accept", f, {"method": a.method, "domain": a.domain, "target": a.target,
                                         "source": a.source, "gamma": len(a.conditional)}))
@@ -262,7 +262,7 @@ def run_spread_pct(metric: str, runs: list[RunSet]) -> float | None:
 
 
 def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dict], float]:
-    user_rules, file_drop = load_gate_rules(rules_file) if rules_file else ([], None)
+    user_rules, file_drop = read_gate_rules(rules_file) if rules_file else ([], None)
     drop = max_drop_pct if max_drop_pct is not None else file_drop if file_drop is not None else DEFAULT_MAX_DROP_PCT
     return user_rules + DEFAULT_RULES, drop
 

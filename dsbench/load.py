@@ -20,7 +20,10 @@ from .live import engines, prom
 from .live.client import build_payload
 from .live.loadgen import PointRun, PointSpec, Target, run_point
 from .live.shard import run_point_sharded
-from .results import LOAD_SCHEMA, InputError, LoadWriter, load_workload, provenance
+from .errors import InputError
+from .readers import LOAD_SCHEMA
+from .shipped import read_workload
+from .store import LoadWriter, provenance
 
 ENGINES = ("auto", *engines.ENGINES, "none")
 
@@ -299,7 +302,7 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
     """
     cfg.validate()
     headers = headers or {}
-    prompts = [p for w in cfg.workloads for p in load_workload(w)]
+    prompts = [p for w in cfg.workloads for p in read_workload(w)]
     sampling = cfg.sampling()
     doc = {"schema": LOAD_SCHEMA, "provenance": provenance(), "config": asdict(cfg), "engine": None, "sampling": sampling.model_dump(),
            "definitions": DEFINITIONS, "points": [], "interrupted": False}

@@ -1,8 +1,8 @@
 """`dsbench sweep`: simulate every method over concurrency and pick the best point under an SLO.
 
-Loads a profile and acceptance curves (results.py), builds one core Scenario per method, runs the
+Loads a profile and acceptance curves (readers.py), builds one core Scenario per method, runs the
 closed-loop simulator on a concurrency grid and summarises frontiers and SLO choices. Pure
-orchestration: the math lives in core/, the file formats in results.py.
+orchestration: the math lives in core/, the file formats in readers.py and store.py.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from .core.methods import METHOD_NAMES, METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
 from .fit import FIT_DOMAIN
-from .results import Acceptance, InputError, Profile, load_acceptance, load_fit, load_profile, provenance
+from .errors import InputError
+from .readers import Acceptance, Profile, read_acceptance, read_fit, read_profile
+from .store import provenance
 
 DOMAINS = ("math", "code", "chat")
 
@@ -124,14 +126,14 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
 def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     """The profile, the acceptance curves the methods need (none for no-spec alone) and where they came from."""
     if cfg.model:
-        fitted = load_fit(cfg.model)
+        fitted = read_fit(cfg.model)
         if cfg.acceptance:
-            return fitted.profile, load_acceptance(cfg.acceptance), cfg.acceptance
+            return fitted.profile, read_acceptance(cfg.acceptance), cfg.acceptance
         return fitted.profile, fitted.acceptance, str(fitted.path)
-    profile = load_profile(cfg.profile)
+    profile = read_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
     needs_curves = any(METHODS[m].gamma(cfg.draft_length) for m in cfg.methods if m in METHODS)
-    return profile, (load_acceptance(acc_ref) if needs_curves else []), acc_ref
+    return profile, (read_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
 def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = None,
@@ -200,7 +202,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
 def _fit_defaults(cfg: SweepConfig) -> None:
     """With --model: the methods the fit has a drafter cost for (and no-spec, which needs none),
     and the fit's own measured curves."""
-    fitted = load_fit(cfg.model)
+    fitted = read_fit(cfg.model)
     if cfg.methods == METHOD_NAMES:
         cfg.methods = ("no-spec", *fitted.profile.draft)
     if cfg.baseline not in cfg.methods:

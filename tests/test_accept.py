@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from dsbench.cli import app
-from dsbench.results import load_acceptance
+from dsbench.readers import read_acceptance
 from dsbench.speculative.checkpoints import save_drafter
 from dsbench.speculative.models import BlockModel
 from tests.servers import build_tiny_qwen3
@@ -42,7 +42,7 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
     for name in ("math", "chat"):
         f = summary["datasets"][name]
         assert f["rounds"] > 0 and 1.0 <= f["tau"] <= 5.0 and f["mean_proposal"] == 4.0
-    curves = {(c.method, c.domain): c for c in load_acceptance(tmp_path)}
+    curves = {(c.method, c.domain): c for c in read_acceptance(tmp_path)}
     assert set(curves) == {("dspark", "math"), ("dspark", "chat")}
     c = curves[("dspark", "chat")]
     assert c.source == "measured" and len(c.raw["per_round"]["proposal"]) == c.raw["rounds"]
@@ -81,7 +81,7 @@ def test_accept_with_prompt_lookup(models, tmp_path):
     summary = json.loads(r.stdout)
     assert summary["method"] == "ngram" and summary["gamma"] == 3
     assert 0.0 <= summary["datasets"]["code"]["mean_proposal"] <= 3.0
-    (c,) = load_acceptance(tmp_path)
+    (c,) = read_acceptance(tmp_path)
     committed = c.raw["per_round"]["committed"]
     assert c.method == "ngram" and c.tau == pytest.approx(sum(committed) / len(committed))
 
@@ -99,7 +99,7 @@ def test_dspark_confidences_are_recorded_and_calibrated(models, tmp_path):
     r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
                             "--samples", "4", "--max-new-tokens", "40", "--out", str(tmp_path / "acc"), "--quiet"])
     assert r.exit_code == 0, r.output
-    (c,) = load_acceptance(tmp_path / "acc")
+    (c,) = read_acceptance(tmp_path / "acc")
     conf = c.raw["per_round"]["confidence"]
     assert len(conf) == c.raw["rounds"] and all(len(row) == 4 for row in conf)
     m = c.raw["confidence_metrics"]
@@ -122,12 +122,12 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
     from dsbench.core.acceptance import expected_tau, survival
     from tests.servers import sim_server
 
-    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
+    curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
     with sim_server("--method", "dflash", "--domain", "code", "--time-scale", "0.3") as (url, _):
         r = runner.invoke(app, ["accept", "--backend", url, "--model", "dsbench-sim", "--method", "dflash", "--workload", "code",
                                 "--samples", "20", "--max-new-tokens", "300", "--concurrency", "8", "--out", str(tmp_path), "--json"])
     assert r.exit_code == 0, r.output
-    (c,) = load_acceptance(tmp_path)
+    (c,) = read_acceptance(tmp_path)
     assert c.source == "simulated" and c.method == "dflash" and c.domain == "code"  # the server said it is a simulator
     assert c.tau == pytest.approx(expected_tau(curve), rel=0.04)
     np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.04)
@@ -147,7 +147,7 @@ def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, 
                                 "--samples", "8", "--max-new-tokens", "24", "--temperature", "0", "--batch", str(batch),
                                 "--out", str(tmp_path / f"b{batch}"), "--quiet"])
         assert r.exit_code == 0, r.output
-        (c,) = load_acceptance(tmp_path / f"b{batch}")
+        (c,) = read_acceptance(tmp_path / f"b{batch}")
         assert c.raw["complete"] is True and c.raw["batch"] == batch
         per_round[batch] = c.raw["per_round"]
     counts = {b: sorted(zip(*(pr[k] for k in ("proposal", "accepted", "committed")))) for b, pr in per_round.items()}
@@ -161,5 +161,5 @@ def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, 
     cfg = AcceptConfig(str(target_dir), str(draft_dir), ["math"], samples=8, max_new_tokens=24, temperature=0.0, batch=4)
     with pytest.raises(KeyboardInterrupt):
         run_accept(cfg, tmp_path / "cut", stop_after_first)
-    (c,) = load_acceptance(tmp_path / "cut")
+    (c,) = read_acceptance(tmp_path / "cut")
     assert c.raw["complete"] is False and 0 < len(c.raw["per_round"]["proposal"]) < len(per_round[4]["proposal"])

@@ -5,7 +5,7 @@ import pytest
 from scipy.stats import rankdata
 
 from dsbench.core.acceptance import RoundSampler, Spread, conditional_from_survival, expected_tau, survival
-from dsbench.results import load_acceptance
+from dsbench.readers import read_acceptance
 
 # Paper Table 1 (Qwen3-8B, gamma = 7): mean tau of each domain's three benchmarks.
 TABLE1 = {
@@ -56,7 +56,7 @@ def _auc(score, label):
 def test_default_spread_matches_paper_confidence_auc():
     """Oracle confidences under the default spread reach the paper's head AUC (Alpaca, DSpark:
     0.82/0.81/0.86/0.91 at positions 1/3/5/7); we hold each within 0.04."""
-    chat = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "chat"))
+    chat = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "chat"))
     rng = np.random.default_rng(7)
     p = RoundSampler(chat.conditional).sample(rng, (100_000,)).astype(float)
     prefix_ok = np.cumprod(rng.random(p.shape) < p, axis=-1).astype(bool)
@@ -66,7 +66,7 @@ def test_default_spread_matches_paper_confidence_auc():
 
 
 def test_shipped_curves_match_table1_and_figure2():
-    curves = {(c.method, c.domain): c for c in load_acceptance("qwen3-8b")}
+    curves = {(c.method, c.domain): c for c in read_acceptance("qwen3-8b")}
     for key, tau in TABLE1.items():
         c = curves[key]
         assert c.source == "paper"

@@ -14,11 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from dsbench import results
+from dsbench import readers
 from dsbench.cli import app
 from dsbench.live import engines
 from dsbench.live.client import _MALFORMED, RequestRecord, _parse_events
-from dsbench.results import InputError, profiles_dir
+from dsbench.errors import InputError
+from dsbench.shipped import profiles_dir
 
 runner = CliRunner()
 FIX = Path(__file__).parent / "fixtures" / "engines"
@@ -101,9 +102,9 @@ def bases(tmp_path_factory):
     return out
 
 
-READERS = {"profile": results.load_profile, "acceptance": results.load_acceptance_file, "sweep": results.load_sweep,
-           "load": results.load_load, "fit": results.load_fit, "calibration": results.load_calibration,
-           "rules": results.load_gate_rules}
+READERS = {"profile": readers.read_profile, "acceptance": readers.read_acceptance_file, "sweep": readers.read_sweep,
+           "load": readers.read_load, "fit": readers.read_fit, "calibration": readers.read_calibration,
+           "rules": readers.read_gate_rules}
 
 
 @pytest.mark.parametrize("kind", list(READERS))
@@ -133,7 +134,7 @@ def test_request_lines_that_are_not_records_are_skipped(tmp_path_factory, data):
     lines = [_dump(REQUEST), _dump(draw_bad(data, REQUEST)), _dump(draw_bad(data, REQUEST))[: data.draw(st.integers(0, 400))]]
     d = tmp_path_factory.mktemp("req")
     (d / "requests.jsonl").write_text("\n".join(lines) + "\n")
-    recs = results.load_requests(d)
+    recs = readers.read_requests(d)
     assert recs and recs[0] == REQUEST
     for r in recs:
         request_metrics(r)

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from dsbench.cli import app
-from dsbench.results import load_profile, profiles_dir
+from dsbench.readers import read_profile
+from dsbench.shipped import profiles_dir
 
 runner = CliRunner()
 FAST = ["--max-concurrency", "24", "--quiet"]
@@ -172,7 +173,7 @@ def test_profile_roofline_writes_a_profile_sweep_reads(tmp_path):
     out = tmp_path / "h200-14b.json"
     r = run("profile", "--roofline", "H200", "--model", "qwen3-14b", "--context", 4096, "--out", out)
     assert r.exit_code == 0, r.output
-    p = load_profile(out)
+    p = read_profile(out)
     assert p.source == "roofline" and p.device["name"] == "H200" and p.context_len == 4096
     assert p.raw["roofline"]["knobs"]["token_tile"] == 64
     assert run("profile", "--roofline", "H200", "--out", out).exit_code == 2  # no silent overwrite

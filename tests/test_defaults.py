@@ -4,7 +4,8 @@ import json
 import subprocess
 import sys
 
-from dsbench.results import load_acceptance, load_profile, profiles_dir
+from dsbench.readers import read_acceptance, read_profile
+from dsbench.shipped import profiles_dir
 from tests.conftest import REPO
 
 
@@ -15,12 +16,12 @@ def test_shipped_defaults_are_not_stale():
 
 def test_every_shipped_file_states_its_source():
     for f in profiles_dir().glob("*-qwen3-8b.json"):
-        p = load_profile(f)
+        p = read_profile(f)
         assert p.source == "roofline" and "formula" in p.raw["roofline"] and p.raw["provenance"]["tool"] == "dsbench"
         assert set(p.draft) == {"mtp-1", "eagle3", "dflash", "dspark"}
     names = {f.stem.split("-qwen3")[0] for f in profiles_dir().glob("*-qwen3-8b.json")}
     assert {"h100", "h200", "a100"} <= names
-    for c in load_acceptance("qwen3-8b"):
+    for c in read_acceptance("qwen3-8b"):
         assert c.source == "paper" and c.raw["derivation"] and c.spread["sigma"] > 0
     gpus = json.loads((profiles_dir() / "gpus.json").read_text())
     assert {"H100", "H200", "H800", "A100", "L40S", "B200", "MI300X"} <= {g["name"] for g in gpus["gpus"]}

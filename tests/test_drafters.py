@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config
-from dsbench.results import load_profile
+from dsbench.readers import read_profile
 from dsbench.speculative.models import build_draft_model, draft_round_fn
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_profile_draft_costs_have_the_expected_shapes(tmp_path):
                             "--context", "128", "--draft", "all", "--gamma", "1,4,7", "--repeats", "5", "--warmup", "2",
                             "--threads", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    p = load_profile(out)
+    p = read_profile(out)
     assert set(p.draft) == {"mtp-1", "eagle3", "dflash", "dspark"} and p.raw["complete"] is True
     assert p.draft["mtp-1"]["gamma"] == [1, 1]
     t = {m: {(int(rq), int(g)): s for rq, g, s in zip(tab["requests"], tab["gamma"], tab["step_s"])} for m, tab in p.draft.items()}

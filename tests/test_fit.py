@@ -77,7 +77,7 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     predicts per-user speed at held-out 6 and 24 users within 12 % of what `dsbench load` measures
     there."""
     from dsbench.core.simulator import simulate
-    from dsbench.results import load_load
+    from dsbench.readers import read_load
     from dsbench.sweep import SweepConfig, _fit_defaults, build_scenarios, load_inputs
     from tests.servers import sim_server
 
@@ -95,7 +95,7 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     _fit_defaults(cfg)
     prof, curves, ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, prof, curves, ref)["dspark"]
-    for pt in load_load(tmp_path / "held-out")["points"]:
+    for pt in read_load(tmp_path / "held-out")["points"]:
         pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0).tps_user
         assert abs(pred / pt["tps_user_mean"] - 1) < 0.12, (pt["concurrency"], pred, pt["tps_user_mean"])
     r = runner.invoke(app, ["sweep", "--model", str(tmp_path / "fit" / "fit.json"), "--slo", "300", "--out", str(tmp_path / "sw"),

@@ -274,7 +274,7 @@ def test_example_ci_workflow_uses_real_options():
 
     import yaml
 
-    from dsbench.results import load_gate_rules
+    from dsbench.readers import read_gate_rules
 
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["load-and-gate"]["steps"]
     assert steps[0]["uses"].startswith("actions/checkout@")
@@ -286,7 +286,7 @@ def test_example_ci_workflow_uses_real_options():
         helptext = runner.invoke(app, [cmd, "--help"], env={"COLUMNS": "300"}).output
         for opt in re.findall(r"(--[a-z][a-z-]*)", rest):
             assert opt in helptext, (cmd, opt)
-    load_gate_rules(WORKFLOW.parent / "gate-rules.toml")
+    read_gate_rules(WORKFLOW.parent / "gate-rules.toml")
 
 
 def _run_workflow(event: str, workdir: Path, env: dict, store: Path) -> subprocess.CompletedProcess | None:

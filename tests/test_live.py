@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dsbench.cli import app
 from dsbench.core.acceptance import survival
 from dsbench.core.simulator import simulate
-from dsbench.results import load_acceptance, load_load, load_profile
+from dsbench.readers import read_acceptance, read_load, read_profile
 from dsbench.sweep import SweepConfig, build_scenarios
 from tests.servers import build_tiny_qwen3, free_port, sim_server, transformers_server, wait_until
 
@@ -37,7 +37,7 @@ def load_process(url, out, *args):
 
 def scenario(method, domain, policy="dspark"):
     cfg = SweepConfig(domain=domain, methods=(method,), baseline=method, policy=policy)
-    return build_scenarios(cfg, load_profile("h100-qwen3-8b"), load_acceptance("qwen3-8b"), "qwen3-8b")[method]
+    return build_scenarios(cfg, read_profile("h100-qwen3-8b"), read_acceptance("qwen3-8b"), "qwen3-8b")[method]
 
 
 @pytest.mark.slow
@@ -49,7 +49,7 @@ def test_load_against_sim_agrees_with_the_model(tmp_path):
     with sim_server("--domain", "math", "--seed", "1") as (url, _):
         r = load(url, tmp_path, "--concurrency", "8", "--workload", "math", "--duration", "4", "--warmup", "0.7", "--max-tokens", "400")
     assert r.exit_code == 0, r.output
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     model = simulate(scenario("dspark", "math"), 8, samples=40_000)
     spec = point["spec"]
     assert spec["engine"] == "dsbench" and spec["source"] == "server counters" and spec["decode_steps"] > 1000
@@ -68,8 +68,8 @@ def test_per_position_survival_matches_curve_under_fixed_verification(tmp_path):
     with sim_server("--method", "dflash", "--domain", "code") as (url, _):
         r = load(url, tmp_path, "--concurrency", "4", "--workload", "code", "--requests", "40", "--warmup", "0", "--max-tokens", "300")
     assert r.exit_code == 0, r.output
-    spec = load_load(tmp_path)["points"][0]["spec"]
-    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
+    spec = read_load(tmp_path)["points"][0]["spec"]
+    curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
     np.testing.assert_allclose(spec["survival"], survival(curve), atol=0.03)
     assert spec["conditional_exact"]
     np.testing.assert_allclose(spec["conditional"], curve, atol=0.05)
@@ -87,7 +87,7 @@ def test_load_against_transformers_serve(tmp_path_factory):
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None for rec in recs)
-    point = load_load(out)["points"][0]
+    point = read_load(out)["points"][0]
     assert point["requests_ok"] == 6 and point["spec"]["state"] == "unknown"  # transformers serve has no /metrics
     for rec in recs:
         assert 1 <= rec["output_tokens"] <= 24  # from the server's usage, not re-tokenised
@@ -121,7 +121,7 @@ def test_server_killed_mid_run_keeps_partial_results(tmp_path):
     failed = [r for r in recs if r["error"]]
     assert ok and failed  # what was measured before the kill is kept
     assert {r["error"] for r in failed} <= {"connect", "stream_broken"}
-    doc = load_load(tmp_path)
+    doc = read_load(tmp_path)
     assert doc["points"][0]["requests_ok"] == len(ok)
     assert "server unreachable" in doc["stopped"]
 
@@ -131,7 +131,7 @@ def test_http_500_and_429_are_counted_per_class(tmp_path):
     with sim_server("--inject-error", "500:0.25", "--inject-error", "429:0.25", "--time-scale", "0.5") as (url, _):
         r = load(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--requests", "60", "--warmup", "0", "--max-tokens", "20")
     assert r.exit_code == 0, r.output
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     errors = point["errors"]
     assert set(errors) == {"http_5xx", "http_429"}
     assert 5 <= errors["http_5xx"] <= 28 and 5 <= errors["http_429"] <= 28  # 15 expected each (binomial, 60 x 0.25)
@@ -149,7 +149,7 @@ def test_stalled_stream_times_out(tmp_path):
         elapsed = time.monotonic() - t0
     assert r.exit_code == 2  # the server could not be measured; 1 means only "regressed"
     assert "no request of c=2 completed: every one failed" in r.output
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     assert point["errors"] == {"timeout": 2}
     assert elapsed < 10
 
@@ -160,7 +160,7 @@ def test_streams_still_running_at_the_drain_time_are_cancelled_and_fail_the_run(
         r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--duration", "1", "--warmup", "0",
                  "--max-tokens", "200", "--timeout", "30", "--drain", "0.5")
     assert r.exit_code == 2 and "cancelled at the drain time" in r.output.replace("\n", " ")
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     assert point["requests_cancelled"] == 2 and point["requests_ok"] == 0
 
 
@@ -169,7 +169,7 @@ def test_a_point_inside_the_warm_up_is_widened_not_empty(tmp_path):
     with sim_server() as (url, _):
         r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "4", "--warmup", "60", "--max-tokens", "20")
     assert r.exit_code == 0, r.output
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     assert "window is the whole point" in point["window_warning"] and "window is the whole point" in r.output
     assert point["requests_ok"] == 4 and point["request_throughput_s"] > 0 and point["tpot_s_p50"] > 0
 
@@ -204,7 +204,7 @@ def test_poisson_rate_point_records_schedule(tmp_path):
         r = load(url, tmp_path, "--rate", "20", "--workload", "code", "--requests", "30", "--warmup", "0", "--max-tokens", "16",
                  "--slo", "50")
     assert r.exit_code == 0, r.output
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     assert point["mode"] == "poisson" and point["label"] == "rate=20.00" and point["requests"] == 30
     assert 0 <= point["slo_attainment"] <= 1
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
@@ -259,26 +259,26 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path):
         client.send_signal(signal.SIGINT)
         _, err = client.communicate(timeout=60)
     assert client.returncode == 130 and "interrupted" in err and "Traceback" not in err
-    doc = load_load(tmp_path)
+    doc = read_load(tmp_path)
     assert doc["interrupted"] is True and [p["label"] for p in doc["points"]] == ["c=2"]
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert {r["point"] for r in recs} == {"c=2", "c=4"}  # the cut-off point's finished requests are kept too
 
 
 def test_deepspec_turns_workload(tmp_path):
-    from dsbench.results import load_workload
+    from dsbench.shipped import read_workload
 
     f = tmp_path / "mt-bench.jsonl"
     f.write_text('{"turns": ["first question", "follow-up"]}\n\n{"turns": ["another"]}\n')
-    prompts = load_workload(f)
+    prompts = read_workload(f)
     assert [(p.text, p.domain) for p in prompts] == [("first question", "mt-bench"), ("another", "mt-bench")]
-    assert {p.domain for p in load_workload("code")} == {"code"} and len(load_workload("code")) == 20
+    assert {p.domain for p in read_workload("code")} == {"code"} and len(read_workload("code")) == 20
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "x"}\n')
-    from dsbench.results import InputError
+    from dsbench.errors import InputError
 
     with pytest.raises(InputError, match="bad.jsonl:1"):
-        load_workload(bad)
+        read_workload(bad)
 
 
 @pytest.mark.slow
@@ -290,7 +290,7 @@ def test_load_sharded_over_two_processes(tmp_path):
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert {rec["id"] // 10_000_000 for rec in recs} == {1, 2}  # both workers' requests, ids kept apart
     assert len({rec["id"] for rec in recs}) == len(recs)
-    point = load_load(tmp_path)["points"][0]
+    point = read_load(tmp_path)["points"][0]
     assert point["window_s"] == pytest.approx(2.5, abs=0.01) and point["requests_in_window"] > 10
     assert point["spec"]["engine"] == "dsbench" and 2.5 < point["spec"]["tau"] < 4.5
     bad = load(url, tmp_path / "b", "--concurrency", "2", "--workload", "chat", "--requests", "5", "--workers", "2")

@@ -14,7 +14,7 @@ from dsbench.core.policies import (
     topk_lengths,
 )
 from dsbench.core.acceptance import RoundSampler
-from dsbench.results import load_acceptance, load_profile
+from dsbench.readers import read_acceptance, read_profile
 from tests.conftest import smooth_verify_table
 
 
@@ -32,7 +32,7 @@ def _random_conf(rng, r, g):
 
 def test_vectorised_scheduler_equals_line_by_line_algorithm_1():
     rng = np.random.default_rng(0)
-    jagged = load_profile("h100-qwen3-8b").surface()
+    jagged = read_profile("h100-qwen3-8b").surface()
     for trial in range(60):
         r, g = int(rng.integers(1, 40)), int(rng.integers(1, 12))
         conf = _random_conf(rng, r, g)
@@ -89,8 +89,8 @@ def test_early_stop_shortfall_on_jagged_profile_is_reported(record_property):
     """On the step-wise (tile-quantised) H100 roofline Algorithm 1 can stop at a step short of
     the global optimum. Measure how far with DSpark's math confidences (default spread); it must
     never beat the exhaustive search. Measured: mean 0.1 %, max 1.3 % (seed 4)."""
-    surface = load_profile("h100-qwen3-8b").surface()
-    curve = next(c for c in load_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "math"))
+    surface = read_profile("h100-qwen3-8b").surface()
+    curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dspark", "math"))
     sampler = RoundSampler(curve.conditional)
     rng = np.random.default_rng(4)
     shortfalls = []

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from dsbench.cli import app
 from dsbench.profile.measure import load_hf_config, measured_profile, profile_target, torch_dtype
-from dsbench.results import load_profile
+from dsbench.readers import read_profile
 
 runner = CliRunner()
 TINY = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 256, "intermediate_size": 768,
@@ -28,7 +28,7 @@ def test_profile_end_to_end_writes_a_profile_sweep_reads(tiny_config, tmp_path):
                             "--context", "256", "--repeats", "5", "--warmup", "2", "--threads", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "measured" in r.output and "step ms" in r.output
-    p = load_profile(out)
+    p = read_profile(out)
     assert p.source == "measured" and p.context_len == 256 and p.raw["complete"] is True
     assert p.device["threads"] == 1 and p.device["torch"] and p.raw["dtype"] == "fp32"
     assert [(pt["requests"], pt["batch_tokens"]) for pt in p.raw["points"]] == [(1, 1), (1, 4), (1, 16), (4, 4), (4, 16)]
@@ -83,7 +83,7 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
         measured_profile(str(tiny_config), "cpu", "fp32", [1, 4, 16], [1], 128, None, 3, 1, 1, out, stop_after_two)
     doc = json.loads(out.read_text())
     assert len(doc["points"]) == 2 and doc["complete"] is False
-    assert load_profile(out).source == "measured"
+    assert read_profile(out).source == "measured"
 
 
 @pytest.mark.parametrize("args,message", [
@@ -121,7 +121,7 @@ def test_cuda_profile_with_graphs(tmp_path):
                             "--batch-tokens", "8,64", "--context", "512", "--cuda-graph", "--draft", "dflash", "--gamma", "1,7",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
-    p = load_profile(out)
+    p = read_profile(out)
     assert p.device["kind"] == "cuda" and p.device["cuda"] and p.raw["cuda_graph"] is True
     assert all(pt["step_s"] > 0 for pt in p.raw["points"])
 

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dsbench.cli import app
-from dsbench.results import load_load, load_requests
+from dsbench.readers import read_load, read_requests
 from tests.engine_servers import build_pair, llama_server, vllm_server
 
 pytestmark = [pytest.mark.engines, pytest.mark.slow]
@@ -61,7 +61,7 @@ def load(url, out, *args):
     r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--workload", "code", "--out", str(out),
                             "--quiet", "--max-tokens", "64", "--warmup", "0", *map(str, args)])
     assert r.exit_code == 0, r.output
-    return load_load(out)
+    return read_load(out)
 
 
 def pooled(points) -> dict:
@@ -83,7 +83,7 @@ def chain(run, tmp_path, method: str, slo: float) -> None:
     r = runner.invoke(app, ["fit", f"{method}={run}", "--out", str(tmp_path / "fit"), "--json"])
     assert r.exit_code == 0, r.output
     fit = json.loads(r.stdout)
-    spec = {p["label"]: p["spec"] for p in load_load(run)["points"]}
+    spec = {p["label"]: p["spec"] for p in read_load(run)["points"]}
     assert all(p["tau"] == pytest.approx(spec[p["label"]]["tau"]) and "engine" in p["tau_source"] for p in fit["points"])
     r = runner.invoke(app, ["sweep", "--model", str(tmp_path / "fit" / "fit.json"), "--slo", str(slo), "--methods", method,
                             "--baseline", method, "--max-concurrency", "16", "--out", str(tmp_path / "sweep"), "--json"])
@@ -187,7 +187,7 @@ def test_llama_cpp_load_reads_its_counters_and_timings_and_the_chain_runs(models
     assert run["engine"] == "llama.cpp"
     pts = run["points"]
     assert all(p["spec"]["source"] == "per-request" and p["spec"]["state"] == "active" for p in pts)
-    timings = [r["server_stats"]["timings"] for r in load_requests(tmp_path / "run") if not r.get("error")]
+    timings = [r["server_stats"]["timings"] for r in read_requests(tmp_path / "run") if not r.get("error")]
     assert sum(t["draft_n"] for t in timings) == d["llamacpp:spec_decode_num_draft_tokens_total"]  # every request's, exactly
     assert sum(t["draft_n_accepted"] for t in timings) == d["llamacpp:spec_decode_num_accepted_tokens_total"]
     acc = sum(p["spec"]["accepted_tokens"] for p in pts)

@@ -7,11 +7,11 @@ from dsbench.core.acceptance import RoundSampler, Spread
 from dsbench.core.methods import DraftCost
 from dsbench.core.policies import Policy
 from dsbench.core.simulator import Scenario, closed_form, simulate
-from dsbench.results import load_acceptance, load_profile
+from dsbench.readers import read_acceptance, read_profile
 from dsbench.sweep import SweepConfig, build_scenarios
 
-CURVES = load_acceptance("qwen3-8b")
-PROFILE = load_profile("h100-qwen3-8b")
+CURVES = read_acceptance("qwen3-8b")
+PROFILE = read_profile("h100-qwen3-8b")
 
 
 def _scenarios(**kw):

@@ -88,7 +88,7 @@ def test_dspark_policy_runs_on_real_confidences(trained, tmp_path, write_json):
 def test_serve_real_engine_under_load(trained, tmp_path):
     """`dsbench serve --target --draft` answers a load test with real speculative decoding: real
     text, token counts from the engine, tau from its counters."""
-    from dsbench.results import load_load
+    from dsbench.readers import read_load
     from tests.servers import _server
 
     cmd = [sys.executable, "-m", "dsbench.cli", "serve", "--target", str(trained["target"]), "--draft", str(trained["dspark"]),
@@ -117,7 +117,7 @@ def test_serve_real_engine_under_load(trained, tmp_path):
         assert still.status_code == 200 and still.json()["usage"]["completion_tokens"] <= 5
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None and 1 <= rec["output_tokens"] <= 24 for rec in recs)
-    spec = load_load(tmp_path)["points"][0]["spec"]
+    spec = read_load(tmp_path)["points"][0]["spec"]
     assert spec["engine"] == "dsbench" and spec["decode_steps"] > 0 and 1.0 <= spec["tau"] <= 5.0
     assert body["usage"]["completion_tokens"] <= 12 and isinstance(body["choices"][0]["message"]["content"], str)
 

@@ -39,7 +39,7 @@ def handles_input_errors(fn):
     def wrapper(*args, **kwargs):
         import click
 
-        from ..results import InputError
+        from ..errors import InputError
 
         try:
             return fn(*args, **kwargs)
@@ -88,7 +88,7 @@ def fmt(v, spec: str, none: str = "—") -> str:
 
 def csv_list(text: str, kind, name: str) -> list:
     """Parse a comma-separated option (`1,2,4`) into numbers; a bad value is an InputError naming the option."""
-    from ..results import InputError
+    from ..errors import InputError
 
     try:
         return [kind(x) for x in text.split(",") if x.strip()] if text else []
@@ -100,7 +100,7 @@ def json_object(text: str | None, name: str) -> dict:
     """Parse an option holding a JSON object; anything else is an InputError naming the option."""
     import json
 
-    from ..results import InputError
+    from ..errors import InputError
 
     if not text:
         return {}

@@ -53,7 +53,7 @@ def accept(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..accept import AcceptConfig, run_accept, run_accept_backend
-    from ..results import InputError
+    from ..errors import InputError
 
     if backend:
         if not model:

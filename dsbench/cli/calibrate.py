@@ -29,11 +29,13 @@ def calibrate(
     import numpy as np
 
     from ..core import calibration as cal
-    from ..results import InputError, load_acceptance, nan_to_none, per_round_confidences, write_calibration
+    from ..errors import InputError
+    from ..readers import per_round_confidences, read_acceptance
+    from ..store import nan_to_none, write_calibration
 
     if not 0 < holdout < 1:
         raise InputError(f"--holdout must lie strictly between 0 and 1, got {holdout}")
-    parts = [per_round_confidences(a) for ref in acceptance for a in load_acceptance(ref) if a.method == "dspark"]
+    parts = [per_round_confidences(a) for ref in acceptance for a in read_acceptance(ref) if a.method == "dspark"]
     if not parts:
         raise InputError("no DSpark acceptance files among --acceptance")
     g = min(p[0].shape[1] for p in parts)

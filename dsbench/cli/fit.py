@@ -39,7 +39,7 @@ def fit(
     the model cannot explain, and writes fit.json for `dsbench sweep --model`.
     """
     from .. import fit as fitmod
-    from ..results import InputError
+    from ..errors import InputError
 
     if tile < 0 or not flag_pct > 0:
         raise InputError("--tile must be >= 0 and --flag-pct > 0")

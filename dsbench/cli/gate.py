@@ -49,7 +49,7 @@ def gate(
 
     from ..gate import markdown, plan_markdown, run_gate, write_outputs
     from ..gate import plan as make_plan
-    from ..results import InputError
+    from ..errors import InputError
 
     if not baseline:
         raise InputError("give the baseline results: --baseline PATH (repeat it for repeated runs)")

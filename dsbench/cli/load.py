@@ -59,7 +59,8 @@ def load(
     speculative-decoding counters, taken as deltas over the window.
     """
     from ..load import LoadConfig, run_load
-    from ..results import InputError, LoadWriter
+    from ..errors import InputError
+    from ..store import LoadWriter
 
     headers = {}
     if api_key_env:

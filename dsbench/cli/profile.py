@@ -48,7 +48,7 @@ def profile(
     logits at every position) per grid point: median and spread over --repeats. With --roofline
     GPU the profile is modelled from datasheet peaks instead (source: roofline).
     """
-    from ..results import InputError
+    from ..errors import InputError
 
     if context <= 0:
         raise InputError(f"--context must be a positive number of tokens, got {context}")
@@ -70,9 +70,10 @@ def profile(
 
 def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_json: bool) -> None:
     from ..profile.roofline import roofline_profile
-    from ..results import load_gpu_spec, load_model_spec, write_profile
+    from ..shipped import read_gpu_spec, read_model_spec
+    from ..store import write_profile
 
-    doc = roofline_profile(load_gpu_spec(gpu), load_model_spec(model), context)
+    doc = roofline_profile(read_gpu_spec(gpu), read_model_spec(model), context)
     write_profile(out_file, doc)
     info = {"file": str(out_file), "source": "roofline", "device": doc["device"]["name"], "model": doc["model"]["name"],
             "context_len": context, "points": len(doc["points"]), "max_requests": doc["max_requests"]}
@@ -88,7 +89,7 @@ def _profile_measured(model, device, dtype, batch_tokens, requests, context, lay
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..profile.measure import measured_profile
-    from ..results import InputError
+    from ..errors import InputError
 
     if not batch_tokens or not requests or min(batch_tokens + requests) < 1:
         raise InputError("--batch-tokens and --requests take positive whole numbers, e.g. 1,8,64")

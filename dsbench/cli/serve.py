@@ -46,7 +46,7 @@ def serve(
     speculative-decoding counters. With --target (and --draft) the rounds are real in-process
     speculative decoding of every in-flight request, interleaved round by round.
     """
-    from ..results import InputError
+    from ..errors import InputError
 
     if sim == bool(target):
         raise InputError("choose one engine: --sim, or --target PATH [--draft PATH]")
@@ -90,7 +90,7 @@ def _real_engine(target, draft, policy, gamma, temperature, device, seed, model_
 
 
 def _parse_faults(specs: list[str], stall_after: int | None, seed: int):
-    from ..results import InputError
+    from ..errors import InputError
     from ..serve.app import Faults
 
     rates = {}

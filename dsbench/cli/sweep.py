@@ -44,7 +44,7 @@ def sweep(
     acceptance curves, and reports per method the highest throughput whose per-user speed
     meets the SLO. Outputs are modelled (simulated), never measured: the table says on what.
     """
-    from ..results import SWEEP_SCHEMA
+    from ..readers import SWEEP_SCHEMA
     from ..sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(slo=slo, profile=profile, acceptance=acceptance, domain=domain,
@@ -66,7 +66,7 @@ def _with_progress(run, cfg, out_dir: Path, show: bool):
     """Run the sweep with a progress bar, writing partial results after each method."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..results import write_sweep
+    from ..store import write_sweep
 
     rows_so_far: list[dict] = []
 
@@ -90,7 +90,7 @@ def _with_progress(run, cfg, out_dir: Path, show: bool):
 
 def _write_sweep_outputs(result, out_dir: Path) -> list[Path]:
     from ..report.plots import frontier_figure, save
-    from ..results import write_sweep
+    from ..store import write_sweep
 
     s = result.summary
     jpath, cpath = write_sweep(out_dir, s, result.rows)

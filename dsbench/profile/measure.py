@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..results import InputError, resolve_shipped
+from ..errors import InputError
+from ..shipped import resolve_shipped
 from .timing import time_calls
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -241,7 +242,8 @@ def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens:
     depth: drafters are 1-5 layers), written after each method."""
     import torch
 
-    from ..results import PROFILE_SCHEMA, provenance, write_profile
+    from ..readers import PROFILE_SCHEMA
+    from ..store import provenance, write_profile
 
     device = resolve_device(device)
     if cuda_graph and not device.startswith("cuda"):

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..core import roofline as rl
 from ..core.methods import METHODS
-from ..results import PROFILE_SCHEMA, provenance
+from ..readers import PROFILE_SCHEMA
+from ..store import provenance
 
 REQUEST_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 DRAFT_GAMMAS = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)

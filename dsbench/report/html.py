@@ -3,7 +3,7 @@
 Everything is inline (figures as SVG with text drawn as paths, styles in one <style> block, no
 scripts, fonts or external references), so the file opens offline and can be attached to a
 ticket. Every string that comes from an input file passes through `esc`. Several runs (one per
-argument) are shown side by side, one column each. Files are read through results.py only.
+argument) are shown side by side, one column each. Files are read through readers.py only.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from pathlib import Path
 from .. import __version__
 from ..core.loadstats import request_metrics
 from ..documents import conditional_of, sampling_text
-from ..results import (ACCEPTANCE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA,
-                       InputError, Profile, find_results, load_acceptance, load_acceptance_file, load_calibration,
-                       load_fit, load_load,
-                       load_profile, load_requests, load_sweep)
+from ..errors import InputError
+from ..readers import ACCEPTANCE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, Profile, SWEEP_SCHEMA, find_results, read_acceptance, read_acceptance_file, read_calibration, read_fit, read_load, read_profile, read_requests, read_sweep
 from . import plots
 
 
@@ -51,28 +49,28 @@ def collect(path: str) -> Run:
     for schema, f in find_results(path):
         kind = schema.split(".")[1].split("/")[0]
         if schema == SWEEP_SCHEMA:
-            doc = load_sweep(f)
+            doc = read_sweep(f)
             run.sweeps.append((f, doc))
             _add_file(run, f, kind, doc, doc.get("inputs", {}).get("results_source", "simulated"))
             _add_sweep_inputs(run, doc)
         elif schema == LOAD_SCHEMA:
-            doc = load_load(f)
-            run.loads.append((f, doc, load_requests(f)))
+            doc = read_load(f)
+            run.loads.append((f, doc, read_requests(f)))
             _add_file(run, f, kind, doc, (doc.get("server") or {}).get("source", "measured"))
         elif schema == ACCEPTANCE_SCHEMA:
-            a = load_acceptance_file(f)
+            a = read_acceptance_file(f)
             run.acceptance.append(a)
             _add_file(run, f, kind, a.raw, a.source)
         elif schema == CALIBRATION_SCHEMA:
-            doc = load_calibration(f)
+            doc = read_calibration(f)
             run.calibrations.append((f, doc))
             _add_file(run, f, kind, doc, doc.get("source", "measured"))
         elif schema == PROFILE_SCHEMA:
-            prof = load_profile(f)
+            prof = read_profile(f)
             run.profiles.append(prof)
             _add_file(run, f, kind, prof.raw, prof.source)
         elif schema == FIT_SCHEMA:
-            doc = load_fit(f).raw
+            doc = read_fit(f).raw
             run.fits.append((f, doc))
             _add_file(run, f, kind, doc, "fitted")
     return run
@@ -93,8 +91,8 @@ def _add_sweep_inputs(run: Run, sweep: dict) -> None:
     """The profile and acceptance curves a sweep was run on, when they can still be found."""
     inp = sweep.get("inputs") or {}
     try:
-        prof = load_profile(inp["profile"]) if inp.get("profile") else None
-        curves = load_acceptance(inp["acceptance"]) if inp.get("acceptance") and not inp.get("fitted_model") else []
+        prof = read_profile(inp["profile"]) if inp.get("profile") else None
+        curves = read_acceptance(inp["acceptance"]) if inp.get("acceptance") and not inp.get("fitted_model") else []
     except InputError:
         return  # moved since: the report shows what it has
     if prof is not None and all(p.path != prof.path for p in run.profiles):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..results import InputError
+from ..errors import InputError
 from .models import BlockModel, Eagle3Model, MTPModel
 
 ARCHS = {"Qwen3DSparkModel": "block", "Gemma4DSparkModel": "block", "Qwen3Eagle3Model": "eagle3",

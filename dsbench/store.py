@@ -1,0 +1,131 @@
+"""Writing result files: atomically, checked against their typed documents, with who made them
+(provenance); and the load run's writer, which writes as the run goes."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import InputError
+from .readers import ACCEPTANCE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA
+
+
+def provenance(command: list[str] | None = None) -> dict:
+    """Who made a file, when, with what command (secrets must never be in `command`)."""
+    import platform
+
+    prov = {
+        "tool": "dsbench",
+        "version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(command if command is not None else ["dsbench", *sys.argv[1:]]),
+        "python": platform.python_version(),
+        "host": platform.platform(terse=True),
+    }
+    for mod in ("torch", "transformers"):  # versions of what this run used (never imported just to ask)
+        if mod in sys.modules:
+            prov[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return prov
+
+
+def nan_to_none(obj: Any) -> Any:
+    """The same structure with every NaN float replaced by None (JSON has no NaN)."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [nan_to_none(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically (a killed writer never leaves half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def write_document(path: Path, data: dict, model: str) -> None:
+    """Write a document after checking it against its typed model (documents.MODEL): dsbench
+    never writes a file it would refuse to read (a failure here is a bug, raised as ValueError)."""
+    from . import documents
+
+    try:
+        getattr(documents, model).model_validate(data)
+    except documents.ValidationError as e:
+        raise ValueError(f"dsbench would write an invalid {model} to {path}: {e}") from None
+    write_json(path, data)
+
+
+def write_profile(path: Path, data: dict) -> None:
+    """Write a profile dict (must already carry `schema`, `source`, points...)."""
+    if data.get("schema") != PROFILE_SCHEMA:
+        raise ValueError("profile dict lacks the profile schema")
+    write_document(path, data, "ProfileDoc")
+
+
+def write_acceptance(path: Path, data: dict) -> None:
+    if data.get("schema") != ACCEPTANCE_SCHEMA:
+        raise ValueError("acceptance dict lacks the acceptance schema")
+    write_document(path, data, "AcceptanceDoc")
+
+
+def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tuple[Path, Path]:
+    """Write sweep.json (summary + every frontier point) and the tidy sweep.csv beside it."""
+    import pandas as pd
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": frontier_rows}
+    jpath, cpath = out_dir / "sweep.json", out_dir / "sweep.csv"
+    write_document(jpath, doc, "SweepDoc")
+    pd.DataFrame(frontier_rows).to_csv(cpath, index=False)
+    return jpath, cpath
+
+
+class LoadWriter:
+    """Writes a load run as it happens: requests.jsonl (one line per finished request, flushed),
+    points/<label>.json + .csv after each point, and load.json (all points so far)."""
+
+    def __init__(self, out_dir: Path, force: bool = False):
+        self.dir = Path(out_dir)
+        if (self.dir / "load.json").exists() or (self.dir / "requests.jsonl").exists():
+            if not force:
+                raise InputError(f"{self.dir} already holds load results; pass --force to overwrite or choose another --out")
+            for f in ("load.json", "requests.jsonl"):
+                (self.dir / f).unlink(missing_ok=True)
+        (self.dir / "points").mkdir(parents=True, exist_ok=True)
+        self._requests = open(self.dir / "requests.jsonl", "a", buffering=1)
+
+    def request(self, rec: dict) -> None:
+        self._requests.write(json.dumps(rec, separators=(",", ":")) + "\n")
+
+    def point(self, label: str, summary: dict, request_rows: list[dict]) -> None:
+        import pandas as pd
+
+        safe = label.replace("=", "-").replace("/", "_")
+        write_json(self.dir / "points" / f"{safe}.json", summary)
+        pd.DataFrame(request_rows).to_csv(self.dir / "points" / f"{safe}.csv", index=False)
+
+    def summary(self, doc: dict) -> Path:
+        path = self.dir / "load.json"
+        write_document(path, {**doc, "schema": LOAD_SCHEMA}, "LoadRun")
+        return path
+
+    def close(self) -> None:
+        self._requests.close()
+
+
+def write_calibration(path: Path, doc: dict) -> None:
+    write_document(path, {"schema": CALIBRATION_SCHEMA, **doc}, "CalibrationDoc")
+
+
+def write_fit(path: Path, doc: dict) -> None:
+    """A fitted model: parameters, per-point errors, and the profile and acceptance curves it implies."""
+    write_document(path, nan_to_none({"schema": FIT_SCHEMA, **doc}), "FitDoc")  # an undetermined sigma is NaN: null in JSON
