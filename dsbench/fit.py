@@ -11,7 +11,6 @@ from the profile); with acceptance curves, tau for engines that expose no specul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,19 +21,10 @@ from .core.methods import METHODS
 from .documents import conditional_of
 from .errors import InputError
 from .readers import ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, Profile, read_acceptance, read_load, read_profile
-from .store import provenance
+from .config import FitConfig
+from .store import Store, nan_to_none, provenance
 
 FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
-
-
-@dataclass
-class FitConfig:
-    results: list[str]  # "PATH" or "METHOD=PATH" (load.json or its directory)
-    method: str | None = None  # for inputs given without METHOD=
-    tile: int = 0  # GEMM tile (tokens) for step-wise T_verify; 0: smooth
-    flag_pct: float = 10.0  # points the model misses by more than this are flagged
-    profile: str | None = None  # T_verify = scale x this profile's step time, instead of the fitted form
-    acceptance: str | None = None  # tau for points whose engine has no speculative counters
 
 
 def _split(ref: str, default: str | None) -> tuple[str | None, str]:
@@ -95,7 +85,8 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
 
 
 def run_fit(cfg: FitConfig) -> dict:
-    """Fit, and return the fit document (the schema `dsbench sweep --model` reads)."""
+    """Fit, and return the fit document (the schema `dsbench sweep --fit` reads)."""
+    cfg.validate()
     given = read_acceptance(cfg.acceptance) if cfg.acceptance else []
     rows = collect_points(cfg, given)
     col = {k: np.array([r[k] for r in rows]) for k in ("method", "requests", "batch_tokens", "round_s")}
@@ -206,10 +197,7 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
             "context_len": 1, "points": points, "draft": draft}
 
 
-def write(doc: dict, out: Path) -> Path:
-    from .store import write_fit
-
-    path = out / "fit.json" if out.suffix != ".json" else out
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_fit(path, doc)
-    return path
+def save(doc: dict, store: Store) -> Path:
+    """fit.json: parameters, per-point errors, and the profile and acceptance curves they imply
+    (an undetermined sigma is NaN, null in JSON)."""
+    return store.document("fit.json", nan_to_none({"schema": FIT_SCHEMA, **doc}), "FitDoc")

@@ -32,7 +32,7 @@ DEFAULT_RULES = [
     {"metric": "*_s_p99", "direction": "lower", "tolerance_pct": 25.0},  # tails of a few hundred requests are noisy
     {"metric": "*.ttft_s_*", "direction": "lower", "tolerance_pct": 10.0},
     {"metric": "*.tpot_s_*", "direction": "lower", "tolerance_pct": 10.0},
-    {"metric": "*", "direction": "higher", "tolerance_pct": None},  # throughput and per-user speed: --max-drop
+    {"metric": "*", "direction": "higher", "tolerance_pct": None},  # throughput and per-user speed: --max-drop-pct
 ]
 DEFAULT_MAX_DROP_PCT = 5.0
 LOAD_METRICS = ("output_tok_s", "tps_user_p50", "tps_user_p90", "ttft_s_p50", "ttft_s_p99", "tpot_s_p50", "tpot_s_p99")
@@ -230,7 +230,7 @@ def _rule_for(metric: str, rules: list[dict]) -> dict:
 
 def _allowed(metric: str, rules: list[dict], drop_pct: float, baseline: float) -> float:
     """The metric's tolerance in its unit: the rule's absolute one, else its percent (throughput
-    and speed: --max-drop) of the baseline."""
+    and speed: --max-drop-pct) of the baseline."""
     rule = _rule_for(metric, rules)
     pct, absolute = rule.get("tolerance_pct"), rule.get("tolerance_abs")
     if absolute is not None:
@@ -254,7 +254,7 @@ def _sides(metric: str, *sides: list[RunSet], run_noise_pct: float | None = None
 
 def run_spread_pct(metric: str, runs: list[RunSet]) -> float | None:
     """The relative standard deviation between these runs beyond their own errors, percent
-    (what `--run-noise` declares for single runs), or None with fewer than three."""
+    (what `--run-noise-pct` declares for single runs), or None with fewer than three."""
     ms = _side(metric, runs)
     between = run_to_run([([m.value for m in ms], [m.se for m in ms])])
     level = sum(m.value for m in ms) / len(ms) if ms else 0.0
@@ -388,7 +388,7 @@ def markdown(res: GateResult) -> str:
     if not res.run_to_run:
         head += ("> Fewer than three runs a side: variation between runs (server state, CPU clock, co-tenants) is not "
                  "measured and these verdicts assume there is none. On vLLM's CPU build it made 2 of 20 single-run A/A "
-                 "pairs fail (`benchmarks/bench_gate.py`): give three baseline runs, or declare it with `--run-noise` "
+                 "pairs fail (`benchmarks/bench_gate.py`): give three baseline runs, or declare it with `--run-noise-pct` "
                  "(`gate --plan` on three runs measures it).\n\n")
     head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + ("\n" if res.unlike else "")
     head += "".join(f"> partial: {_md(p)}\n" for p in res.partial) + ("\n" if res.partial else "")
@@ -420,7 +420,7 @@ def plan_markdown(rows: list[PlanRow], baseline: list[str]) -> str:
     head = (f"**dsbench gate --plan** on {', '.join(f'`{_md(b)}`' for b in baseline)}: what a gate of a candidate as "
             "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level). "
             "With three or more runs it also gives the spread between runs beyond their own noise: what "
-            "`--run-noise` should declare when later gates have one run a side.\n\n")
+            "`--run-noise-pct` should declare when later gates have one run a side.\n\n")
     lines = ["| metric | value | se | allowed | MDC | resolves | runs needed | spread between runs |",
              "|---|---:|---:|---:|---:|---|---|---:|"]
     for r in rows:

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InputError
-from .readers import ACCEPTANCE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA
+from .readers import ACCEPTANCE_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA
 
 
 def provenance(command: list[str] | None = None) -> dict:
@@ -42,6 +42,45 @@ def nan_to_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [nan_to_none(v) for v in obj]
     return obj
+
+
+class Store:
+    """Where one run's results go: `out`, a directory (or a file path, for commands that write
+    one file). Files that were there before the run are results too, and are replaced only with
+    `force`; files this run wrote it rewrites freely (partial results as it goes)."""
+
+    def __init__(self, out: Path, force: bool = False, single: str | None = None):
+        self.out, self.force, self.single = Path(out), force, single
+        self.mine: set[Path] = set()
+
+    def path(self, name: str) -> Path:
+        """Where file `name` goes: inside `out`, or `out` itself when it names the command's one file."""
+        if self.single and self.out.suffix == Path(self.single).suffix and name == self.single:
+            return self.out
+        return self.out / name
+
+    def claim(self, name: str) -> Path:
+        """The path for `name`, refusing one that holds earlier results unless --force."""
+        path = self.path(name)
+        if path not in self.mine:
+            if path.exists() and not self.force:
+                raise InputError(f"{path} already exists (earlier results); pass --force to replace it, or choose another --out")
+            self.mine.add(path)
+        return path
+
+    def document(self, name: str, data: dict, model: str) -> Path:
+        """Write a typed document atomically (checked against documents.MODEL first)."""
+        path = self.claim(name)
+        write_document(path, data, model)
+        return path
+
+    def text(self, name: str, text: str) -> Path:
+        path = self.claim(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return path
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -122,10 +161,3 @@ class LoadWriter:
         self._requests.close()
 
 
-def write_calibration(path: Path, doc: dict) -> None:
-    write_document(path, {"schema": CALIBRATION_SCHEMA, **doc}, "CalibrationDoc")
-
-
-def write_fit(path: Path, doc: dict) -> None:
-    """A fitted model: parameters, per-point errors, and the profile and acceptance curves it implies."""
-    write_document(path, nan_to_none({"schema": FIT_SCHEMA, **doc}), "FitDoc")  # an undetermined sigma is NaN: null in JSON

@@ -226,7 +226,7 @@ def test_exit_codes_mean_one_thing(sweeps, tmp_path, monkeypatch):
 
 
 def test_plan_says_how_much_longer_runs_must_be(sweeps):
-    r = runner.invoke(app, ["gate", "--plan", "--baseline", sweeps["dspark"][0], "--max-drop", "0.1", "--json"])
+    r = runner.invoke(app, ["gate", "--plan", "--baseline", sweeps["dspark"][0], "--max-drop-pct", "0.1", "--json"])
     assert r.exit_code == 0, r.output
     rows = {row["metric"]: row for row in json.loads(r.stdout)}
     row = rows["sweep.dspark.throughput_at_slo"]

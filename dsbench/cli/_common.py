@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 # Piped output gets room for the tables instead of rich's 80-column default.
 _WIDTH = int(os.environ.get("COLUMNS", "0") or 0) or (None if sys.stdout.isatty() else 120)
-out = Console(width=_WIDTH)
+console = Console(width=_WIDTH)
 err = Console(stderr=True, soft_wrap=True)  # one message, one line: never wrapped
 
 
@@ -69,7 +69,7 @@ def _print_version(value: bool) -> None:
     if value:
         from .. import __version__
 
-        out.print(f"dsbench {__version__}")
+        console.print(f"dsbench {__version__}")
         raise typer.Exit()
 
 
@@ -79,6 +79,62 @@ def _root(
                                           callback=_print_version)] = False,
 ):
     pass
+
+
+def _field(cfg, name: str):
+    import dataclasses
+
+    return next(f for f in dataclasses.fields(cfg) if f.name == name)
+
+
+def option(cfg, name: str, **extra):
+    """The Typer option for field `name` of config class `cfg`: its default and help come from the
+    config (config.setting), its flag is the field's name unless the setting names another."""
+    from ..config import MISSING, default_of, flag_of
+
+    f = _field(cfg, name)
+    meta, default = f.metadata, default_of(f)
+    if meta.get("csv") and isinstance(default, (list, tuple)):
+        default = ",".join(str(x) for x in default)
+    decls = [flag_of(f)] + ([meta["short"]] if meta.get("short") else [])
+    return typer.Option(... if default is MISSING else default, *decls, help=meta.get("help"),
+                        rich_help_panel=meta.get("panel"), show_default=default not in (None, MISSING, "", []), **extra)
+
+
+def argument(cfg, name: str, **extra):
+    """The Typer argument for field `name` of config class `cfg` (see `option`)."""
+    from ..config import MISSING, default_of
+
+    f = _field(cfg, name)
+    default = default_of(f)
+    return typer.Argument(... if default is MISSING else default, help=f.metadata.get("help"), show_default=False, **extra)
+
+
+def config(cfg, values: dict):
+    """Config class `cfg` built from the CLI's parsed values (fields missing there keep their
+    defaults); comma-separated options become lists."""
+    import dataclasses
+
+    kwargs = {}
+    for f in dataclasses.fields(cfg):
+        if f.name not in values:
+            continue
+        v = values[f.name]
+        kind = f.metadata.get("csv")
+        if kind is not None and isinstance(v, str):
+            from ..config import flag_of
+
+            v = csv_list(v, kind, flag_of(f))
+        kwargs[f.name] = v
+    return cfg(**kwargs)
+
+
+def json_flag():
+    return typer.Option(False, "--json", help="Print the result as one JSON object on stdout (no table).", rich_help_panel="Output")
+
+
+def quiet_flag():
+    return typer.Option(False, "--quiet", "-q", help="No progress bar.", rich_help_panel="Output")
 
 
 def fmt(v, spec: str, none: str = "—") -> str:
@@ -91,7 +147,7 @@ def csv_list(text: str, kind, name: str) -> list:
     from ..errors import InputError
 
     try:
-        return [kind(x) for x in text.split(",") if x.strip()] if text else []
+        return [kind(x.strip()) for x in text.split(",") if x.strip()] if text else []
     except ValueError:
         raise InputError(f"{name}: expected comma-separated numbers, got {text!r}") from None
 

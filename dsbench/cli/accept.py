@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, err, fmt, handles_input_errors, json_object, out
+from ._common import app, err, fmt, handles_input_errors, json_object, console
 
 
 @app.command(
@@ -67,10 +67,10 @@ def accept(
         else:
             for name, d in summary["datasets"].items():
                 sp = d["spec"]
-                out.print(f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} per decode "
+                console.print(f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} per decode "
                           f"step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} requests, "
                           f"{d['engine']}, {sp['source']})", highlight=False)
-            out.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
+            console.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
         return
     if not target:
         raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
@@ -90,5 +90,5 @@ def accept(
     for name, f in summary["datasets"].items():
         table.add_row(name, str(f["rounds"]), fmt(f["tau"], ".3f"), fmt(f["mean_proposal"], ".2f"),
                       " ".join(fmt(s, ".2f") for s in f["survival"]))
-    out.print(table)
-    out.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)
+    console.print(table)
+    console.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import EXIT_INPUT, EXIT_INTERRUPTED, app, csv_list, err, fmt, handles_input_errors, json_object, out
+from ._common import EXIT_INPUT, EXIT_INTERRUPTED, app, csv_list, err, fmt, handles_input_errors, json_object, console
 
 
 @app.command(
@@ -100,7 +100,7 @@ def load(
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         _print_load_table(doc)
-        out.print(f"wrote {out_dir}/load.json, {out_dir}/requests.jsonl, {out_dir}/points/", style="dim", highlight=False)
+        console.print(f"wrote {out_dir}/load.json, {out_dir}/requests.jsonl, {out_dir}/points/", style="dim", highlight=False)
     if doc.get("stopped"):
         err.print(f"[bold red]error:[/] {doc['stopped']}; results so far are in {out_dir}", highlight=False)
         raise typer.Exit(EXIT_INPUT)  # the server could not be measured as asked (1 is only ever gate's "regressed")
@@ -147,7 +147,7 @@ def _print_load_table(doc: dict) -> None:
                       fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
                       fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", tau, fmt(spec.get("tau_drafted"), ".2f"),
                       fmt(spec.get("acceptance_rate"), ".0%"), src, fmt(s.get("tokens_per_chunk_mean"), ".2f"))
-    out.print(table)
+    console.print(table)
     for note in doc.get("server_notes") or []:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     for s in doc["points"]:

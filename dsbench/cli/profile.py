@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, csv_list, err, handles_input_errors, out
+from ._common import app, csv_list, err, handles_input_errors, console
 
 
 @app.command(
@@ -80,7 +80,7 @@ def _profile_roofline(gpu: str, model: str, context: int, out_file: Path, as_jso
     if as_json:
         sys.stdout.write(json.dumps(info) + "\n")
     else:
-        out.print(f"wrote {out_file}: roofline profile of {info['model']} on {info['device']}, {info['points']} points, "
+        console.print(f"wrote {out_file}: roofline profile of {info['model']} on {info['device']}, {info['points']} points, "
                   f"KV cache fits {info['max_requests']} requests at context {context}", highlight=False)
 
 
@@ -116,13 +116,13 @@ def _profile_measured(model, device, dtype, batch_tokens, requests, context, lay
     for p in pts:
         table.add_row(str(p["requests"]), str(p["batch_tokens"]), str(p["tokens_per_request"]), f"{p['step_s'] * 1e3:.3f}",
                       f"{1 / p['step_s']:.1f}", f"{p['cv']:.1%}")
-    out.print(table)
+    console.print(table)
     for method, table in doc.get("draft", {}).items():
         cells = ", ".join(f"R={p['requests']} g={p['gamma']}: {p['step_s'] * 1e3:.2f} ms" for p in table["points"])
-        out.print(f"draft {method}: {cells}", highlight=False)
+        console.print(f"draft {method}: {cells}", highlight=False)
     if doc["scaling"]["measured_layers"] != [doc["scaling"]["model_layers"]]:
-        out.print(f"extrapolated from {doc['scaling']['measured_layers']} layers to {doc['scaling']['model_layers']}: "
+        console.print(f"extrapolated from {doc['scaling']['measured_layers']} layers to {doc['scaling']['model_layers']}: "
                   f"{doc['scaling']['formula']}", highlight=False)
     if doc.get("oom"):
         err.print(f"[yellow]stopped:[/] {doc['oom']}; largest batch that fit: {doc['largest_batch_tokens']} tokens", highlight=False)
-    out.print(f"wrote {out_file}", style="dim", highlight=False)
+    console.print(f"wrote {out_file}", style="dim", highlight=False)

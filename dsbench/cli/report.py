@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from ._common import app, handles_input_errors, out
+from ..config import ReportConfig
+from ._common import app, argument, config, console, handles_input_errors, option
 
 
 @app.command(
@@ -18,9 +16,10 @@ from ._common import app, handles_input_errors, out
 )
 @handles_input_errors
 def report(
-    results: Annotated[list[str], typer.Argument(help="Result files or directories (searched recursively); each argument is one run, shown side by side.", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")] = Path("report.html"),
-    title: Annotated[str, typer.Option(help="Title of the report.")] = "dsbench report",
+    results: list[str] = argument(ReportConfig, "results"),
+    out: Path = option(ReportConfig, "out"),
+    title: str = option(ReportConfig, "title"),
+    force: bool = option(ReportConfig, "force"),
 ):
     """Write one self-contained HTML report (inline SVG figures, no external resources).
 
@@ -29,10 +28,9 @@ def report(
     tau, SPS(B), fitted models, and the provenance of every input.
     """
     from ..report.html import build_report
+    from ..store import Store
 
-    doc = build_report(results, title)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(output)
-    out.print(f"wrote {output} ({len(doc) / 1e3:,.0f} kB)", highlight=False)
+    cfg = config(ReportConfig, locals())
+    html = build_report(cfg.results, cfg.title)
+    path = Store(cfg.out, cfg.force, single="report.html").text("report.html", html)
+    console.print(f"wrote {path} ({len(html) / 1e3:,.0f} kB)", highlight=False)

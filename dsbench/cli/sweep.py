@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._common import app, err, fmt, handles_input_errors, out
+from ._common import app, err, fmt, handles_input_errors, console
 
 METHODS_DEFAULT = "no-spec,mtp-1,dflash,eagle3,dspark"
 
@@ -59,7 +59,7 @@ def sweep(
                                      "files": [str(p) for p in paths]}) + "\n")
         return
     _print_sweep_table(result.summary)
-    out.print("wrote " + ", ".join(str(p) for p in paths), style="dim", highlight=False)
+    console.print("wrote " + ", ".join(str(p) for p in paths), style="dim", highlight=False)
 
 
 def _with_progress(run, cfg, out_dir: Path, show: bool):
@@ -129,4 +129,4 @@ def _print_sweep_table(s: dict) -> None:
                           fmt(m["peak_tps_user"], ".0f"))
         else:
             table.add_row(name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f"))
-    out.print(table)
+    console.print(table)

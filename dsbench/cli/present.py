@@ -1,0 +1,47 @@
+"""Every table and summary line the CLI prints (rich), one function per command's result.
+
+Each takes the command's document (the dict it writes) and prints to stdout; nothing here
+computes a figure. Tables say where their numbers come from (measured, simulated, fitted...).
+"""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from ._common import console, fmt
+
+
+def fit(doc: dict) -> None:
+    """`dsbench fit`: the parameters with their uncertainties, then every point's error."""
+    params = Table(title="Fitted latency model (source: fitted)", caption=doc["formula"], caption_justify="left")
+    for col in ("parameter", "value", "± 1 sigma", "unit"):
+        params.add_column(col, justify="left" if col in ("parameter", "unit") else "right")
+    for name, p in doc["params"].items():
+        sigma = "fixed" if p.get("fixed") else fmt(p.get("sigma"), ".3g")
+        poor = "poorly" in p.get("note", "")
+        params.add_row(name, format(p["value"], ".4g"), f"[yellow]{sigma}[/]" if poor else sigma, p["unit"])
+    console.print(params)
+    poor = [n for n, p in doc["params"].items() if "poorly" in p.get("note", "")]
+    if poor:
+        console.print(f"[yellow]poorly determined[/] (1 sigma > value): {', '.join(poor)} — these points cannot tell them apart; "
+                  "measure where they differ (more concurrency levels, another policy, no-spec points)", highlight=False)
+    pts = Table(title=f"Per point: MAPE {doc['mape_pct']:.1f} %, {doc['flagged']} flagged (> {doc['flag_pct']:g} %)",
+                caption="round time = tau x mean TPOT (measured) vs the model (fitted)", caption_justify="left")
+    for col in ("method", "point", "R", "B", "tau", "round ms", "fitted ms", "error"):
+        pts.add_column(col, justify="left" if col in ("method", "point") else "right")
+    for p in doc["points"]:
+        err_s = f"{p['rel_error'] * 100:+.1f} %"
+        pts.add_row(p["method"], str(p["label"]), f"{p['requests']:.0f}", f"{p['batch_tokens']:.0f}", f"{p['tau']:.2f}",
+                    f"{p['round_s'] * 1e3:.2f}", f"{p['round_s_fitted'] * 1e3:.2f}",
+                    f"[yellow]{err_s} flagged[/]" if p["flagged"] else err_s)
+    console.print(pts)
+
+
+def calibration(doc: dict, path) -> None:
+    """`dsbench calibrate`: the temperatures and the held-out ECE before and after."""
+    before, after = doc["before"], doc["after"]
+    console.print(f"temperatures per position: {' '.join(f'{t:.2f}' for t in doc['temperatures'])}", highlight=False)
+    console.print(f"held-out ECE {fmt(before['ece_mean'], '.2%')} -> {fmt(after['ece_mean'], '.2%')} (per position "
+                  f"before: {' '.join(fmt(x, '.3f') for x in before['ece'])}; "
+                  f"after: {' '.join(fmt(x, '.3f') for x in after['ece'])})", highlight=False)
+    console.print(f"wrote {path}", style="dim", highlight=False)
