@@ -33,7 +33,8 @@ def dsbench(*args: str) -> subprocess.CompletedProcess:
 def main() -> None:
     from dsbench.core.simulator import simulate
     from dsbench.readers import read_load
-    from dsbench.sweep import SweepConfig, _fit_defaults, build_scenarios, load_inputs
+    from dsbench.config import SweepConfig
+    from dsbench.sweep import _fit_defaults, build_scenarios, load_inputs
 
     root = Path(tempfile.mkdtemp(prefix="dsbench-bench-fit-"))
     with sim_server("--domain", "chat", "--seed", "5") as (url, _):
@@ -41,9 +42,9 @@ def main() -> None:
             dsbench("load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
                     "--duration", "4", "--warmup", "1", "--out", str(root / name), "--quiet")
     doc = json.loads(dsbench("fit", f"dspark={root / 'fit-set'}", "--out", str(root / "fit"), "--json").stdout)
-    cfg = SweepConfig(model=str(root / "fit" / "fit.json"))
+    cfg = SweepConfig(fit=str(root / "fit" / "fit.json"))
     _fit_defaults(cfg)
-    scenario = build_scenarios(cfg, *load_inputs(cfg))["dspark"]
+    scenario = build_scenarios(cfg, cfg.validate(), *load_inputs(cfg))["dspark"]
     print(f"fit on 6 live points: MAPE {doc['mape_pct']:.1f} % (round time), {doc['flagged']} flagged")
     for pt in read_load(root / "held-out")["points"]:
         pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0)

@@ -9,11 +9,20 @@ check every flag against its field. Library callers build the same dataclass dir
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+
+DEFAULT_GAMMA = 7  # draft block size where a method takes one and nothing else sets it
+METHOD_NAMES = ("no-spec", "mtp-1", "dflash", "eagle3", "dspark")  # core.methods.METHODS, without importing numpy
+DOMAINS = ("math", "code", "chat")  # the shipped workloads' and acceptance curves' domains
+FIT_DOMAIN = "live"  # a fit's acceptance domain: whatever workload the load test sent
+
+# progress(label, done, total or None): what every long run reports as it goes
+Progress = Callable[[str, int, "int | None"], None]
 
 MISSING = dataclasses.MISSING
 
@@ -123,3 +132,60 @@ class GateConfig:
             raise InputError("--plan sizes runs from --baseline alone: give no candidate")
         if not self.plan and not self.candidate:
             raise InputError("give the candidate results to gate (or --plan to size runs from --baseline)")
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+@dataclass
+class SweepConfig:
+    """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names."""
+
+    slo: float = setting(80.0, "Per-user speed to promise, tokens/s per user.")
+    profile: str = setting("h100-qwen3-8b", "Profile JSON, or a shipped one by name (h100-qwen3-8b, h200-qwen3-8b, "
+                           "a100-qwen3-8b, b200-qwen3-8b, mi300x-qwen3-8b, l40s-qwen3-8b).", panel="Inputs")
+    acceptance: str | None = setting(None, "Acceptance file or directory (default: shipped curves for the profile's "
+                                     "model).", panel="Inputs")
+    domain: str = setting("mix", "Traffic: math, code, chat, or mix (each request drawn from the three).", panel="Inputs")
+    fit: str | None = setting(None, "Fit file from `dsbench fit`: predict with the fitted step times and the measured "
+                              "acceptance instead of --profile (results are labelled predictions).", panel="Inputs")
+    methods: tuple[str, ...] = setting(METHOD_NAMES, "Comma-separated methods to compare.", csv=str)
+    baseline: str = setting("mtp-1", "Method the ratios are taken against.")
+    policy: str = setting("dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.")
+    gamma: int | None = setting(None, "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) "
+                                f"(default: {DEFAULT_GAMMA}; with --fit the length the fit measured).")
+    max_concurrency: int = setting(512, "Highest concurrency simulated (capped where the KV cache no longer fits).")
+    levels: int = setting(40, "Concurrency levels simulated between 1 and --max-concurrency.")
+    samples: int = setting(20_000, "Request-rounds simulated per point (20,000: < 0.5 % Monte-Carlo error on "
+                           "throughput).")
+    seed: int = setting(0, "Random seed of the simulation.")
+    out: Path = setting(Path("dsbench-out"), "Directory for frontier.png/.svg and sweep.json/.csv.", short="-o",
+                        panel="Output")
+    force: bool = setting(False, "Replace an earlier sweep in --out.", panel="Output")
+
+    @property
+    def draft_length(self) -> int:
+        return DEFAULT_GAMMA if self.gamma is None else self.gamma
+
+    def validate(self):
+        """The DSpark policy, parsed; every value checked (one line each)."""
+        from .core.methods import METHODS
+        from .core.policies import Policy
+
+        if not self.slo > 0 or self.slo != self.slo or self.slo == float("inf"):
+            raise InputError(f"--slo must be a positive number of tokens/s per user, got {self.slo}")
+        if self.domain not in (*DOMAINS, "mix", FIT_DOMAIN):
+            raise InputError(f"--domain must be one of math, code, chat, mix; got {self.domain!r}")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise InputError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_NAMES)}")
+        if self.baseline not in self.methods:
+            raise InputError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
+        if not 1 <= self.draft_length <= 64:
+            raise InputError(f"--gamma must be between 1 and 64, got {self.gamma}")
+        if self.max_concurrency < 1:
+            raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+        try:
+            return Policy.parse(self.policy)
+        except ValueError as e:
+            raise InputError(f"--policy: {e}") from None

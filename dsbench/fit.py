@@ -21,10 +21,9 @@ from .core.methods import METHODS
 from .documents import conditional_of
 from .errors import InputError
 from .readers import ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, Profile, read_acceptance, read_load, read_profile
-from .config import FitConfig
+from .config import FIT_DOMAIN, FitConfig
 from .store import Store, nan_to_none, provenance
 
-FIT_DOMAIN = "live"  # the acceptance curves' domain: whatever workload the load test sent
 
 
 def _split(ref: str, default: str | None) -> tuple[str | None, str]:

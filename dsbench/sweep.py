@@ -7,65 +7,18 @@ orchestration: the math lives in core/, the file formats in readers.py and store
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from .core.acceptance import RoundSampler, Spread, expected_tau
 from .core.frontier import best_at_slo, concurrency_grid
-from .core.methods import METHOD_NAMES, METHODS, DraftCost
+from .core.methods import METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
-from .fit import FIT_DOMAIN
+from .config import DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
 from .errors import InputError
-from .readers import Acceptance, Profile, read_acceptance, read_fit, read_profile
-from .store import provenance
-
-DOMAINS = ("math", "code", "chat")
-
-
-DEFAULT_GAMMA = 7
-
-
-@dataclass
-class SweepConfig:
-    """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names."""
-
-    slo: float = 80.0  # tokens/s per user
-    profile: str = "h100-qwen3-8b"
-    acceptance: str | None = None  # default: the shipped set for the profile's model
-    domain: str = "mix"
-    methods: tuple[str, ...] = METHOD_NAMES
-    baseline: str = "mtp-1"
-    policy: str = "dspark"
-    gamma: int | None = None  # draft length; None: 7, or with `model` the length the fit measured
-    max_concurrency: int = 512
-    levels: int = 40
-    samples: int = 20_000  # request-rounds per point: < 0.5 % Monte-Carlo error on throughput
-    seed: int = 0
-    model: str | None = None  # a fit file from `dsbench fit`: its profile and measured curves (predictions)
-
-    @property
-    def draft_length(self) -> int:
-        return DEFAULT_GAMMA if self.gamma is None else self.gamma
-
-    def validate(self) -> Policy:
-        if not self.slo > 0 or self.slo != self.slo or self.slo == float("inf"):
-            raise InputError(f"--slo must be a positive number of tokens/s per user, got {self.slo}")
-        if self.domain not in (*DOMAINS, "mix", FIT_DOMAIN):
-            raise InputError(f"--domain must be one of math, code, chat, mix; got {self.domain!r}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise InputError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_NAMES)}")
-        if self.baseline not in self.methods:
-            raise InputError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
-        if not 1 <= self.draft_length <= 64:
-            raise InputError(f"--gamma must be between 1 and 64, got {self.gamma}")
-        if self.max_concurrency < 1:
-            raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
-        try:
-            return Policy.parse(self.policy)
-        except ValueError as e:
-            raise InputError(f"--policy: {e}") from None
+from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_profile
+from .store import Store, provenance
 
 
 @dataclass
@@ -103,9 +56,9 @@ def _draft_cost(profile: Profile, method: str) -> DraftCost:
         raise InputError(f"{profile.path}: field 'draft.{method}': {e}") from None
 
 
-def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance], where: str) -> dict[str, Scenario]:
-    """One simulator scenario per requested method."""
-    policy = cfg.validate()
+def build_scenarios(cfg: SweepConfig, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
+                    ) -> dict[str, Scenario]:
+    """One simulator scenario per requested method (`policy`: DSpark's, from cfg.validate())."""
     surface = profile.surface()
     domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
     out = {}
@@ -125,8 +78,8 @@ def build_scenarios(cfg: SweepConfig, profile: Profile, curves: list[Acceptance]
 
 def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     """The profile, the acceptance curves the methods need (none for no-spec alone) and where they came from."""
-    if cfg.model:
-        fitted = read_fit(cfg.model)
+    if cfg.fit:
+        fitted = read_fit(cfg.fit)
         if cfg.acceptance:
             return fitted.profile, read_acceptance(cfg.acceptance), cfg.acceptance
         return fitted.profile, fitted.acceptance, str(fitted.path)
@@ -136,17 +89,16 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     return profile, (read_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
-def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = None,
-              on_method: Callable[[str, list[dict]], None] | None = None) -> SweepResult:
-    """Simulate each method over the concurrency grid; `progress(method, n_done)` after each point,
-    `on_method(method, rows, summary so far)` after each method (so callers can write results as
-    they arrive)."""
-    if cfg.model:
+def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store | None = None) -> SweepResult:
+    """Simulate each method over the concurrency grid; `progress(method, points done, points)`
+    after each point. With a store, sweep.json is rewritten after each method (`partial: true`
+    until done), so an interrupted sweep keeps its finished methods."""
+    if cfg.fit:
         _fit_defaults(cfg)
     policy = cfg.validate()
     profile, curves, acc_ref = load_inputs(cfg)
-    source = "predicted (fitted model)" if cfg.model else "simulated"
-    scenarios = build_scenarios(cfg, profile, curves, acc_ref)
+    source = "predicted (fitted model)" if cfg.fit else "simulated"
+    scenarios = build_scenarios(cfg, policy, profile, curves, acc_ref)
 
     max_c = cfg.max_concurrency
     capped = profile.max_requests is not None and profile.max_requests < max_c
@@ -172,7 +124,7 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             "max_concurrency_memory": profile.max_requests, "capped_by_memory": capped,
             "profiled_max_requests": int(max(profile.requests)),
             "results_source": source,
-            "fitted_model": cfg.model,
+            "fitted_model": cfg.fit,
         },
     }
     rows: list[dict] = []
@@ -184,14 +136,14 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
             mrows.append({"method": name, "policy": str(sc.policy), "gamma": sc.gamma, **asdict(pt),
                           "throughput_tok_s_gpu": thr_gpu, "source": source})
             if progress:
-                progress(name, i + 1)
+                progress(name, i + 1, len(grid))
         rows += mrows
         choice = best_at_slo([r["concurrency"] for r in mrows], [r["tps_user"] for r in mrows],
                              [r["throughput_tok_s_gpu"] for r in mrows], [r["verify_budget"] for r in mrows], cfg.slo)
         methods_summary[name] = {**asdict(choice), "policy": str(sc.policy), "gamma": sc.gamma,
                                  "tau_curve": _curve_tau(sc), "peak_tps_user": max(r["tps_user"] for r in mrows)}
-        if on_method:
-            on_method(name, mrows, summary)
+        if store is not None:
+            save_json(store, {**summary, "partial": True}, rows)
 
     base = methods_summary[cfg.baseline]
     for s in methods_summary.values():
@@ -200,9 +152,9 @@ def run_sweep(cfg: SweepConfig, progress: Callable[[str, int], None] | None = No
 
 
 def _fit_defaults(cfg: SweepConfig) -> None:
-    """With --model: the methods the fit has a drafter cost for (and no-spec, which needs none),
+    """With --fit: the methods the fit has a drafter cost for (and no-spec, which needs none),
     and the fit's own measured curves."""
-    fitted = read_fit(cfg.model)
+    fitted = read_fit(cfg.fit)
     if cfg.methods == METHOD_NAMES:
         cfg.methods = ("no-spec", *fitted.profile.draft)
     if cfg.baseline not in cfg.methods:
@@ -218,3 +170,28 @@ def _curve_tau(sc: Scenario) -> float:
     if sc.gamma == 0:
         return 1.0
     return sum(expected_tau(s.conditional) for s in sc.samplers) / len(sc.samplers)
+
+
+def save_json(store: Store, summary: dict, rows: list[dict]) -> list[Path]:
+    """sweep.json (summary + every frontier point) and the tidy sweep.csv beside it."""
+    import pandas as pd
+
+    doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": rows}
+    return [store.document("sweep.json", doc, "SweepDoc"), store.text("sweep.csv", pd.DataFrame(rows).to_csv(index=False))]
+
+
+def save(result: SweepResult, store: Store) -> list[Path]:
+    """The finished sweep: frontier.png/.svg, sweep.json and sweep.csv."""
+    from .report.plots import frontier_figure, save as save_figure
+
+    s = result.summary
+    paths = save_json(store, s, result.rows)
+    inp = s["inputs"]
+    title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
+    subtitle = (f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
+                f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; "
+                f"DSpark policy {inp['policy']}, gamma {inp['gamma']}")
+    fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
+    png, svg = store.claim("frontier.png"), store.claim("frontier.svg")
+    save_figure(fig, png, svg)
+    return [png, svg, *paths]

@@ -65,7 +65,9 @@ def test_unreachable_slo_is_infeasible_not_a_crash(tmp_path):
     doc = json.loads(r.stdout)
     for m in doc["methods"].values():
         assert m == {**m, "feasible": False, "throughput": None, "concurrency": None, "ratio": None}
-    table = run("sweep", "--slo", 5000, "--out", tmp_path, *FAST)
+    again = run("sweep", "--slo", 5000, "--out", tmp_path, *FAST)  # earlier results are not replaced silently
+    assert again.exit_code == 2 and "already exists" in again.output and "--force" in again.output
+    table = run("sweep", "--slo", 5000, "--out", tmp_path, "--force", *FAST)
     assert table.exit_code == 0 and table.output.count("infeasible") == 5
 
 

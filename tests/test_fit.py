@@ -78,7 +78,8 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     there."""
     from dsbench.core.simulator import simulate
     from dsbench.readers import read_load
-    from dsbench.sweep import SweepConfig, _fit_defaults, build_scenarios, load_inputs
+    from dsbench.config import SweepConfig
+    from dsbench.sweep import _fit_defaults, build_scenarios, load_inputs
     from tests.servers import sim_server
 
     with sim_server("--domain", "chat", "--seed", "3") as (url, _):
@@ -91,14 +92,14 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["source"] == "fitted" and doc["mape_pct"] < 15 and len(doc["points"]) == 6
-    cfg = SweepConfig(model=str(tmp_path / "fit" / "fit.json"))
+    cfg = SweepConfig(fit=str(tmp_path / "fit" / "fit.json"))
     _fit_defaults(cfg)
     prof, curves, ref = load_inputs(cfg)
-    scenario = build_scenarios(cfg, prof, curves, ref)["dspark"]
+    scenario = build_scenarios(cfg, cfg.validate(), prof, curves, ref)["dspark"]
     for pt in read_load(tmp_path / "held-out")["points"]:
         pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0).tps_user
         assert abs(pred / pt["tps_user_mean"] - 1) < 0.12, (pt["concurrency"], pred, pt["tps_user_mean"])
-    r = runner.invoke(app, ["sweep", "--model", str(tmp_path / "fit" / "fit.json"), "--slo", "300", "--out", str(tmp_path / "sw"),
+    r = runner.invoke(app, ["sweep", "--fit", str(tmp_path / "fit" / "fit.json"), "--slo", "300", "--out", str(tmp_path / "sw"),
                             "--json", "--max-concurrency", "64"])
     assert r.exit_code == 0, r.output
     sw = json.loads(r.output)

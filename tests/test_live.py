@@ -14,7 +14,8 @@ from dsbench.cli import app
 from dsbench.core.acceptance import survival
 from dsbench.core.simulator import simulate
 from dsbench.readers import read_acceptance, read_load, read_profile
-from dsbench.sweep import SweepConfig, build_scenarios
+from dsbench.config import SweepConfig
+from dsbench.sweep import build_scenarios
 from tests.servers import build_tiny_qwen3, free_port, sim_server, transformers_server, wait_until
 
 runner = CliRunner()
@@ -37,7 +38,7 @@ def load_process(url, out, *args):
 
 def scenario(method, domain, policy="dspark"):
     cfg = SweepConfig(domain=domain, methods=(method,), baseline=method, policy=policy)
-    return build_scenarios(cfg, read_profile("h100-qwen3-8b"), read_acceptance("qwen3-8b"), "qwen3-8b")[method]
+    return build_scenarios(cfg, cfg.validate(), read_profile("h100-qwen3-8b"), read_acceptance("qwen3-8b"), "qwen3-8b")[method]
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def chain(run, tmp_path, method: str, slo: float) -> None:
     fit = json.loads(r.stdout)
     spec = {p["label"]: p["spec"] for p in read_load(run)["points"]}
     assert all(p["tau"] == pytest.approx(spec[p["label"]]["tau"]) and "engine" in p["tau_source"] for p in fit["points"])
-    r = runner.invoke(app, ["sweep", "--model", str(tmp_path / "fit" / "fit.json"), "--slo", str(slo), "--methods", method,
+    r = runner.invoke(app, ["sweep", "--fit", str(tmp_path / "fit" / "fit.json"), "--slo", str(slo), "--methods", method,
                             "--baseline", method, "--max-concurrency", "16", "--out", str(tmp_path / "sweep"), "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["inputs"]["results_source"] == "predicted (fitted model)"

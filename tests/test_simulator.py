@@ -8,14 +8,16 @@ from dsbench.core.methods import DraftCost
 from dsbench.core.policies import Policy
 from dsbench.core.simulator import Scenario, closed_form, simulate
 from dsbench.readers import read_acceptance, read_profile
-from dsbench.sweep import SweepConfig, build_scenarios
+from dsbench.config import SweepConfig
+from dsbench.sweep import build_scenarios
 
 CURVES = read_acceptance("qwen3-8b")
 PROFILE = read_profile("h100-qwen3-8b")
 
 
 def _scenarios(**kw):
-    return build_scenarios(SweepConfig(**kw), PROFILE, CURVES, "qwen3-8b")
+    cfg = SweepConfig(**kw)
+    return build_scenarios(cfg, cfg.validate(), PROFILE, CURVES, "qwen3-8b")
 
 
 @pytest.mark.parametrize("domain", ["math", "chat", "mix"])

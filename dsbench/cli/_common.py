@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -127,6 +128,25 @@ def config(cfg, values: dict):
             v = csv_list(v, kind, flag_of(f))
         kwargs[f.name] = v
     return cfg(**kwargs)
+
+
+@contextlib.contextmanager
+def progress_bar(verb: str, show: bool = True):
+    """A progress bar on stderr fed by a run's progress(label, done, total) calls (config.Progress);
+    yields None when hidden (--quiet, --json)."""
+    if not show:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"{verb} [bold]{{task.fields[label]}}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task(verb, total=None, label="")
+
+        def progress(label: str, done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total, label=label)
+
+        yield progress
 
 
 def json_flag():

@@ -45,3 +45,30 @@ def calibration(doc: dict, path) -> None:
                   f"before: {' '.join(fmt(x, '.3f') for x in before['ece'])}; "
                   f"after: {' '.join(fmt(x, '.3f') for x in after['ece'])})", highlight=False)
     console.print(f"wrote {path}", style="dim", highlight=False)
+
+
+def sweep(s: dict) -> None:
+    """`dsbench sweep`: per method, the best throughput at the SLO and what it takes."""
+    inp = s["inputs"]
+    table = Table(
+        title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  ({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
+        caption=(f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
+                 + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
+                 + "; per-user speed = tau / round time; budget = tokens verified per request per round"
+                 + (f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
+                    if inp["profiled_max_requests"] < max(inp["concurrency"]) else "")
+                 + ("; concurrency capped at %d where the KV cache fills memory" % inp["max_concurrency_memory"] if inp["capped_by_memory"] else "")),
+        caption_justify="left",
+    )
+    for col, just in [("method", "left"), ("policy", "left"), ("tok/s/GPU", "right"), ("conc.", "right"),
+                      ("tok/s/user", "right"), ("budget", "right"), (f"vs {s['baseline']}", "right"),
+                      ("peak/user", "right")]:
+        table.add_column(col, justify=just, no_wrap=True)
+    for name, m in s["methods"].items():
+        if m["feasible"]:
+            table.add_row(name, m["policy"], fmt(m["throughput"], ",.0f"), str(m["concurrency"]), fmt(m["tps_user"], ".1f"),
+                          fmt(m["verify_budget"], ".2f"), fmt(m["ratio"], ".2f", "—") + ("x" if m["ratio"] is not None else ""),
+                          fmt(m["peak_tps_user"], ".0f"))
+        else:
+            table.add_row(name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f"))
+    console.print(table)

@@ -63,12 +63,13 @@ def serve(
 
 def _sim_engine(profile, acceptance, domain, method, policy, gamma, time_scale, seed, model_name):
     from ..serve.engine import SimEngine
-    from ..sweep import SweepConfig, build_scenarios, load_inputs
+    from ..config import SweepConfig
+    from ..sweep import build_scenarios, load_inputs
 
     cfg = SweepConfig(profile=profile, acceptance=acceptance, domain=domain, methods=(method,), baseline=method,
                       policy=policy, gamma=gamma or 7)
     prof, curves, acc_ref = load_inputs(cfg)
-    scenario = build_scenarios(cfg, prof, curves, acc_ref)[method]
+    scenario = build_scenarios(cfg, cfg.validate(), prof, curves, acc_ref)[method]
     cap = f", at most {prof.max_requests} requests in flight (KV memory)" if prof.max_requests else ""
     err.print(f"dsbench serve: simulated {method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
               f"time scale {time_scale:g}, model id {model_name!r}{cap}", highlight=False)
