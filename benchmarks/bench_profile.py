@@ -38,9 +38,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dsbench.cli", "profile", "--model", "tiny-qwen3", "--device", "cpu",
-                        "--requests", "1,4", "--batch-tokens", ",".join(map(str, grid_b)),
-                        "--context", "512", "--repeats", "10", "--warmup", "3", "--threads", "1",
+        subprocess.run([sys.executable, "-m", "dsbench.cli", "profile", "--target", "tiny-qwen3", "--device", "cpu",
+                        "--concurrency", "1,4", "--batch-tokens", ",".join(map(str, grid_b)),
+                        "--context", "512", "--repeats", "10", "--warmup-passes", "3", "--threads", "1",
                         "--out", str(Path(tmp) / "p.json"), "--quiet"], check=True, capture_output=True)
         wall = time.perf_counter() - t0
         n_points = len(json.loads((Path(tmp) / "p.json").read_text())["points"])

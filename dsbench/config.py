@@ -189,3 +189,53 @@ class SweepConfig:
             return Policy.parse(self.policy)
         except ValueError as e:
             raise InputError(f"--policy: {e}") from None
+
+
+# --------------------------------------------------------------------------- profile
+
+DRAFTERS = ("mtp-1", "eagle3", "dflash", "dspark")  # the methods with a drafter to time
+
+
+@dataclass
+class ProfileConfig:
+    target: str = setting("qwen3-8b", "Target model: a Hugging Face config JSON, model folder, or a shipped config name "
+                          "(qwen3-4b, qwen3-8b, qwen3-14b, qwen3-30b-a3b).")
+    roofline: str | None = setting(None, "Model this GPU (from profiles/gpus.json) instead of measuring.")
+    context: int = setting(2048, "Context length (tokens) of every request's KV cache.")
+    device: str = setting("auto", "auto, cpu or cuda[:N].", panel="Measurement")
+    dtype: str = setting("auto", "bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU).", panel="Measurement")
+    batch_tokens: list[int] = setting((1, 2, 4, 8, 16, 32, 64, 128), "Batch tokens B per verification pass, "
+                                      "comma-separated.", panel="Measurement", csv=int)
+    concurrency: list[int] = setting((1, 8), "Concurrent requests R (each with a KV cache of --context tokens), "
+                                     "comma-separated.", panel="Measurement", csv=int)
+    layers: int | None = setting(None, "Profile K decoder layers (and 1) and extrapolate to full depth.",
+                                 panel="Measurement")
+    repeats: int = setting(10, "Timed passes per point.", panel="Measurement")
+    warmup_passes: int = setting(3, "Untimed passes per point before timing.", panel="Measurement")
+    threads: int | None = setting(None, "CPU threads for torch (default: torch's).", panel="Measurement")
+    cuda_graph: bool = setting(False, "Capture each pass in a CUDA graph and time its replay (CUDA only).",
+                               panel="Measurement")
+    draft: list[str] = setting((), "Also measure drafter cost T_draft(R, gamma): comma-separated methods (mtp-1, "
+                               "eagle3, dflash, dspark) or all.", panel="Drafters", csv=str)
+    gamma: list[int] = setting((1, 2, 4, 7), "Draft block sizes for --draft, comma-separated.", panel="Drafters", csv=int)
+    out: Path = setting(Path("profile.json"), "Profile JSON to write (rewritten after every point).", short="-o",
+                        panel="Output")
+    force: bool = setting(False, "Replace an earlier profile at --out.", panel="Output")
+
+    def __post_init__(self):
+        self.draft = DRAFTERS if list(self.draft) == ["all"] else tuple(self.draft)
+
+    def validate(self) -> None:
+        if self.context <= 0:
+            raise InputError(f"--context must be a positive number of tokens, got {self.context}")
+        if self.roofline is not None:
+            return
+        unknown = [m for m in self.draft if m not in DRAFTERS]
+        if unknown:
+            raise InputError(f"--draft: no drafter for {', '.join(unknown)}; choose from {', '.join(DRAFTERS)} or all")
+        if self.draft and (not self.gamma or min(self.gamma) < 1):
+            raise InputError("--gamma takes positive whole numbers, e.g. 1,2,4,7")
+        if not self.batch_tokens or not self.concurrency or min([*self.batch_tokens, *self.concurrency]) < 1:
+            raise InputError("--batch-tokens and --concurrency take positive whole numbers, e.g. 1,8,64")
+        if self.repeats < 2 or self.warmup_passes < 0 or (self.threads is not None and self.threads < 1):
+            raise InputError("--repeats must be >= 2, --warmup-passes >= 0 and --threads >= 1")

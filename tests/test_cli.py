@@ -173,7 +173,7 @@ def test_sweep_never_imports_torch(tmp_path):
 
 def test_profile_roofline_writes_a_profile_sweep_reads(tmp_path):
     out = tmp_path / "h200-14b.json"
-    r = run("profile", "--roofline", "H200", "--model", "qwen3-14b", "--context", 4096, "--out", out)
+    r = run("profile", "--roofline", "H200", "--target", "qwen3-14b", "--context", 4096, "--out", out)
     assert r.exit_code == 0, r.output
     p = read_profile(out)
     assert p.source == "roofline" and p.device["name"] == "H200" and p.context_len == 4096

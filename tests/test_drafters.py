@@ -66,8 +66,8 @@ def test_block_attention_is_bidirectional(cfg):
 
 def test_profile_draft_costs_have_the_expected_shapes(tmp_path):
     out = tmp_path / "p.json"
-    r = runner.invoke(app, ["profile", "--model", "tiny-qwen3", "--device", "cpu", "--requests", "1,4", "--batch-tokens", "4,16",
-                            "--context", "128", "--draft", "all", "--gamma", "1,4,7", "--repeats", "5", "--warmup", "2",
+    r = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cpu", "--concurrency", "1,4", "--batch-tokens", "4,16",
+                            "--context", "128", "--draft", "all", "--gamma", "1,4,7", "--repeats", "5", "--warmup-passes", "2",
                             "--threads", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     p = read_profile(out)
@@ -81,5 +81,5 @@ def test_profile_draft_costs_have_the_expected_shapes(tmp_path):
                             "--json", "--out", str(tmp_path / "s")])
     assert s.exit_code == 0, s.output
     assert json.loads(s.stdout)["inputs"]["profile_source"] == "measured"
-    bad = runner.invoke(app, ["profile", "--model", "tiny-qwen3", "--device", "cpu", "--draft", "medusa", "--out", str(tmp_path / "x.json")])
+    bad = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cpu", "--draft", "medusa", "--out", str(tmp_path / "x.json")])
     assert bad.exit_code == 2 and "no drafter for medusa" in bad.output

@@ -6,7 +6,10 @@ import pytest
 from typer.testing import CliRunner
 
 from dsbench.cli import app
-from dsbench.profile.measure import load_hf_config, measured_profile, profile_target, torch_dtype
+from dsbench.config import ProfileConfig
+from dsbench.profile.measure import load_hf_config, profile_target, torch_dtype
+from dsbench.profile.run import run_profile
+from dsbench.store import Store
 from dsbench.readers import read_profile
 
 runner = CliRunner()
@@ -24,8 +27,8 @@ def tiny_config(tmp_path):
 
 def test_profile_end_to_end_writes_a_profile_sweep_reads(tiny_config, tmp_path):
     out = tmp_path / "cpu.json"
-    r = runner.invoke(app, ["profile", "--model", str(tiny_config), "--device", "cpu", "--requests", "1,4", "--batch-tokens", "1,4,16",
-                            "--context", "256", "--repeats", "5", "--warmup", "2", "--threads", "1", "--out", str(out)])
+    r = runner.invoke(app, ["profile", "--target", str(tiny_config), "--device", "cpu", "--concurrency", "1,4", "--batch-tokens", "1,4,16",
+                            "--context", "256", "--repeats", "5", "--warmup-passes", "2", "--threads", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "measured" in r.output and "step ms" in r.output
     p = read_profile(out)
@@ -75,19 +78,21 @@ def test_layer_extrapolation_matches_full_depth(tiny_config):
 def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
     out = tmp_path / "partial.json"
 
-    def stop_after_two(n, total, pt):
+    def stop_after_two(label, n, total):
         if n == 2:
             raise KeyboardInterrupt
 
+    cfg = ProfileConfig(target=str(tiny_config), device="cpu", dtype="fp32", batch_tokens=[1, 4, 16], concurrency=[1],
+                        context=128, repeats=3, warmup_passes=1, threads=1, out=out)
     with pytest.raises(KeyboardInterrupt):
-        measured_profile(str(tiny_config), "cpu", "fp32", [1, 4, 16], [1], 128, None, 3, 1, 1, out, stop_after_two)
+        run_profile(cfg, stop_after_two, Store(out, single="profile.json"))
     doc = json.loads(out.read_text())
     assert len(doc["points"]) == 2 and doc["complete"] is False
     assert read_profile(out).source == "measured"
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "no/such/config.json"], "model config not found"),
+    (["--target", "no/such/config.json"], "model config not found"),
     (["--device", "cuda"], "no CUDA device is available"),
     (["--device", "tpu"], "--device must be auto, cpu or cuda"),
     (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
@@ -97,7 +102,7 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
     (["--batch-tokens", "x"], "--batch-tokens: expected comma-separated numbers"),
 ])
 def test_bad_profile_inputs_are_one_line(args, message, tiny_config, tmp_path):
-    base = ["profile", "--model", str(tiny_config), "--device", "cpu", "--out", str(tmp_path / "p.json"), "--requests", "1",
+    base = ["profile", "--target", str(tiny_config), "--device", "cpu", "--out", str(tmp_path / "p.json"), "--concurrency", "1",
             "--batch-tokens", "1"]
     r = runner.invoke(app, base + args)
     assert r.exit_code == 2 and message in r.output, r.output
@@ -107,7 +112,7 @@ def test_bad_profile_inputs_are_one_line(args, message, tiny_config, tmp_path):
 def test_malformed_config_is_refused(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text('{"hidden_size": 64}')
-    r = runner.invoke(app, ["profile", "--model", str(bad), "--device", "cpu", "--out", str(tmp_path / "p.json")])
+    r = runner.invoke(app, ["profile", "--target", str(bad), "--device", "cpu", "--out", str(tmp_path / "p.json")])
     assert r.exit_code == 2 and "not a usable Hugging Face config" in r.output
 
 
@@ -117,7 +122,7 @@ def test_cuda_profile_with_graphs(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     out = tmp_path / "gpu.json"
-    r = runner.invoke(app, ["profile", "--model", "tiny-qwen3", "--device", "cuda", "--dtype", "bf16", "--requests", "1,8",
+    r = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cuda", "--dtype", "bf16", "--concurrency", "1,8",
                             "--batch-tokens", "8,64", "--context", "512", "--cuda-graph", "--draft", "dflash", "--gamma", "1,7",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -142,7 +147,7 @@ def test_out_of_memory_keeps_the_points_that_fit(tiny_config, monkeypatch, tmp_p
     failing.calls = 0
     monkeypatch.setattr(measure, "time_calls", failing)
     out = tmp_path / "oom.json"
-    r = runner.invoke(app, ["profile", "--model", str(tiny_config), "--device", "cpu", "--requests", "1", "--batch-tokens", "1,4,16,64",
+    r = runner.invoke(app, ["profile", "--target", str(tiny_config), "--device", "cpu", "--concurrency", "1", "--batch-tokens", "1,4,16,64",
                             "--context", "64", "--repeats", "3", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "out of memory at 1 requests x 16 tokens" in r.output and "largest batch that fit: 4 tokens" in r.output

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ._common import console, fmt
+from ._common import console, err, fmt
 
 
 def fit(doc: dict) -> None:
@@ -72,3 +72,31 @@ def sweep(s: dict) -> None:
         else:
             table.add_row(name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f"))
     console.print(table)
+
+
+def profile(doc: dict, path) -> None:
+    """`dsbench profile`: a roofline profile in one line; a measured one as its table of step times."""
+    if doc["source"] == "roofline":
+        console.print(f"wrote {path}: roofline profile of {doc['model']['name']} on {doc['device']['name']}, "
+                      f"{len(doc['points'])} points, KV cache fits {doc['max_requests']} requests at context "
+                      f"{doc['context_len']}", highlight=False)
+        return
+    table = Table(title=f"Verification step time — {doc['model']['name']} on {doc['device']['name']} "
+                        f"({doc['dtype']}, context {doc['context_len']}, {doc['device']['threads']} threads; measured)")
+    for col in ("requests", "batch tokens", "tokens/request", "step ms", "SPS", "cv"):
+        table.add_column(col, justify="right")
+    for p in doc["points"]:
+        table.add_row(str(p["requests"]), str(p["batch_tokens"]), str(p["tokens_per_request"]),
+                      f"{p['step_s'] * 1e3:.3f}", f"{1 / p['step_s']:.1f}", f"{p['cv']:.1%}")
+    console.print(table)
+    for method, drafts in doc.get("draft", {}).items():
+        cells = ", ".join(f"R={p['requests']} g={p['gamma']}: {p['step_s'] * 1e3:.2f} ms" for p in drafts["points"])
+        console.print(f"draft {method}: {cells}", highlight=False)
+    scaling = doc["scaling"]
+    if scaling["measured_layers"] != [scaling["model_layers"]]:
+        console.print(f"extrapolated from {scaling['measured_layers']} layers to {scaling['model_layers']}: "
+                      f"{scaling['formula']}", highlight=False)
+    if doc.get("oom"):
+        err.print(f"[yellow]stopped:[/] {doc['oom']}; largest batch that fit: {doc['largest_batch_tokens']} tokens",
+                  highlight=False)
+    console.print(f"wrote {path}", style="dim", highlight=False)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import Progress, ProfileConfig
 from ..errors import InputError
 from ..shipped import resolve_shipped
 from .timing import time_calls
@@ -232,66 +233,66 @@ def _cpu_name() -> str:
     return "CPU " + (platform.processor() or platform.machine())
 
 
-def measured_profile(model_ref: str, device: str, dtype_name: str, batch_tokens: list[int], requests: list[int], context: int,
-                     layers: int | None, repeats: int, warmup: int, threads: int | None, out_file: Path,
-                     on_point: Callable[[int, int, dict], None] | None = None, draft_methods: tuple[str, ...] = (),
-                     gammas: tuple[int, ...] = (1, 2, 4, 7), cuda_graph: bool = False) -> dict:
-    """Measure a profile and write it to `out_file` after every point (`complete` false until done).
-
-    With `draft_methods`, also T_draft(R, gamma) of each drafter built from the config (full
-    depth: drafters are 1-5 layers), written after each method."""
+def measured_profile(cfg: ProfileConfig, progress: Progress | None = None, keep: Callable[[dict], None] | None = None
+                     ) -> dict:
+    """Measure a profile of `cfg.target`; `keep(doc)` after every point (`complete` false until
+    done), so an interrupted profile keeps what it measured. With `cfg.draft`, also T_draft(R,
+    gamma) of each drafter built from the config (full depth: drafters are 1-5 layers)."""
     import torch
 
     from ..readers import PROFILE_SCHEMA
-    from ..store import provenance, write_profile
+    from ..store import provenance
 
-    device = resolve_device(device)
-    if cuda_graph and not device.startswith("cuda"):
+    device = resolve_device(cfg.device)
+    if cfg.cuda_graph and not device.startswith("cuda"):
         raise InputError("--cuda-graph needs a CUDA device")
-    if threads:
-        torch.set_num_threads(threads)
-    name = dtype_name if dtype_name != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    name = cfg.dtype if cfg.dtype != "auto" else ("bf16" if device.startswith("cuda") else "fp32")
     dt = torch_dtype(name, device)
-    config = load_hf_config(model_ref)
+    config = load_hf_config(cfg.target)
+    requests, batch_tokens = list(cfg.concurrency), list(cfg.batch_tokens)
     total = sum(1 for r in set(requests) for _ in {max(1, round(b / r)) for b in batch_tokens if b >= r})
-    total += sum(len(set(requests)) * (1 if m == "mtp-1" else len(set(gammas))) for m in draft_methods)
-    model_name = Path(model_ref).stem if str(model_ref).endswith(".json") else Path(model_ref).name
+    total += sum(len(set(requests)) * (1 if m == "mtp-1" else len(set(cfg.gamma))) for m in cfg.draft)
+    model_name = Path(cfg.target).stem if str(cfg.target).endswith(".json") else Path(cfg.target).name
     doc = {"schema": PROFILE_SCHEMA, "source": "measured", "device": device_info(device),
            "model": {"name": model_name, "layers": config.num_hidden_layers, "hidden": config.hidden_size,
                      "vocab": config.vocab_size, "architecture": (config.architectures or [config.model_type])[0]},
-           "dtype": name, "context_len": context, "points": [], "complete": False, "cuda_graph": cuda_graph,
+           "dtype": name, "context_len": cfg.context, "points": [], "complete": False, "cuda_graph": cfg.cuda_graph,
            "composition": "R requests x q tokens each, B = R * q, one batched forward with logits at every position; "
                           "every request has a StaticCache of context_len random keys/values",
            "provenance": provenance()}
     points = doc["points"]
+    keep = keep or (lambda _doc: None)
 
-    def keep(pt: dict) -> None:
+    def point(pt: dict) -> None:
         points.append(pt)
-        write_profile(out_file, doc)  # an interrupted profile keeps what it measured
-        if on_point:
-            on_point(len(points), total, pt)
+        keep(doc)
+        if progress:
+            progress(f"R={pt['requests']} B={pt['batch_tokens']}", len(points), total)
 
     try:
-        res = profile_target(config, device, dt, batch_tokens, requests, context, layers, repeats, warmup, keep, cuda_graph)
+        res = profile_target(config, device, dt, batch_tokens, requests, cfg.context, cfg.layers, cfg.repeats,
+                             cfg.warmup_passes, point, cfg.cuda_graph)
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
         raise InputError(f"out of memory building {model_name} on {device}: profile fewer layers with --layers K") from None
     doc.update(scaling=res["scaling"], oom=res["oom"], largest_batch_tokens=res["largest_batch_tokens"])
-    write_profile(out_file, doc)
+    keep(doc)
     done = [len(points)]
 
     def draft_point(pt: dict) -> None:
         done[0] += 1
-        if on_point:
-            on_point(done[0], total, {"requests": pt["requests"], "batch_tokens": f"{pt['method']} gamma {pt['gamma']}"})
+        if progress:
+            progress(f"R={pt['requests']} {pt['method']} gamma {pt['gamma']}", done[0], total)
 
     doc["draft"] = {}
-    for method in draft_methods:
-        doc["draft"].update(profile_drafters(config, [method], requests, list(gammas), context, device, dt, repeats, warmup, draft_point))
-        write_profile(out_file, doc)
+    for method in cfg.draft:
+        doc["draft"].update(profile_drafters(config, [method], requests, list(cfg.gamma), cfg.context, device, dt,
+                                             cfg.repeats, cfg.warmup_passes, draft_point))
+        keep(doc)
     doc["complete"] = res["oom"] is None
-    write_profile(out_file, doc)
     return doc
 
 
