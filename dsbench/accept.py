@@ -9,38 +9,21 @@ counts, so `dsbench sweep --acceptance OUT` uses measured curves.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .config import AcceptConfig, Progress
 from .core import acceptstats, calibration
 from .core.policies import Policy
 from .errors import InputError
 from .readers import ACCEPTANCE_SCHEMA
 from .shipped import read_workload
-from .store import nan_to_none, provenance, write_acceptance
+from .store import Store, nan_to_none, provenance
 
 if TYPE_CHECKING:
     from .speculative.engine import RoundLog
-
-
-@dataclass
-class AcceptConfig:
-    target: str
-    draft: str | None
-    workloads: list[str]
-    samples: int = 20
-    max_new_tokens: int = 256
-    temperature: float = 1.0
-    seed: int = 980406  # DeepSpec's default
-    device: str = "cpu"
-    policy: str = "fixed"
-    gamma: int | None = None  # default: the checkpoint's block size
-    profile: str | None = None  # step-time profile for the dspark policy (sliced at the batch's request count)
-    batch: int = 1  # prompts decoded together (1: DeepSpec's one-at-a-time loop)
 
 
 def load_target(path: str, device: str):
@@ -107,21 +90,25 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
     return dec, tok, method
 
 
-def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, int], None] | None = None) -> dict:
-    """Decode every workload's prompts and write acceptance files into `out_dir` (rewritten after
-    every batch, so an interrupted run keeps what it measured); returns a summary."""
+def run_accept(cfg: AcceptConfig, store: Store, progress: Progress | None = None) -> dict:
+    """Measure acceptance in process (--target) or against a live server (--backend); the files go
+    through `store` as they are measured (an interrupted run keeps them). Returns a summary."""
+    cfg.validate()
+    return run_accept_backend(cfg, store) if cfg.backend else run_accept_local(cfg, store, progress)
+
+
+def run_accept_local(cfg: AcceptConfig, store: Store, progress: Progress | None = None) -> dict:
+    """Decode every workload's prompts in process; the acceptance files are rewritten after every
+    batch."""
     import torch
 
     from .speculative.engine import RoundLog
 
-    if cfg.samples < 1 or cfg.max_new_tokens < 1 or cfg.temperature < 0 or cfg.batch < 1:
-        raise InputError("--samples, --max-new-tokens and --batch must be >= 1 and --temperature >= 0")
     datasets = {w: read_workload(w) for w in cfg.workloads}
     dec, tok, method = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed,
                                      cfg.profile)
     summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
     by_domain: dict[str, RoundLog] = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, prompts in datasets.items():
         rounds = RoundLog()
         chosen = prompts[: cfg.samples]
@@ -132,15 +119,15 @@ def run_accept(cfg: AcceptConfig, out_dir: Path, on_sample: Callable[[str, int, 
             for pr, (_, log) in zip(group, dec.generate_many([render(tok, pr.text) for pr in group], cfg.max_new_tokens)):
                 rounds.extend(log)
                 by_domain.setdefault(pr.domain, RoundLog()).extend(log)
-            summary["files"] = _write_curves(by_domain, cfg, method, dec, out_dir, complete=False)
-            if on_sample:
-                on_sample(name, first + len(group), len(chosen))
+            summary["files"] = _write_curves(by_domain, cfg, method, dec, store, complete=False)
+            if progress:
+                progress(name, first + len(group), len(chosen))
         summary["datasets"][name] = _figures(rounds, dec.gamma)
-    summary["files"] = _write_curves(by_domain, cfg, method, dec, out_dir, complete=True)
+    summary["files"] = _write_curves(by_domain, cfg, method, dec, store, complete=True)
     return summary
 
 
-def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, out_dir: Path, complete: bool) -> list[str]:
+def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, store: Store, complete: bool) -> list[str]:
     """One acceptance file per domain from the rounds so far."""
     files = []
     for domain, rounds in by_domain.items():
@@ -158,9 +145,7 @@ def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, out_dir:
             doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds.confidence]
             m = calibration.metrics(np.array(rounds.confidence), np.array(rounds.proposal), np.array(rounds.accepted))
             doc["confidence_metrics"] = nan_to_none(m)
-        path = out_dir / f"{method}-{domain}.json"
-        write_acceptance(path, doc)
-        files.append(str(path))
+        files.append(str(store.document(f"{method}-{domain}.json", doc, "AcceptanceDoc")))
     return files
 
 
@@ -172,9 +157,8 @@ def _figures(rounds: RoundLog, gamma: int) -> dict:
         "mean_proposal": float(np.mean(rounds.proposal)) if rounds.proposal else None})
 
 
-def run_accept_backend(url: str, model: str, method: str, workloads: list[str], samples: int, max_tokens: int,
-                       concurrency: int, out_dir: Path, engine: str = "auto", headers: dict | None = None,
-                       metrics_url: str | None = None, timeout_s: float = 120.0, sampling: dict | None = None) -> dict:
+def run_accept_backend(cfg: AcceptConfig, store: Store, headers: dict | None = None, metrics_url: str | None = None,
+                       timeout_s: float = 120.0) -> dict:
     """Accepted length "against any backend": each workload is one closed-loop load point
     against a live server (dsbench load's machinery), and its engine-neutral speculative
     figures (per-request statistics, else counter deltas) become an acceptance file. A workload
@@ -185,26 +169,26 @@ def run_accept_backend(url: str, model: str, method: str, workloads: list[str], 
     from .live.loadgen import Target, run_point
     from .load import LoadConfig, preflight, request_extras, summarise_run
 
-    if samples < 1 or max_tokens < 1 or concurrency < 1:
-        raise InputError("--samples, --max-new-tokens and --concurrency must be >= 1")
     headers = headers or {}
-    cfg = LoadConfig(url=url, model=model, workloads=list(workloads), concurrency=[concurrency], requests=samples, warmup_s=0.0,
-                     max_tokens=max_tokens, metrics_url=metrics_url, engine=engine, timeout_s=timeout_s, **(sampling or {}))
-    cfg.validate()
-    body = cfg.sampling().body()
+    url, model, method, samples, max_tokens = cfg.backend, cfg.model, cfg.method, cfg.samples, cfg.max_new_tokens
+    load = LoadConfig(url=url, model=model, workloads=list(cfg.workloads), concurrency=[cfg.concurrency], requests=samples,
+                      warmup_s=0.0, max_tokens=max_tokens, metrics_url=metrics_url, engine=cfg.engine, timeout_s=timeout_s,
+                      temperature=cfg.temperature, seed=cfg.seed, top_p=cfg.top_p, ignore_eos=cfg.ignore_eos,
+                      extra_body=cfg.extra_body)
+    load.validate()
+    body = load.sampling().body()
 
     async def one(prompts) -> tuple[dict, str | None]:
         from .live.client import build_payload
 
-        info = await preflight(cfg, headers, build_payload(model, prompts[0].text, max_tokens, "chat", body))
+        info = await preflight(load, headers, build_payload(model, prompts[0].text, max_tokens, "chat", body))
         extra, continuous = request_extras(info.engine)
         target = Target(url, model, "chat", max_tokens, info.metrics_url, headers, timeout_s, {**extra, **body}, continuous)
-        run = await run_point(target, cfg.points()[0], prompts[:samples])
-        return summarise_run(run, cfg, info.engine, info.server["source"]), info.engine
+        run = await run_point(target, load.points()[0], prompts[:samples])
+        return summarise_run(run, load, info.engine, info.server["source"]), info.engine
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"method": method, "backend": url, "sampling": cfg.sampling().model_dump(), "datasets": {}, "files": []}
-    for w in workloads:
+    summary = {"method": method, "backend": url, "sampling": load.sampling().model_dump(), "datasets": {}, "files": []}
+    for w in cfg.workloads:
         prompts = read_workload(w)
         point, found = asyncio.run(one(prompts))
         spec = point["spec"]
@@ -226,7 +210,5 @@ def run_accept_backend(url: str, model: str, method: str, workloads: list[str], 
                                    + ("counted by the engine" if spec["conditional_exact"] else
                                       "derived from per-position survival (assumes full-length drafts)")},
                "provenance": provenance()}
-        path = out_dir / f"{method}-{domain}.json"
-        write_acceptance(path, nan_to_none(doc))
-        summary["files"].append(str(path))
+        summary["files"].append(str(store.document(f"{method}-{domain}.json", nan_to_none(doc), "AcceptanceDoc")))
     return summary

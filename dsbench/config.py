@@ -239,3 +239,46 @@ class ProfileConfig:
             raise InputError("--batch-tokens and --concurrency take positive whole numbers, e.g. 1,8,64")
         if self.repeats < 2 or self.warmup_passes < 0 or (self.threads is not None and self.threads < 1):
             raise InputError("--repeats must be >= 2, --warmup-passes >= 0 and --threads >= 1")
+
+
+# --------------------------------------------------------------------------- accept
+
+
+@dataclass
+class AcceptConfig:
+    workloads: list[str] = setting(help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.", flag="--workload")
+    target: str | None = setting(None, "Target model folder (config.json + safetensors + tokenizer).")
+    draft: str | None = setting(None, "Drafter checkpoint folder in DeepSpec's layout, or `ngram` for prompt lookup "
+                                "(none: plain decoding, tau = 1).")
+    samples: int = setting(20, "Prompts per workload file.")
+    max_new_tokens: int = setting(256, "Tokens to generate per prompt.")
+    temperature: float = setting(1.0, "Sampling temperature of target and drafter (0 = greedy).")
+    policy: str = setting("fixed", "Verification policy: fixed[:l], threshold:t, or dspark (with --profile).")
+    profile: str | None = setting(None, "Step-time profile for --policy dspark (file or shipped name).")
+    gamma: int | None = setting(None, "Draft block size (default: the checkpoint's; 3 for ngram).")
+    seed: int = setting(980406, "Seed (DeepSpec's default 980406; sample i uses seed + i, or batch from i).")
+    batch: int = setting(1, "Prompts decoded together, one target pass per round for all (1: DeepSpec's loop; with "
+                         "--policy dspark the scheduler then sees the batch).")
+    device: str = setting("cpu", "auto, cpu or cuda[:N].")
+    backend: str | None = setting(None, "Measure against a live server instead (its speculative-decoding metrics).",
+                                  panel="Backend")
+    model: str | None = setting(None, "Model id on the --backend server.", panel="Backend")
+    method: str = setting("dspark", "What the --backend server runs (names the acceptance files).", panel="Backend")
+    concurrency: int = setting(4, "Requests in flight against --backend.", panel="Backend")
+    engine: str = setting("auto", "Engine of --backend whose metrics and response fields to read: auto, vllm, "
+                          "llama.cpp, sglang, dsbench.", panel="Backend")
+    top_p: float | None = setting(None, "top_p sent to --backend (default: not sent).", panel="Backend")
+    ignore_eos: bool = setting(False, "Ask --backend to ignore end-of-sequence.", panel="Backend")
+    extra_body: dict = setting(factory=dict, help="More request-body fields for --backend as a JSON object.",
+                               panel="Backend")
+    out: Path = setting(Path("dsbench-accept"), "Directory for the acceptance files sweep reads.", short="-o",
+                        panel="Output")
+    force: bool = setting(False, "Replace acceptance files already in --out.", panel="Output")
+
+    def validate(self) -> None:
+        if self.backend and not self.model:
+            raise InputError("--backend needs --model (the model id on that server)")
+        if not self.backend and not self.target:
+            raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
+        if self.samples < 1 or self.max_new_tokens < 1 or self.temperature < 0 or self.batch < 1 or self.concurrency < 1:
+            raise InputError("--samples, --max-new-tokens, --batch and --concurrency must be >= 1 and --temperature >= 0")

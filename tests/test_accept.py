@@ -138,7 +138,9 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
 def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, tmp_path):
     """Greedy, fixed policy: decoding 4 prompts together gives exactly the rounds of DeepSpec's
     one-at-a-time loop. An interrupted run keeps the files of the batches it finished."""
-    from dsbench.accept import AcceptConfig, run_accept
+    from dsbench.accept import run_accept
+    from dsbench.config import AcceptConfig
+    from dsbench.store import Store
 
     target_dir, draft_dir = models
     per_round = {}
@@ -158,8 +160,8 @@ def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, 
     def stop_after_first(name, done, total):
         raise KeyboardInterrupt
 
-    cfg = AcceptConfig(str(target_dir), str(draft_dir), ["math"], samples=8, max_new_tokens=24, temperature=0.0, batch=4)
+    cfg = AcceptConfig(["math"], str(target_dir), str(draft_dir), samples=8, max_new_tokens=24, temperature=0.0, batch=4)
     with pytest.raises(KeyboardInterrupt):
-        run_accept(cfg, tmp_path / "cut", stop_after_first)
+        run_accept(cfg, Store(tmp_path / "cut"), stop_after_first)
     (c,) = read_acceptance(tmp_path / "cut")
     assert c.raw["complete"] is False and 0 < len(c.raw["per_round"]["proposal"]) < len(per_round[4]["proposal"])

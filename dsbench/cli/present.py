@@ -100,3 +100,25 @@ def profile(doc: dict, path) -> None:
         err.print(f"[yellow]stopped:[/] {doc['oom']}; largest batch that fit: {doc['largest_batch_tokens']} tokens",
                   highlight=False)
     console.print(f"wrote {path}", style="dim", highlight=False)
+
+
+def accept(summary: dict) -> None:
+    """`dsbench accept --target`: accepted length per dataset, measured in process."""
+    table = Table(title=f"Accepted length — {summary['method']}, gamma {summary['gamma']} (measured)")
+    for col in ("dataset", "rounds", "tau", "mean proposal", "survival by position"):
+        table.add_column(col, justify="left" if col in ("dataset", "survival by position") else "right")
+    for name, f in summary["datasets"].items():
+        table.add_row(name, str(f["rounds"]), fmt(f["tau"], ".3f"), fmt(f["mean_proposal"], ".2f"),
+                      " ".join(fmt(s, ".2f") for s in f["survival"]))
+    console.print(table)
+    console.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)
+
+
+def accept_backend(summary: dict) -> None:
+    """`dsbench accept --backend`: what the server's counters say, per workload."""
+    for name, d in summary["datasets"].items():
+        sp = d["spec"]
+        console.print(f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} "
+                      f"per decode step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} "
+                      f"requests, {d['engine']}, {sp['source']})", highlight=False)
+    console.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
