@@ -40,7 +40,7 @@ def measure(name: str, server, out: Path) -> dict:
     with server as (url, _):
         before = counters(url)
         subprocess.run([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "tiny", "--workload", "chat",
-                        "--workload", "code", "--concurrency", "4", "--requests", "24", "--max-tokens", "64", "--warmup", "0",
+                        "--workload", "code", "--concurrency", "4", "--requests", "24", "--max-tokens", "64", "--warmup-s", "0",
                         "--temperature", "0", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
         after = counters(url)
     d = {k: after[k] - before.get(k, 0.0) for k in after}

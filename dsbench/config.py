@@ -282,3 +282,103 @@ class AcceptConfig:
             raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
         if self.samples < 1 or self.max_new_tokens < 1 or self.temperature < 0 or self.batch < 1 or self.concurrency < 1:
             raise InputError("--samples, --max-new-tokens, --batch and --concurrency must be >= 1 and --temperature >= 0")
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class LoadConfig:
+    url: str = setting(help="Server base URL (OpenAI-compatible).")
+    model: str = setting(help="Model id to request.")
+    workloads: list[str] = setting(help="Prompt file(s), JSONL ({\"prompt\"} or DeepSpec {\"turns\"}), or a shipped set: "
+                                   "math, code, chat. Repeatable.", flag="--workload")
+    concurrency: list[int] = setting(factory=list, help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).",
+                                     panel="Load", csv=int)
+    rates: list[float] = setting(factory=list, help="Open-loop Poisson load points in requests/s, comma-separated.",
+                                 flag="--rate", panel="Load", csv=float)
+    requests: int | None = setting(None, "Requests per load point.", panel="Load")
+    duration_s: float | None = setting(None, "Seconds of issuing per load point.", panel="Load")
+    warmup_s: float = setting(1.0, "Seconds at the start of each point left out of the steady-state window.", panel="Load")
+    max_tokens: int = setting(256, "max_tokens of each request.", panel="Load")
+    drain_s: float | None = setting(None, "Seconds to let in-flight requests finish after a point's window closes before "
+                                    "cancelling them (default: as long as --timeout-s).", panel="Load")
+    api: str = setting("chat", "chat (/v1/chat/completions) or completions (/v1/completions).", panel="Load")
+    arrival_seed: int = setting(0, "Seed of the Poisson arrivals.", panel="Load")
+    workers: int = setting(1, "Client processes per load point (needs --duration-s); for loads one process cannot time "
+                           "accurately.", panel="Load")
+    metrics_url: str | None = setting(None, "Prometheus endpoint (default: URL/metrics).", panel="Server metrics")
+    engine: str = setting("auto", "Engine whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, "
+                          "dsbench, none.", panel="Server metrics")
+    temperature: float | None = setting(0.0, "Sampling temperature sent with every request (acceptance depends on it). "
+                                        "Negative: send none, the server's default.", panel="Sampling")
+    top_p: float | None = setting(None, "top_p sent with every request (default: not sent).", panel="Sampling")
+    seed: int | None = setting(None, "Sampling seed sent with every request (default: not sent).", panel="Sampling")
+    ignore_eos: bool = setting(False, "Ask the server to ignore end-of-sequence (every request runs to --max-tokens).",
+                               panel="Sampling")
+    extra_body: dict = setting(factory=dict, help="More request-body fields as a JSON object, sent as given (e.g. "
+                               "'{\"top_k\": 20}').", panel="Sampling")
+    api_key_env: str | None = setting(None, "Environment variable holding the API key (never written to outputs).")
+    timeout_s: float = setting(60.0, "Seconds without data before a request counts as timed out.")
+    gpus: int = setting(1, "GPUs behind the server, for per-GPU throughput.")
+    slo: float | None = setting(None, "Per-user speed SLO (tok/s) for goodput.")
+    method: str | None = setting(None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for "
+                                 "`dsbench fit` and `report`.")
+    out: Path = setting(Path("dsbench-load"), "Directory for requests.jsonl, points/, load.json.", short="-o",
+                        panel="Output")
+    force: bool = setting(False, "Replace results already in --out.", panel="Output")
+
+    def __post_init__(self):
+        if self.temperature is not None and self.temperature < 0:
+            self.temperature = None  # negative on the command line: send none
+
+    def recorded(self) -> dict:
+        """The run's settings as load.json records them (where it is written is not one)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "force")}
+
+    def validate(self) -> None:
+        from .core.methods import METHODS
+        from .live.engines import ENGINES as KNOWN
+
+        engines = ("auto", *KNOWN, "none")
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"--url must start with http:// or https://, got {self.url!r}")
+        if not self.concurrency and not self.rates:
+            raise InputError("give at least one load point: --concurrency 1,2,4 or --rate 2.5")
+        if any(c < 1 for c in self.concurrency) or any(not r > 0 for r in self.rates):
+            raise InputError("--concurrency values must be >= 1 and --rate values > 0")
+        if (self.requests is None) == (self.duration_s is None):
+            raise InputError("give exactly one of --requests N or --duration-s S")
+        if (self.requests is not None and self.requests < 1) or (self.duration_s is not None and not self.duration_s > 0):
+            raise InputError("--requests must be >= 1 and --duration-s > 0")
+        if self.drain_s is not None and self.drain_s < 0:
+            raise InputError("--drain-s must be >= 0")
+        if self.temperature is not None and not self.temperature >= 0 or self.top_p is not None and not 0 < self.top_p <= 1:
+            raise InputError("--temperature must be >= 0 and --top-p in (0, 1]")
+        if not isinstance(self.extra_body, dict) or {"model", "messages", "prompt", "stream"} & set(self.extra_body):
+            raise InputError("--extra-body must be a JSON object without model, messages, prompt or stream")
+        if self.warmup_s < 0 or self.max_tokens < 1 or not self.timeout_s > 0 or self.gpus < 1:
+            raise InputError("--warmup-s must be >= 0, --max-tokens >= 1, --timeout-s > 0, --gpus >= 1")
+        if self.api not in ("chat", "completions"):
+            raise InputError(f"--api must be chat or completions, got {self.api!r}")
+        if self.method is not None and self.method not in METHODS:
+            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.engine not in engines:
+            raise InputError(f"--engine must be one of {', '.join(engines)}, got {self.engine!r}")
+        if self.workers < 1 or (self.workers > 1 and self.duration_s is None):
+            raise InputError("--workers must be >= 1, and more than one worker needs --duration-s (the window must end on time)")
+        if self.slo is not None and not self.slo > 0:
+            raise InputError(f"--slo must be positive, got {self.slo}")
+
+    def sampling(self):
+        from .documents import Sampling
+
+        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed, ignore_eos=self.ignore_eos,
+                        extra_body=self.extra_body)
+
+    def points(self):
+        from .live.loadgen import PointSpec
+
+        drain = self.timeout_s if self.drain_s is None else self.drain_s
+        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
+        return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]

@@ -8,95 +8,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import httpx
 import numpy as np
 
 from .core.loadstats import NS, chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
 from .core.uncertainty import Estimate, block_length, block_ratio_se, ratio_se
-from .core.methods import METHODS
 from .live import engines, prom
 from .live.client import build_payload
-from .live.loadgen import PointRun, PointSpec, Target, run_point
+from .live.loadgen import PointRun, Target, run_point
 from .live.shard import run_point_sharded
+from .config import LoadConfig, Progress
 from .errors import InputError
 from .readers import LOAD_SCHEMA
 from .shipped import read_workload
 from .store import LoadWriter, provenance
-
-ENGINES = ("auto", *engines.ENGINES, "none")
-
-
-@dataclass
-class LoadConfig:
-    url: str
-    model: str
-    workloads: list[str]
-    concurrency: list[int] = field(default_factory=list)
-    rates: list[float] = field(default_factory=list)
-    requests: int | None = None
-    duration_s: float | None = None
-    warmup_s: float = 1.0
-    max_tokens: int = 256
-    api: str = "chat"
-    metrics_url: str | None = None
-    engine: str = "auto"
-    timeout_s: float = 60.0
-    drain_s: float | None = None  # None: as long as --timeout (a stall is then a timeout, not a silent cancel)
-    gpus: int = 1
-    slo: float | None = None
-    arrival_seed: int = 0  # Poisson arrivals
-    temperature: float | None = 0.0  # sampling, sent with every request (None: not sent, the server's default)
-    top_p: float | None = None
-    seed: int | None = None  # the requests' sampling seed
-    ignore_eos: bool = False
-    extra_body: dict = field(default_factory=dict)  # more request-body fields, sent as given
-    api_key_env: str | None = None  # the variable's name only; the key itself never enters the config
-    workers: int = 1  # client processes per load point
-    method: str | None = None  # what the server runs: a label `fit` and `report` read (dsbench cannot see it)
-
-    def validate(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise InputError(f"--url must start with http:// or https://, got {self.url!r}")
-        if not self.concurrency and not self.rates:
-            raise InputError("give at least one load point: --concurrency 1,2,4 or --rate 2.5")
-        if any(c < 1 for c in self.concurrency) or any(not r > 0 for r in self.rates):
-            raise InputError("--concurrency values must be >= 1 and --rate values > 0")
-        if (self.requests is None) == (self.duration_s is None):
-            raise InputError("give exactly one of --requests N or --duration S")
-        if (self.requests is not None and self.requests < 1) or (self.duration_s is not None and not self.duration_s > 0):
-            raise InputError("--requests must be >= 1 and --duration > 0")
-        if self.drain_s is not None and self.drain_s < 0:
-            raise InputError("--drain must be >= 0")
-        if self.temperature is not None and not self.temperature >= 0 or self.top_p is not None and not 0 < self.top_p <= 1:
-            raise InputError("--temperature must be >= 0 and --top-p in (0, 1]")
-        if not isinstance(self.extra_body, dict) or {"model", "messages", "prompt", "stream"} & set(self.extra_body):
-            raise InputError("--extra-body must be a JSON object without model, messages, prompt or stream")
-        if self.warmup_s < 0 or self.max_tokens < 1 or not self.timeout_s > 0 or self.gpus < 1:
-            raise InputError("--warmup must be >= 0, --max-tokens >= 1, --timeout > 0, --gpus >= 1")
-        if self.api not in ("chat", "completions"):
-            raise InputError(f"--api must be chat or completions, got {self.api!r}")
-        if self.method is not None and self.method not in METHODS:
-            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.engine not in ENGINES:
-            raise InputError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.workers < 1 or (self.workers > 1 and self.duration_s is None):
-            raise InputError("--workers must be >= 1, and more than one worker needs --duration (the window must end on time)")
-        if self.slo is not None and not self.slo > 0:
-            raise InputError(f"--slo must be positive, got {self.slo}")
-
-    def sampling(self):
-        from .documents import Sampling
-
-        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed, ignore_eos=self.ignore_eos,
-                        extra_body=self.extra_body)
-
-    def points(self) -> list[PointSpec]:
-        drain = self.timeout_s if self.drain_s is None else self.drain_s
-        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
-        return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]
-
 
 DEFINITIONS = {
     "tps_user": "1 / TPOT per request; pXX = speed reached by XX % of requests; mean = decode tokens / decode time, pooled",
@@ -291,20 +218,32 @@ def request_extras(engine: str | None) -> tuple[dict, bool]:
     return extra, engine in ("vllm", "dsbench")
 
 
-def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
-             on_point_start: Callable[[PointSpec], None] | None = None,
-             on_progress: Callable[[int], None] | None = None,
-             on_point_done: Callable[[dict], None] | None = None) -> dict:
+def auth_headers(cfg: LoadConfig) -> dict:
+    """The Authorization header from the variable --api-key-env names (the key never enters a file)."""
+    import os
+
+    if not cfg.api_key_env:
+        return {}
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise InputError(f"--api-key-env {cfg.api_key_env}: that environment variable is not set")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def run_load(cfg: LoadConfig, writer: LoadWriter, progress: Progress | None = None,
+             on_point: Callable[[dict], None] | None = None) -> dict:
     """Run every load point, writing as it goes; returns the run document (also in load.json).
+    `progress(point, requests done, requests or None)` as requests finish, `on_point(summary)`
+    after each point.
 
     Interrupted (Ctrl-C) runs keep what they measured: load.json is written with
     `"interrupted": true` and requests.jsonl holds every finished request.
     """
     cfg.validate()
-    headers = headers or {}
+    headers = auth_headers(cfg)
     prompts = [p for w in cfg.workloads for p in read_workload(w)]
     sampling = cfg.sampling()
-    doc = {"schema": LOAD_SCHEMA, "provenance": provenance(), "config": asdict(cfg), "engine": None, "sampling": sampling.model_dump(),
+    doc = {"schema": LOAD_SCHEMA, "provenance": provenance(), "config": cfg.recorded(), "engine": None, "sampling": sampling.model_dump(),
            "definitions": DEFINITIONS, "points": [], "interrupted": False}
 
     async def main() -> None:
@@ -317,8 +256,9 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
                         {**extra, **sampling.body()}, continuous_usage=continuous)
         engine = info.engine
         for spec in cfg.points():
-            if on_point_start:
-                on_point_start(spec)
+            on_progress = (lambda n, label=spec.label: progress(label, n, cfg.requests)) if progress else None
+            if on_progress:
+                on_progress(0)
             if cfg.workers > 1:
                 run = await run_point_sharded(target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress)
             else:
@@ -328,8 +268,8 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, headers: dict | None = None,
                                                 **request_metrics(r.to_dict())} for r in run.records])
             doc["points"].append(summary)
             writer.summary(doc)
-            if on_point_done:
-                on_point_done(summary)
+            if on_point:
+                on_point(summary)
             if run.aborted or (summary["requests_ok"] == 0 and summary["requests"] > 0):
                 what = "failed" if summary["requests_failed"] else "was cancelled at the drain time (stalled streams?)"
                 doc["stopped"] = run.aborted or f"no request of {spec.label} completed: every one {what}"

@@ -76,19 +76,20 @@ class Store:
 
     def text(self, name: str, text: str) -> Path:
         path = self.claim(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_text(path, text)
         return path
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a killed writer never leaves half a file)."""
+def write_text(path: Path, text: str) -> None:
+    """Write a file atomically (a killed writer never leaves half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=1, allow_nan=False) + "\n")
 
 
 def write_document(path: Path, data: dict, model: str) -> None:
@@ -129,18 +130,18 @@ def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tupl
 
 
 class LoadWriter:
-    """Writes a load run as it happens: requests.jsonl (one line per finished request, flushed),
-    points/<label>.json + .csv after each point, and load.json (all points so far)."""
+    """Writes a load run through a Store as it happens: requests.jsonl (one line per finished
+    request, flushed), points/<label>.json + .csv after each point, and load.json (all points so
+    far). An earlier run in the same place is refused unless the store may replace it."""
 
-    def __init__(self, out_dir: Path, force: bool = False):
-        self.dir = Path(out_dir)
-        if (self.dir / "load.json").exists() or (self.dir / "requests.jsonl").exists():
-            if not force:
-                raise InputError(f"{self.dir} already holds load results; pass --force to overwrite or choose another --out")
-            for f in ("load.json", "requests.jsonl"):
-                (self.dir / f).unlink(missing_ok=True)
-        (self.dir / "points").mkdir(parents=True, exist_ok=True)
-        self._requests = open(self.dir / "requests.jsonl", "a", buffering=1)
+    def __init__(self, store: Store):
+        self.store = store
+        requests = store.claim("requests.jsonl")
+        store.claim("load.json")
+        requests.unlink(missing_ok=True)  # only reached when there was none, or --force replaces it
+        store.path("load.json").unlink(missing_ok=True)
+        requests.parent.mkdir(parents=True, exist_ok=True)
+        self._requests = open(requests, "a", buffering=1)
 
     def request(self, rec: dict) -> None:
         self._requests.write(json.dumps(rec, separators=(",", ":")) + "\n")
@@ -149,13 +150,12 @@ class LoadWriter:
         import pandas as pd
 
         safe = label.replace("=", "-").replace("/", "_")
-        write_json(self.dir / "points" / f"{safe}.json", summary)
-        pd.DataFrame(request_rows).to_csv(self.dir / "points" / f"{safe}.csv", index=False)
+        # per-point dumps belong to load.json: claimed with it, so an earlier run's are replaced with it
+        write_json(self.store.path(f"points/{safe}.json"), summary)
+        write_text(self.store.path(f"points/{safe}.csv"), pd.DataFrame(request_rows).to_csv(index=False))
 
     def summary(self, doc: dict) -> Path:
-        path = self.dir / "load.json"
-        write_document(path, {**doc, "schema": LOAD_SCHEMA}, "LoadRun")
-        return path
+        return self.store.document("load.json", {**doc, "schema": LOAD_SCHEMA}, "LoadRun")
 
     def close(self) -> None:
         self._requests.close()

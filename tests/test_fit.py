@@ -86,7 +86,7 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
         for conc, out, extra in (("1,2,4,8,16,32", "fit-in", ["--method", "dspark"]), ("6,24", "held-out", []),
                                  ("1,4,8,16,32", "no-counters", ["--engine", "none", "--max-tokens", "64"])):
             r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
-                                    "--duration", "3", "--warmup", "1", "--out", str(tmp_path / out), "--quiet", *extra])
+                                    "--duration-s", "3", "--warmup-s", "1", "--out", str(tmp_path / out), "--quiet", *extra])
             assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["fit", str(tmp_path / "fit-in"), "--out", str(tmp_path / "fit"), "--json"])  # method as load recorded it
     assert r.exit_code == 0, r.output

@@ -244,7 +244,7 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     with sim_server("--time-scale", "0.5") as (url, _):
         for name in ("a", "b"):
             r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
-                                    "--duration", "8", "--warmup", "0.5", "--max-tokens", "48", "--out", str(tmp_path / name),
+                                    "--duration-s", "8", "--warmup-s", "0.5", "--max-tokens", "48", "--out", str(tmp_path / name),
                                     "--quiet"])
             assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "a" / "load.json").read_text())
@@ -257,7 +257,7 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     assert r.exit_code == 0, r.output
     with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (url, _):  # another GPU behind the same URL shape
         r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
-                                "--requests", "8", "--warmup", "0", "--max-tokens", "16", "--out", str(tmp_path / "c"), "--quiet"])
+                                "--requests", "8", "--warmup-s", "0", "--max-tokens", "16", "--out", str(tmp_path / "c"), "--quiet"])
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["gate", str(tmp_path / "c"), "--baseline", str(tmp_path / "a")])
     assert r.exit_code == 2 and "server profile: h100-qwen3-8b" in r.output and "device: H100" in r.output, r.output

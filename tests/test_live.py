@@ -32,7 +32,7 @@ def _lines(path) -> list[str]:
 def load_process(url, out, *args):
     """`dsbench load` as its own process (to kill its server or interrupt it)."""
     return subprocess.Popen([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim",
-                             "--warmup", "0", "--out", str(out), "--quiet", *map(str, args)],
+                             "--warmup-s", "0", "--out", str(out), "--quiet", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -48,7 +48,7 @@ def test_load_against_sim_agrees_with_the_model(tmp_path):
     Tolerances: tau 4 %, per-user speed 5 %, throughput 6 % (measured runs ~3 % low: each request
     spends one round waiting to join and one prefill round that the steady-state model has not)."""
     with sim_server("--domain", "math", "--seed", "1") as (url, _):
-        r = load(url, tmp_path, "--concurrency", "8", "--workload", "math", "--duration", "4", "--warmup", "0.7", "--max-tokens", "400")
+        r = load(url, tmp_path, "--concurrency", "8", "--workload", "math", "--duration-s", "4", "--warmup-s", "0.7", "--max-tokens", "400")
     assert r.exit_code == 0, r.output
     point = read_load(tmp_path)["points"][0]
     model = simulate(scenario("dspark", "math"), 8, samples=40_000)
@@ -67,7 +67,7 @@ def test_per_position_survival_matches_curve_under_fixed_verification(tmp_path):
     vLLM-style counters must follow the curve: within 0.03 absolute at every position. A fixed
     count of requests, not a duration, so a busy machine does not shrink the sample."""
     with sim_server("--method", "dflash", "--domain", "code") as (url, _):
-        r = load(url, tmp_path, "--concurrency", "4", "--workload", "code", "--requests", "40", "--warmup", "0", "--max-tokens", "300")
+        r = load(url, tmp_path, "--concurrency", "4", "--workload", "code", "--requests", "40", "--warmup-s", "0", "--max-tokens", "300")
     assert r.exit_code == 0, r.output
     spec = read_load(tmp_path)["points"][0]["spec"]
     curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
@@ -83,8 +83,8 @@ def test_load_against_transformers_serve(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     with transformers_server(model_dir) as (url, _):
         # the server's default sampling: sent temperature 0, transformers serve 5.24 streamed each answer as one chunk
-        r = load(url, out, "--concurrency", "2", "--workload", "chat", "--requests", "6", "--max-tokens", "24", "--warmup", "0",
-                 "--timeout", "120", "--temperature", "-1", model=str(model_dir))
+        r = load(url, out, "--concurrency", "2", "--workload", "chat", "--requests", "6", "--max-tokens", "24", "--warmup-s", "0",
+                 "--timeout-s", "120", "--temperature", "-1", model=str(model_dir))
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None for rec in recs)
@@ -110,7 +110,7 @@ def test_server_absent_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_server_killed_mid_run_keeps_partial_results(tmp_path):
     with sim_server("--time-scale", "3") as (url, server):
-        client = load_process(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--duration", "8", "--max-tokens", "60")
+        client = load_process(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--duration-s", "8", "--max-tokens", "60")
         wait_until(lambda: len(_lines(tmp_path / "requests.jsonl")) >= 3, what="three finished requests")
         server.kill()
         out, err = client.communicate(timeout=60)
@@ -130,7 +130,7 @@ def test_server_killed_mid_run_keeps_partial_results(tmp_path):
 @pytest.mark.slow
 def test_http_500_and_429_are_counted_per_class(tmp_path):
     with sim_server("--inject-error", "500:0.25", "--inject-error", "429:0.25", "--time-scale", "0.5") as (url, _):
-        r = load(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--requests", "60", "--warmup", "0", "--max-tokens", "20")
+        r = load(url, tmp_path, "--concurrency", "4", "--workload", "chat", "--requests", "60", "--warmup-s", "0", "--max-tokens", "20")
     assert r.exit_code == 0, r.output
     point = read_load(tmp_path)["points"][0]
     errors = point["errors"]
@@ -145,8 +145,8 @@ def test_http_500_and_429_are_counted_per_class(tmp_path):
 def test_stalled_stream_times_out(tmp_path):
     with sim_server("--stall-after", "2") as (url, _):
         t0 = time.monotonic()
-        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "2", "--warmup", "0",
-                 "--max-tokens", "200", "--timeout", "1")
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "2", "--warmup-s", "0",
+                 "--max-tokens", "200", "--timeout-s", "1")
         elapsed = time.monotonic() - t0
     assert r.exit_code == 2  # the server could not be measured; 1 means only "regressed"
     assert "no request of c=2 completed: every one failed" in r.output
@@ -158,8 +158,8 @@ def test_stalled_stream_times_out(tmp_path):
 @pytest.mark.slow
 def test_streams_still_running_at_the_drain_time_are_cancelled_and_fail_the_run(tmp_path):
     with sim_server("--stall-after", "2") as (url, _):
-        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--duration", "1", "--warmup", "0",
-                 "--max-tokens", "200", "--timeout", "30", "--drain", "0.5")
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--duration-s", "1", "--warmup-s", "0",
+                 "--max-tokens", "200", "--timeout-s", "30", "--drain-s", "0.5")
     assert r.exit_code == 2 and "cancelled at the drain time" in r.output.replace("\n", " ")
     point = read_load(tmp_path)["points"][0]
     assert point["requests_cancelled"] == 2 and point["requests_ok"] == 0
@@ -168,7 +168,7 @@ def test_streams_still_running_at_the_drain_time_are_cancelled_and_fail_the_run(
 @pytest.mark.slow
 def test_a_point_inside_the_warm_up_is_widened_not_empty(tmp_path):
     with sim_server() as (url, _):
-        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "4", "--warmup", "60", "--max-tokens", "20")
+        r = load(url, tmp_path, "--concurrency", "2", "--workload", "math", "--requests", "4", "--warmup-s", "60", "--max-tokens", "20")
     assert r.exit_code == 0, r.output
     point = read_load(tmp_path)["points"][0]
     assert "window is the whole point" in point["window_warning"] and "window is the whole point" in r.output
@@ -179,7 +179,7 @@ def test_api_key_never_reaches_outputs(tmp_path, monkeypatch):
     secret = "sk-dsbench-test-SECRET-1234567890"
     monkeypatch.setenv("DSB_TEST_KEY", secret)
     with sim_server() as (url, _):
-        r = load(url, tmp_path, "--concurrency", "1", "--workload", "chat", "--requests", "2", "--warmup", "0",
+        r = load(url, tmp_path, "--concurrency", "1", "--workload", "chat", "--requests", "2", "--warmup-s", "0",
                  "--max-tokens", "8", "--api-key-env", "DSB_TEST_KEY", "--json")
     assert r.exit_code == 0
     assert secret not in r.output
@@ -193,7 +193,7 @@ def test_api_key_never_reaches_outputs(tmp_path, monkeypatch):
 
 def test_refuses_to_overwrite_results_without_force(tmp_path):
     with sim_server() as (url, _):
-        args = ("--concurrency", "1", "--workload", "chat", "--requests", "1", "--warmup", "0", "--max-tokens", "4")
+        args = ("--concurrency", "1", "--workload", "chat", "--requests", "1", "--warmup-s", "0", "--max-tokens", "4")
         assert load(url, tmp_path, *args).exit_code == 0
         again = load(url, tmp_path, *args)
         assert again.exit_code == 2 and "--force" in again.output
@@ -202,7 +202,7 @@ def test_refuses_to_overwrite_results_without_force(tmp_path):
 
 def test_poisson_rate_point_records_schedule(tmp_path):
     with sim_server("--time-scale", "0.5") as (url, _):
-        r = load(url, tmp_path, "--rate", "20", "--workload", "code", "--requests", "30", "--warmup", "0", "--max-tokens", "16",
+        r = load(url, tmp_path, "--rate", "20", "--workload", "code", "--requests", "30", "--warmup-s", "0", "--max-tokens", "16",
                  "--slo", "50")
     assert r.exit_code == 0, r.output
     point = read_load(tmp_path)["points"][0]
@@ -219,7 +219,7 @@ def test_bad_load_options(tmp_path):
     base = ["load", "--url", "http://127.0.0.1:9", "--model", "m", "--workload", "math", "--out", str(tmp_path)]
     cases = [
         ([], "give at least one load point"),
-        (["--concurrency", "2"], "give exactly one of --requests N or --duration S"),
+        (["--concurrency", "2"], "give exactly one of --requests N or --duration-s S"),
         (["--concurrency", "a,b", "--requests", "3"], "--concurrency: expected comma-separated numbers"),
         (["--concurrency", "0", "--requests", "3"], "--concurrency values must be >= 1"),
         (["--concurrency", "2", "--requests", "3", "--api", "grpc"], "--api must be chat or completions"),
@@ -254,7 +254,7 @@ def test_interrupted_run_keeps_what_it_measured(tmp_path):
     import signal
 
     with sim_server("--time-scale", "2") as (url, _):
-        client = load_process(url, tmp_path, "--concurrency", "2,4", "--workload", "math", "--duration", "2", "--max-tokens", "40")
+        client = load_process(url, tmp_path, "--concurrency", "2,4", "--workload", "math", "--duration-s", "2", "--max-tokens", "40")
         wait_until(lambda: any('"point":"c=4"' in line for line in _lines(tmp_path / "requests.jsonl")),
                    what="a finished request of the second point")
         client.send_signal(signal.SIGINT)
@@ -285,7 +285,7 @@ def test_deepspec_turns_workload(tmp_path):
 @pytest.mark.slow
 def test_load_sharded_over_two_processes(tmp_path):
     with sim_server("--domain", "chat") as (url, _):
-        r = load(url, tmp_path, "--concurrency", "6", "--workload", "chat", "--duration", "3", "--warmup", "0.5",
+        r = load(url, tmp_path, "--concurrency", "6", "--workload", "chat", "--duration-s", "3", "--warmup-s", "0.5",
                  "--max-tokens", "60", "--workers", "2")
     assert r.exit_code == 0, r.output
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]

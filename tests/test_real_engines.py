@@ -59,7 +59,7 @@ def vllm_logged(log, accepted: float, timeout_s: float = 30.0) -> tuple[int, int
 
 def load(url, out, *args):
     r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--workload", "code", "--out", str(out),
-                            "--quiet", "--max-tokens", "64", "--warmup", "0", *map(str, args)])
+                            "--quiet", "--max-tokens", "64", "--warmup-s", "0", *map(str, args)])
     assert r.exit_code == 0, r.output
     return read_load(out)
 
@@ -181,7 +181,7 @@ def test_llama_cpp_load_reads_its_counters_and_timings_and_the_chain_runs(models
         run = load(url, tmp_path / "run", "--concurrency", "1,2,3,4,6", "--requests", "12", "--temperature", "0", "--method", "eagle3")
         d = delta(before, counters(url))
         default = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--out", str(tmp_path / "t08"),
-                                      "--quiet", "--max-tokens", "64", "--warmup", "0", "--concurrency", "2", "--requests", "12",
+                                      "--quiet", "--max-tokens", "64", "--warmup-s", "0", "--concurrency", "2", "--requests", "12",
                                       "--temperature", "-1"])
     assert default.exit_code == 0, default.output
     assert run["engine"] == "llama.cpp"

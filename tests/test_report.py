@@ -38,7 +38,7 @@ def results(tmp_path_factory):
         assert r.exit_code == 0, r.output
     with sim_server("--domain", "chat", "--model-name", EVIL) as (url, _):
         r = runner.invoke(app, ["load", "--url", url, "--model", EVIL, "--workload", "chat", "--concurrency", "1,2,4,8,16,32",
-                                "--max-tokens", "64", "--duration", "2", "--warmup", "0.5", "--out", str(run / "load"), "--quiet"])
+                                "--max-tokens", "64", "--duration-s", "2", "--warmup-s", "0.5", "--out", str(run / "load"), "--quiet"])
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["fit", f"dspark={run / 'load'}", "--out", str(run / "fit")])
     assert r.exit_code == 0, r.output

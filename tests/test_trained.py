@@ -95,7 +95,7 @@ def test_serve_real_engine_under_load(trained, tmp_path):
            "--port", "{port}", "--model-name", "tiny", "--seed", "3"]
     with _server(cmd, 60) as (url, _):
         r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--concurrency", "2", "--workload", "chat",
-                                "--requests", "6", "--max-tokens", "24", "--warmup", "0", "--out", str(tmp_path), "--quiet"])
+                                "--requests", "6", "--max-tokens", "24", "--warmup-s", "0", "--out", str(tmp_path), "--quiet"])
         assert r.exit_code == 0, r.output
         body = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12,
                                                               "messages": [{"role": "user", "content": "Write a haiku"}]}, timeout=30).json()

@@ -122,3 +122,58 @@ def accept_backend(summary: dict) -> None:
                       f"per decode step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} "
                       f"requests, {d['engine']}, {sp['source']})", highlight=False)
     console.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
+
+
+def load_point(s: dict) -> str:
+    """`dsbench load`: one finished point in a line (printed as the run goes)."""
+    errs = ", ".join(f"{k}: {v}" for k, v in sorted(s["errors"].items()))
+    line = f"{s['label']}: {s['requests_ok']} ok, {s['requests_failed']} failed" + (f" ({errs})" if errs else "")
+    if s.get("requests_cancelled"):
+        line += f", {s['requests_cancelled']} cancelled at the drain time"
+    if s.get("output_tok_s"):
+        line += f"; {s['output_tok_s']:.0f} tok/s, {fmt(s.get('tps_user_mean'), '.1f')} tok/s/user"
+    return line
+
+
+def load(doc: dict) -> None:
+    """`dsbench load`: the points of a run, with where each figure came from."""
+    from ..documents import sampling_text
+
+    shown = sampling_text(doc.get("sampling"))
+    source = (doc.get("server") or {}).get("source", "measured")
+    what = "all figures SIMULATED: the server is dsbench's simulator" if source == "simulated" else "all figures measured"
+    table = Table(title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} ({what})",
+                  caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
+                          "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
+                          "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",
+                  caption_justify="left")
+    for col in ("point", "ok", "failed", "cancel", "req/s", "tok/s", "tok/s/user", "p90/user", "TTFT50", "TTFT99",
+                "TPOT50", "tau", "τ/draft", "accept", "src", "tok/chunk"):
+        table.add_column(col, justify="left" if col == "point" else "right", no_wrap=True)
+    for s in doc["points"]:
+        spec = s.get("spec") or {}
+        src = {"server counters": "c", "per-request": "r", "client proxy": "p"}.get(spec.get("source"), "—")
+        tau = fmt(spec.get("tau"), ".2f") if spec.get("state") != "unreadable" else "?"
+        table.add_row(s["label"], str(s["requests_ok"]), str(s["requests_failed"]), str(s.get("requests_cancelled", 0)),
+                      fmt(s.get("request_throughput_s"), ".2f"), fmt(s.get("output_tok_s"), ",.0f"), fmt(s.get("tps_user_mean"), ".1f"),
+                      fmt(s.get("tps_user_p90"), ".1f"), fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms",
+                      fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
+                      fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", tau, fmt(spec.get("tau_drafted"), ".2f"),
+                      fmt(spec.get("acceptance_rate"), ".0%"), src, fmt(s.get("tokens_per_chunk_mean"), ".2f"))
+    console.print(table)
+    for note in doc.get("server_notes") or []:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    for s in doc["points"]:
+        for key in ("chunk_warning", "window_warning", "timing_warning", "latency_pool_note", "aborted"):
+            if s.get(key):
+                err.print(f"[yellow]{s['label']}:[/] {s[key]}", highlight=False)
+        spec = s.get("spec") or {}
+        for w in spec.get("warnings") or []:
+            err.print(f"[yellow]{s['label']}:[/] {w}", highlight=False)
+        if spec.get("state") == "unreadable" and spec.get("unreadable_series"):
+            err.print(f"[yellow]{s['label']}:[/] speculative series not understood: {', '.join(spec['unreadable_series'])}", highlight=False)
+        if s.get("requests_bad_usage"):
+            err.print(f"[yellow]{s['label']}:[/] {s['requests_bad_usage']} responses reported impossible token counts "
+                      "(left out of token figures; see requests.jsonl usage_error)", highlight=False)
+        if s["requests_failed"] or s.get("requests_cancelled"):
+            err.print(f"[yellow]{load_point(s)}[/]", highlight=False)
