@@ -382,3 +382,39 @@ class LoadConfig:
         drain = self.timeout_s if self.drain_s is None else self.drain_s
         common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
         return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@dataclass
+class ServeConfig:
+    sim: bool = setting(False, "Run the simulated engine (rounds timed by the profile, acceptance drawn from the curves).")
+    target: str | None = setting(None, "Real engine: target model folder (safetensors + tokenizer).", panel="Real engine")
+    draft: str | None = setting(None, "Real engine: drafter checkpoint in DeepSpec's layout, or `ngram` (prompt lookup).",
+                                panel="Real engine")
+    temperature: float = setting(1.0, "Real engine: sampling temperature.", panel="Real engine")
+    device: str = setting("cpu", "Real engine: auto, cpu or cuda[:N].", panel="Real engine")
+    profile: str = setting("h100-qwen3-8b", "Profile JSON or shipped name.", panel="Engine")
+    acceptance: str | None = setting(None, "Acceptance file or directory (default: shipped curves for the profile's "
+                                     "model).", panel="Engine")
+    method: str = setting("dspark", "Decoding method: dspark, dflash, eagle3, mtp-1, no-spec.", panel="Engine")
+    policy: str = setting("dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.",
+                          panel="Engine")
+    gamma: int | None = setting(None, f"Draft block size (default: {DEFAULT_GAMMA} simulated; the checkpoint's for the "
+                                "real engine).", panel="Engine")
+    domain: str = setting("mix", "Acceptance curves: math, code, chat, or mix (one drawn per request).", panel="Engine")
+    time_scale: float = setting(1.0, "Wall seconds per simulated second (2 = twice as slow).", panel="Engine")
+    seed: int = setting(0, "Random seed of the engine.", panel="Engine")
+    host: str = setting("127.0.0.1", "Address to bind (loopback unless you mean otherwise).")
+    port: int = setting(8000, "Port to bind.")
+    model_name: str = setting("dsbench-sim", "Model id the server answers to.")
+    inject_error: list[str] = setting(factory=list, help="Fault injection for client tests: STATUS:FRACTION, repeatable "
+                                      "(e.g. 500:0.1).", panel="Fault injection")
+    stall_after: int | None = setting(None, "Stall every stream after this many chunks.", panel="Fault injection")
+
+    def validate(self) -> None:
+        if self.sim == bool(self.target):
+            raise InputError("choose one engine: --sim, or --target PATH [--draft PATH]")
+        if not self.time_scale > 0:
+            raise InputError(f"--time-scale must be > 0, got {self.time_scale}")
