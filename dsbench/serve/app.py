@@ -99,19 +99,109 @@ def _error(status: int, message: str, kind: str = "invalid_request_error") -> JS
     return JSONResponse({"error": {"message": message, "type": kind, "code": status}}, status_code=status)
 
 
-def _prompt(body: dict, chat: bool):
-    """The request's prompt: a list of chat messages, or a completion string."""
+# --------------------------------------------------------------------------- parsing
+
+
+@dataclass
+class Ask:
+    """One completion request as the server understood it."""
+
+    chat: bool
+    prompt: list | str  # chat messages, or a completion string
+    max_tokens: int
+    model: str | None
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a final usage chunk
+    continuous: bool = False  # ... and continuous_usage_stats: usage on every chunk (vLLM)
+    trace: bool = False  # dsbench_trace: stamp chunks with their send time (client-overhead benchmark)
+
+
+def parse_request(body, chat: bool) -> Ask:
+    """The request in a JSON body; ValueError names what is wrong."""
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
     if chat:
-        msgs = body.get("messages")
-        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) for m in msgs):
+        prompt = body.get("messages")
+        if not isinstance(prompt, list) or not prompt or not all(isinstance(m, dict) for m in prompt):
             raise ValueError("'messages' must be a non-empty list of objects")
-        return msgs
-    prompt = body.get("prompt")
-    if isinstance(prompt, list):
-        prompt = " ".join(map(str, prompt))
-    if not isinstance(prompt, str):
-        raise ValueError("'prompt' must be a string")
-    return prompt
+    else:
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            prompt = " ".join(map(str, prompt))
+        if not isinstance(prompt, str):
+            raise ValueError("'prompt' must be a string")
+    max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
+    if max_tokens < 1:
+        raise ValueError("max_tokens must be >= 1")
+    opts = body.get("stream_options") or {}
+    include_usage = bool(opts.get("include_usage"))
+    return Ask(chat, prompt, max_tokens, body.get("model"), bool(body.get("stream")), include_usage,
+               include_usage and bool(opts.get("continuous_usage_stats")), bool(body.get("dsbench_trace")))
+
+
+# --------------------------------------------------------------------------- responses
+
+
+@dataclass
+class Reply:
+    """The answer to one request, whole or streamed, from the engine's queue of (tokens, text)
+    chunks ending in None."""
+
+    ask: Ask
+    id: str
+    model: str
+    prompt_tokens: int
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def usage(self, produced: int) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": produced, "total_tokens": self.prompt_tokens + produced}
+
+    def finish(self, produced: int) -> str:
+        return "length" if produced >= self.ask.max_tokens else "stop"
+
+    async def full(self, queue: asyncio.Queue) -> dict:
+        produced, parts = 0, []
+        while (item := await queue.get()) is not None:
+            produced += item[0]
+            parts.append(item[1])
+        text, finish = "".join(parts), self.finish(produced)
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish} if self.ask.chat
+                  else {"index": 0, "text": text, "finish_reason": finish})
+        return {"id": self.id, "object": "chat.completion" if self.ask.chat else "text_completion", "created": self.created,
+                "model": self.model, "choices": [choice], "usage": self.usage(produced)}
+
+    def _event(self, choices: list, **extra) -> bytes:
+        obj = "chat.completion.chunk" if self.ask.chat else "text_completion"
+        payload = {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices, **extra}
+        return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+
+    async def stream(self, queue: asyncio.Queue, faults: Faults) -> AsyncIterator[bytes]:
+        """SSE events: one per engine chunk (the last carries finish_reason), the usage chunk if
+        asked for, then [DONE]."""
+        produced, chunks = 0, 0
+        item = await queue.get()
+        while item is not None:
+            nxt = await queue.get()  # look ahead so the last content chunk carries finish_reason
+            n, text = item
+            produced += n
+            finish = None if nxt is not None else self.finish(produced)
+            delta = {"role": "assistant", "content": text} if chunks == 0 else {"content": text}
+            choice = ({"index": 0, "delta": delta, "finish_reason": finish} if self.ask.chat
+                      else {"index": 0, "text": text, "finish_reason": finish})
+            extra = {"usage": self.usage(produced)} if self.ask.continuous else {}
+            if self.ask.trace:
+                extra["dsbench_sent_ns"] = time.monotonic_ns()
+            yield self._event([choice], **extra)
+            chunks += 1
+            if faults.stall_after_chunks is not None and chunks >= faults.stall_after_chunks:
+                await asyncio.sleep(faults.stall_s)
+            item = nxt
+        if self.ask.include_usage:
+            yield self._event([], usage=self.usage(produced))
+        yield b"data: [DONE]\n\n"
+
+
+# --------------------------------------------------------------------------- the app
 
 
 def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
@@ -133,79 +223,30 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
 
     async def complete(request: Request, chat: bool):
         try:
-            body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("body must be a JSON object")
-            prompt = _prompt(body, chat)
-            max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 256)
-            if max_tokens < 1:
-                raise ValueError("max_tokens must be >= 1")
+            ask = parse_request(await request.json(), chat)
         except (ValueError, TypeError, json.JSONDecodeError) as e:
             return _error(400, f"bad request: {e}")
-        if body.get("model") not in (None, engine.model_name):
-            return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+        if ask.model not in (None, engine.model_name):
+            return _error(404, f"The model `{ask.model}` does not exist.", "NotFoundError")
         status = faults.pick_error()
         if status is not None:
             return _error(status, f"injected fault: HTTP {status}", "injected_fault")
-
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{next(ids)}"
-        created = int(time.time())
         try:
-            queue, prompt_tokens = engine.submit(prompt, max_tokens)
+            queue, prompt_tokens = engine.submit(ask.prompt, ask.max_tokens)
         except ValueError as e:  # e.g. a prompt longer than the engine's context
             return _error(400, f"bad request: {e}")
-        if not body.get("stream"):
-            produced, parts = 0, []
-            while (item := await queue.get()) is not None:
-                produced += item[0]
-                parts.append(item[1])
-            finish = "length" if produced >= max_tokens else "stop"
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": produced, "total_tokens": prompt_tokens + produced}
-            choice = ({"index": 0, "message": {"role": "assistant", "content": "".join(parts)}, "finish_reason": finish}
-                      if chat else {"index": 0, "text": "".join(parts), "finish_reason": finish})
-            return JSONResponse({"id": rid, "object": "chat.completion" if chat else "text_completion", "created": created,
-                                 "model": engine.model_name, "choices": [choice], "usage": usage}, headers=tell)
+        reply = Reply(ask, f"{'chatcmpl' if chat else 'cmpl'}-{next(ids)}", engine.model_name, prompt_tokens)
+        if not ask.stream:
+            return JSONResponse(await reply.full(queue), headers=tell)
 
-        trace = bool(body.get("dsbench_trace"))  # stamp chunks with the send time (client-overhead benchmark)
-        opts = body.get("stream_options") or {}
-        include_usage = bool(opts.get("include_usage"))
-        continuous = include_usage and bool(opts.get("continuous_usage_stats"))
-        obj = "chat.completion.chunk" if chat else "text_completion"
-
-        def event(payload: dict) -> bytes:
-            return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
-
-        async def stream() -> AsyncIterator[bytes]:
-            produced, chunks = 0, 0
+        async def events() -> AsyncIterator[bytes]:
             try:
-                item = await queue.get()
-                while item is not None:
-                    nxt = await queue.get()  # look ahead so the last content chunk carries finish_reason
-                    n, text = item
-                    produced += n
-                    finish = None if nxt is not None else ("length" if produced >= max_tokens else "stop")
-                    choice = ({"index": 0, "delta": {"role": "assistant", "content": text} if chunks == 0 else {"content": text},
-                               "finish_reason": finish} if chat else {"index": 0, "text": text, "finish_reason": finish})
-                    payload = {"id": rid, "object": obj, "created": created, "model": engine.model_name, "choices": [choice]}
-                    if continuous:
-                        payload["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": produced,
-                                            "total_tokens": prompt_tokens + produced}
-                    if trace:
-                        payload["dsbench_sent_ns"] = time.monotonic_ns()
-                    yield event(payload)
-                    chunks += 1
-                    if faults.stall_after_chunks is not None and chunks >= faults.stall_after_chunks:
-                        await asyncio.sleep(faults.stall_s)
-                    item = nxt
-                if include_usage:
-                    yield event({"id": rid, "object": obj, "created": created, "model": engine.model_name, "choices": [],
-                                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": produced,
-                                           "total_tokens": prompt_tokens + produced}})
-                yield b"data: [DONE]\n\n"
+                async for event in reply.stream(queue, faults):
+                    yield event
             finally:
-                engine.cancel(queue)
+                engine.cancel(queue)  # a client that went away frees its slot
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers=tell)
+        return StreamingResponse(events(), media_type="text/event-stream", headers=tell)
 
     async def chat_completions(request: Request):
         return await complete(request, chat=True)
