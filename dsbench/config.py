@@ -377,11 +377,11 @@ class LoadConfig:
                         extra_body=self.extra_body)
 
     def points(self):
-        from .live.loadgen import PointSpec
+        from .live.loadgen import PointPlan
 
         drain = self.timeout_s if self.drain_s is None else self.drain_s
         common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
-        return [PointSpec(concurrency=c, **common) for c in self.concurrency] + [PointSpec(rate=r, **common) for r in self.rates]
+        return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [PointPlan(rate=r, **common) for r in self.rates]
 
 
 # --------------------------------------------------------------------------- serve

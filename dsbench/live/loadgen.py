@@ -22,7 +22,7 @@ from .client import RequestRecord, build_payload, stream_request
 
 
 @dataclass
-class PointSpec:
+class PointPlan:
     """One load point: `concurrency` (closed loop) or `rate` (Poisson, requests/s)."""
 
     concurrency: int | None = None
@@ -40,7 +40,7 @@ class PointSpec:
 
 @dataclass
 class PointRun:
-    spec: PointSpec
+    spec: PointPlan
     records: list[RequestRecord] = field(default_factory=list)
     t0_ns: int = 0  # window start
     t1_ns: int = 0  # window end
@@ -73,122 +73,134 @@ class Target:
         return self.url.rstrip("/") + ("/v1/chat/completions" if self.api == "chat" else "/v1/completions")
 
 
-async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: Callable[[RequestRecord], None] | None = None,
-                    on_progress: Callable[[int], None] | None = None, start_ns: int | None = None, id_offset: int = 0) -> PointRun:
-    """Drive one load point and return its records, window and metric snapshots.
+class _Window:
+    """One load point in flight: issues requests (closed loop or Poisson), keeps the steady-state
+    window (opens `warmup_s` after the start, closes when the load stops being what was asked
+    for), scrapes /metrics through it and watches the event loop's lateness."""
 
-    `start_ns` (monotonic) lets several processes start one point together; `id_offset` keeps
-    their request ids apart.
-    """
-    run = PointRun(spec)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        if start_ns is not None:
-            await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
-        start_ns = time.monotonic_ns() if start_ns is None else start_ns
-        run.t0_ns = start_ns + int(spec.warmup_s * 1e9)
-        window_closed = asyncio.Event()
-        counter = {"issued": 0, "done": 0, "refused_in_a_row": 0}
-        give_up_after = max(10, 2 * (spec.concurrency or 1))
+    def __init__(self, client: httpx.AsyncClient, target: Target, spec: PointPlan, prompts: list, start_ns: int,
+                 id_offset: int, on_record, on_progress):
+        self.client, self.target, self.spec, self.prompts = client, target, spec, prompts
+        self.start_ns, self.id_offset = start_ns, id_offset
+        self.on_record, self.on_progress = on_record, on_progress
+        self.run = PointRun(spec, t0_ns=start_ns + int(spec.warmup_s * 1e9))
+        self.closed = asyncio.Event()
+        self.issued = self.done = self.refused_in_a_row = 0
+        self.give_up_after = max(10, 2 * (spec.concurrency or 1))
 
-        def next_request(scheduled_ns: int) -> RequestRecord | None:
-            if counter["refused_in_a_row"] >= give_up_after:
-                run.aborted = f"server unreachable: {counter['refused_in_a_row']} connection failures in a row"
-                return None
-            elapsed = (time.monotonic_ns() - start_ns) / 1e9
-            if spec.requests is not None and counter["issued"] >= spec.requests:
-                return None
-            if spec.duration_s is not None and elapsed >= spec.duration_s:
-                return None
-            i = id_offset + counter["issued"]
-            counter["issued"] += 1
-            return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, max_tokens=target.max_tokens,
-                                 domain=getattr(prompts[i % len(prompts)], "domain", None))
+    # -- requests ------------------------------------------------------------------------------
 
-        async def send(rec: RequestRecord) -> None:
-            p = prompts[rec.id % len(prompts)]
-            payload = build_payload(target.model, getattr(p, "text", p), target.max_tokens, target.api, target.extra_body,
-                                    target.continuous_usage)
-            try:
-                await stream_request(client, target.endpoint, payload, rec, target.headers, chat=target.api == "chat")
-            finally:  # cancelled ones too: stream_request marked them and kept what arrived
-                run.records.append(rec)
-                if on_record:
-                    on_record(rec)
-            counter["done"] += 1
-            counter["refused_in_a_row"] = counter["refused_in_a_row"] + 1 if rec.error == "connect" else 0
-            if on_progress:
-                on_progress(counter["done"])
+    def next_request(self, scheduled_ns: int) -> RequestRecord | None:
+        """The next request to send, or None when the point's budget (or the server) is spent."""
+        spec = self.spec
+        if self.refused_in_a_row >= self.give_up_after:
+            self.run.aborted = f"server unreachable: {self.refused_in_a_row} connection failures in a row"
+            return None
+        if spec.requests is not None and self.issued >= spec.requests:
+            return None
+        if spec.duration_s is not None and (time.monotonic_ns() - self.start_ns) / 1e9 >= spec.duration_s:
+            return None
+        i = self.id_offset + self.issued
+        self.issued += 1
+        return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, max_tokens=self.target.max_tokens,
+                             domain=getattr(self.prompts[i % len(self.prompts)], "domain", None))
 
-        def close_window() -> None:
-            if not window_closed.is_set():
-                run.t1_ns = time.monotonic_ns()
-                window_closed.set()
+    async def send(self, rec: RequestRecord) -> None:
+        t = self.target
+        p = self.prompts[rec.id % len(self.prompts)]
+        payload = build_payload(t.model, getattr(p, "text", p), t.max_tokens, t.api, t.extra_body, t.continuous_usage)
+        try:
+            await stream_request(self.client, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
+        finally:  # cancelled ones too: stream_request marked them and kept what arrived
+            self.run.records.append(rec)
+            if self.on_record:
+                self.on_record(rec)
+        self.done += 1
+        self.refused_in_a_row = self.refused_in_a_row + 1 if rec.error == "connect" else 0
+        if self.on_progress:
+            self.on_progress(self.done)
 
-        async def scrape() -> prom.Snapshot:
+    def close(self) -> None:
+        if not self.closed.is_set():
+            self.run.t1_ns = time.monotonic_ns()
+            self.closed.set()
+
+    async def closed_loop(self) -> list[asyncio.Task]:
+        """C workers, each sending its next request when the last one ends; the window closes
+        when the first finds no more work (from then on fewer than C are in flight)."""
+
+        async def worker() -> None:
+            while (rec := self.next_request(time.monotonic_ns())) is not None:
+                await self.send(rec)
+            self.close()
+
+        return [asyncio.create_task(worker()) for _ in range(self.spec.concurrency)]
+
+    async def open_loop(self) -> list[asyncio.Task]:
+        """Requests at Poisson arrival times drawn up front (core.arrivals); the window closes at the
+        last arrival."""
+        spec, tasks = self.spec, []
+        for t in poisson_arrivals(spec.rate, spec.seed, spec.requests, None if spec.requests else spec.duration_s):
+            scheduled = self.start_ns + int(t * 1e9)
+            await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
+            rec = self.next_request(scheduled)
+            if rec is None:
+                break
+            tasks.append(asyncio.create_task(self.send(rec)))
+        self.close()
+        return tasks
+
+    # -- what is measured beside the requests --------------------------------------------------
+
+    async def scrape(self) -> prom.Snapshot:
+        t = time.monotonic_ns()
+        snap = await prom.scrape(self.client, self.target.metrics_url, self.target.headers)
+        self.run.scrapes.append((t, snap))
+        return snap
+
+    async def scraper(self, min_period_s: float = 0.1, cost_share: float = 0.05) -> None:
+        """Scrapes at both edges of the window and through it (the counters over time give tau's
+        uncertainty), no more often than keeps scraping to `cost_share` of the client's time."""
+        if not self.target.metrics_url:
+            return
+        run = self.run
+        try:
+            await asyncio.sleep(max(0.0, (run.t0_ns - time.monotonic_ns()) / 1e9))
+            t = time.perf_counter()
+            run.before = await self.scrape()
+            cost = time.perf_counter() - t
+            while not self.closed.is_set():
+                try:  # the period follows the scrapes' cost (smoothed: one slow scrape does not set it)
+                    await asyncio.wait_for(self.closed.wait(), max(min_period_s, cost / cost_share))
+                except asyncio.TimeoutError:
+                    t = time.perf_counter()
+                    await self.scrape()
+                    cost = 0.8 * cost + 0.2 * (time.perf_counter() - t)
+            run.after = await self.scrape()
+        except (httpx.HTTPError, ValueError) as e:
+            run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
+
+    async def loop_monitor(self, period_s: float = 0.01) -> None:
+        """A timer's lateness is how late every stamp taken in that moment could be."""
+        while not self.closed.is_set():
             t = time.monotonic_ns()
-            snap = await prom.scrape(client, target.metrics_url, target.headers)
-            run.scrapes.append((t, snap))
-            return snap
+            await asyncio.sleep(period_s)
+            self.run.loop_lag_s.append(max(0.0, (time.monotonic_ns() - t) / 1e9 - period_s))
 
-        async def scraper(min_period_s: float = 0.1, cost_share: float = 0.05) -> None:
-            # scrapes through the window give the counters over time (tau's uncertainty); no more
-            # often than keeps scraping to `cost_share` of the client's time
-            if not target.metrics_url:
-                return
-            try:
-                await asyncio.sleep(max(0.0, (run.t0_ns - time.monotonic_ns()) / 1e9))
-                t = time.perf_counter()
-                run.before = await scrape()
-                cost = time.perf_counter() - t
-                while not window_closed.is_set():
-                    try:  # the period follows the scrapes' cost (smoothed: one slow scrape does not set it)
-                        await asyncio.wait_for(window_closed.wait(), max(min_period_s, cost / cost_share))
-                    except asyncio.TimeoutError:
-                        t = time.perf_counter()
-                        await scrape()
-                        cost = 0.8 * cost + 0.2 * (time.perf_counter() - t)
-                run.after = await scrape()
-            except (httpx.HTTPError, ValueError) as e:
-                run.scrape_error = f"metrics scrape failed: {type(e).__name__}: {e}"
+    # -- the point -----------------------------------------------------------------------------
 
-        async def loop_monitor(period_s: float = 0.01) -> None:
-            # a timer's lateness is how late every stamp taken in that moment could be
-            while not window_closed.is_set():
-                t = time.monotonic_ns()
-                await asyncio.sleep(period_s)
-                run.loop_lag_s.append(max(0.0, (time.monotonic_ns() - t) / 1e9 - period_s))
-
-        scrape_task = asyncio.create_task(scraper())
-        monitor = asyncio.create_task(loop_monitor())
+    async def drive(self) -> PointRun:
+        spec, run = self.spec, self.run
+        scrape_task = asyncio.create_task(self.scraper())
+        monitor = asyncio.create_task(self.loop_monitor())
         tasks: list[asyncio.Task] = []
         timer = None
         if spec.duration_s is not None:  # the window ends on time even while every request is still running
             timer = asyncio.get_running_loop().call_later(
-                max(0.0, (start_ns + spec.duration_s * 1e9 - time.monotonic_ns()) / 1e9), close_window)
+                max(0.0, (self.start_ns + spec.duration_s * 1e9 - time.monotonic_ns()) / 1e9), self.close)
         try:
-            if spec.concurrency is not None:
-                async def worker() -> None:
-                    while True:
-                        rec = next_request(time.monotonic_ns())
-                        if rec is None:
-                            close_window()
-                            return
-                        await send(rec)
-
-                tasks = [asyncio.create_task(worker()) for _ in range(spec.concurrency)]
-            else:
-                for t in poisson_arrivals(spec.rate, spec.seed, spec.requests, None if spec.requests else spec.duration_s):
-                    scheduled = start_ns + int(t * 1e9)
-                    await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
-                    rec = next_request(scheduled)
-                    if rec is None:
-                        break
-                    tasks.append(asyncio.create_task(send(rec)))
-                close_window()
-            await window_closed.wait()
+            tasks = await (self.closed_loop() if spec.concurrency is not None else self.open_loop())
+            await self.closed.wait()
             if tasks:
                 await asyncio.wait(tasks, timeout=spec.drain_s)
         except BaseException:  # interrupted: no closing scrape
@@ -200,13 +212,31 @@ async def run_point(target: Target, spec: PointSpec, prompts: list, on_record: C
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            close_window()
+            self.close()
             await asyncio.gather(scrape_task, monitor, return_exceptions=True)
-            if target.metrics_url and run.after is not None:
+            if self.target.metrics_url and run.after is not None:
                 try:
-                    run.after_drain = await prom.scrape(client, target.metrics_url, target.headers)
+                    run.after_drain = await prom.scrape(self.client, self.target.metrics_url, self.target.headers)
                 except (httpx.HTTPError, ValueError):
                     pass
+        return run
+
+
+async def run_point(target: Target, spec: PointPlan, prompts: list, on_record: Callable[[RequestRecord], None] | None = None,
+                    on_progress: Callable[[int], None] | None = None, start_ns: int | None = None, id_offset: int = 0) -> PointRun:
+    """Drive one load point and return its records, window and metric snapshots.
+
+    `start_ns` (monotonic) lets several processes start one point together; `id_offset` keeps
+    their request ids apart.
+    """
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx.Timeout(target.timeout_s, connect=min(10.0, target.timeout_s))
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        if start_ns is not None:
+            await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
+        start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        run = await _Window(client, target, spec, prompts, start_ns, id_offset, on_record, on_progress).drive()
     run.client_cpu_s = time.process_time() - cpu0
     run.wall_s = time.perf_counter() - wall0
     return run

@@ -19,13 +19,13 @@ import httpx
 
 from . import prom
 from .client import RequestRecord
-from .loadgen import PointRun, PointSpec, Target, run_point
+from .loadgen import PointRun, PointPlan, Target, run_point
 
 _SPAWN_SLACK_S = 3.0  # workers start this long after the parent decides: time to spawn and import
 _ID_STRIDE = 10_000_000
 
 
-def shares(spec: PointSpec, workers: int) -> list[PointSpec]:
+def shares(spec: PointPlan, workers: int) -> list[PointPlan]:
     """The per-worker specs of one point (workers with no share are left out)."""
     if spec.concurrency is not None:
         base, extra = divmod(spec.concurrency, workers)
@@ -33,7 +33,7 @@ def shares(spec: PointSpec, workers: int) -> list[PointSpec]:
     return [replace(spec, rate=spec.rate / workers, seed=spec.seed + i) for i in range(workers)]
 
 
-def _worker(target: Target, spec: PointSpec, prompts: list, start_ns: int, id_offset: int, queue) -> None:
+def _worker(target: Target, spec: PointPlan, prompts: list, start_ns: int, id_offset: int, queue) -> None:
     def send(rec: RequestRecord) -> None:
         queue.put(("record", rec.to_dict()))
 
@@ -44,7 +44,7 @@ def _worker(target: Target, spec: PointSpec, prompts: list, start_ns: int, id_of
         queue.put(("done", {"cpu_s": 0.0, "aborted": f"worker failed: {type(e).__name__}: {e}"}))
 
 
-async def run_point_sharded(target: Target, spec: PointSpec, prompts: list, workers: int,
+async def run_point_sharded(target: Target, spec: PointPlan, prompts: list, workers: int,
                             on_record: Callable[[RequestRecord], None] | None = None,
                             on_progress: Callable[[int], None] | None = None) -> PointRun:
     """Run one point over `workers` processes and merge their records into one PointRun."""
