@@ -25,9 +25,9 @@ import torch
 
 from dsbench.core.policies import Policy, schedule
 from dsbench.profile.measure import build_model, load_hf_config
-from dsbench.speculative.models import BlockModel, Eagle3Model
 from dsbench.speculative.drafters import drafter_for
 from dsbench.speculative.engine import SpecDecoder
+from dsbench.speculative.models import BlockModel, Eagle3Model
 
 PROMPTS = [[5, 17, 99, 3, 250, 1024, 7], [11, 12, 13, 14], [400, 401, 77, 2, 9, 31, 8, 100], [1, 2, 3]]
 NEW = 128
@@ -69,13 +69,21 @@ def main() -> None:
 
     def hf_plain(p):
         with torch.inference_mode():
-            out = target.generate(torch.tensor([p]), max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0)
+            out = target.generate(
+                torch.tensor([p]), max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False, pad_token_id=0
+            )
         return out.shape[1] - len(p)
 
     def hf_assisted(p):
         with torch.inference_mode():
-            out = target.generate(torch.tensor([p]), assistant_model=assistant, max_new_tokens=NEW, min_new_tokens=NEW,
-                                  do_sample=False, pad_token_id=0)
+            out = target.generate(
+                torch.tensor([p]),
+                assistant_model=assistant,
+                max_new_tokens=NEW,
+                min_new_tokens=NEW,
+                do_sample=False,
+                pad_token_id=0,
+            )
         return out.shape[1] - len(p)
 
     def ours(drafter):
@@ -89,10 +97,15 @@ def main() -> None:
         d.embed_tokens, d.lm_head = target.model.embed_tokens, target.lm_head
     for f in (hf_plain, hf_assisted, ours(eagle), ours(dflash)):  # warm-up
         f(PROMPTS[0])
-    runs = {"transformers greedy (no drafter)": hf_plain, "transformers assisted (1-layer assistant)": hf_assisted,
-            "dsbench Eagle3 (1 layer), per-round stats": ours(eagle), "dsbench DFlash (1 layer), per-round stats": ours(dflash)}
+    runs = {
+        "transformers greedy (no drafter)": hf_plain,
+        "transformers assisted (1-layer assistant)": hf_assisted,
+        "dsbench Eagle3 (1 layer), per-round stats": ours(eagle),
+        "dsbench DFlash (1 layer), per-round stats": ours(dflash),
+    }
     res = {name: statistics.median(tok_s(f) for _ in range(3)) for name, f in runs.items()}
     per_pass = {name: tokens_per_pass(target, f) for name, f in runs.items()}
+
     def batched(drafter, rows: int) -> float:
         """Tokens/s of `rows` sequences decoded together (one target pass per round for all)."""
         dec = SpecDecoder(target, drafter_for(drafter, target, ids, 5), temperature=0.0, max_len=512)
@@ -110,17 +123,26 @@ def main() -> None:
     for _ in range(n):
         schedule(Policy("dspark"), conf, table)
     sched_us = (time.perf_counter() - t0) / n * 1e6
-    out = {"tok_s": res, "tokens_per_target_pass": per_pass, "dflash_batched_tok_s": batch_tok_s, "scheduler_us_per_round_R1_gamma7": sched_us}
+    out = {
+        "tok_s": res,
+        "tokens_per_target_pass": per_pass,
+        "dflash_batched_tok_s": batch_tok_s,
+        "scheduler_us_per_round_R1_gamma7": sched_us,
+    }
     if "--json" in sys.argv:
         print(json.dumps(out, indent=1))
         return
     base = res["transformers assisted (1-layer assistant)"]
     for name, v in res.items():
         passes, base_passes = v / per_pass[name], base / per_pass["transformers assisted (1-layer assistant)"]
-        print(f"{name:<45} {v:7.1f} tok/s ({v / base:.2f}x assisted)  {per_pass[name]:.2f} tokens/pass  "
-              f"{passes:6.1f} passes/s ({passes / base_passes:.2f}x)")
-    print("DFlash, sequences decoded together: " + ", ".join(
-        f"{r} -> {v:.0f} tok/s ({v / batch_tok_s[1]:.2f}x)" for r, v in batch_tok_s.items()))
+        print(
+            f"{name:<45} {v:7.1f} tok/s ({v / base:.2f}x assisted)  {per_pass[name]:.2f} tokens/pass  "
+            f"{passes:6.1f} passes/s ({passes / base_passes:.2f}x)"
+        )
+    print(
+        "DFlash, sequences decoded together: "
+        + ", ".join(f"{r} -> {v:.0f} tok/s ({v / batch_tok_s[1]:.2f}x)" for r, v in batch_tok_s.items())
+    )
     print(f"DSpark scheduler inside the engine (R = 1, gamma = 7): {sched_us:.1f} us per round")
 
 

@@ -48,7 +48,13 @@ def bench_scheduler(r: int, gamma: int, repeats: int) -> dict:
     assert np.array_equal(dspark_lengths(conf, table), dspark_lengths_reference(conf, table))
     vec = median_time(lambda: dspark_lengths(conf, table), repeats)
     loop = median_time(lambda: dspark_lengths_reference(conf, table), max(5, repeats // 50), warmup=1)
-    return {"requests": r, "gamma": gamma, "vectorised_us": vec * 1e6, "python_loop_us": loop * 1e6, "speedup": loop / vec}
+    return {
+        "requests": r,
+        "gamma": gamma,
+        "vectorised_us": vec * 1e6,
+        "python_loop_us": loop * 1e6,
+        "speedup": loop / vec,
+    }
 
 
 def wall(cmd: list[str], runs: int = 3) -> float:
@@ -66,8 +72,11 @@ def main() -> None:
     base = [exe] if exe.endswith("dsbench") else [exe, "-m", "dsbench.cli"]
     with tempfile.TemporaryDirectory() as tmp:
         results["sweep_wall_s"] = wall([*base, "sweep", "--slo", "80", "--quiet", "--out", os.path.join(tmp, "o")])
-        doc = json.loads(subprocess.run([*base, "sweep", "--json", "--out", os.path.join(tmp, "o")], check=True,
-                                        capture_output=True, text=True).stdout)
+        doc = json.loads(
+            subprocess.run(
+                [*base, "sweep", "--json", "--out", os.path.join(tmp, "o")], check=True, capture_output=True, text=True
+            ).stdout
+        )
     results["sweep_levels"] = len(doc["inputs"]["concurrency"])
     results["sweep_max_rel_se"] = max(p["throughput_rel_se"] for p in doc["frontier"])
     results["help_wall_s"] = wall([*base, "--help"], runs=5)
@@ -76,10 +85,15 @@ def main() -> None:
         print(json.dumps(results, indent=1))
         return
     for s in results["scheduler"]:
-        print(f"scheduler R={s['requests']:>4} gamma={s['gamma']:>2}: {s['vectorised_us']:8.1f} us median "
-              f"(python loop {s['python_loop_us']:9.1f} us, {s['speedup']:.0f}x)")
-    print(f"dsbench sweep --slo 80: {results['sweep_wall_s']:.2f} s wall, {results['sweep_levels']} concurrency levels x 5 methods, "
-          f"max Monte-Carlo rel. s.e. {results['sweep_max_rel_se']:.2%}")
+        print(
+            f"scheduler R={s['requests']:>4} gamma={s['gamma']:>2}: {s['vectorised_us']:8.1f} us median "
+            f"(python loop {s['python_loop_us']:9.1f} us, {s['speedup']:.0f}x)"
+        )
+    print(
+        f"dsbench sweep --slo 80: {results['sweep_wall_s']:.2f} s wall, {results['sweep_levels']} concurrency levels "
+        "x 5 methods, "
+        f"max Monte-Carlo rel. s.e. {results['sweep_max_rel_se']:.2%}"
+    )
     print(f"dsbench --help: {results['help_wall_s']:.2f} s wall")
 
 

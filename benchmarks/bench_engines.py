@@ -29,7 +29,7 @@ from tests.engine_servers import CACHE, build_pair, llama_server, vllm_server  #
 
 def counters(url: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    for m in re.finditer(r'^(\w+:spec_decode_\w+_total)(\{[^}]*\})? (\S+)$', httpx.get(url + "/metrics").text, re.M):
+    for m in re.finditer(r"^(\w+:spec_decode_\w+_total)(\{[^}]*\})? (\S+)$", httpx.get(url + "/metrics").text, re.M):
         pos = re.search(r'position="(\d+)"', m.group(2) or "")
         key = m.group(1).split(":", 1)[1] + (f"[{pos.group(1)}]" if pos else "")
         out[key] = out.get(key, 0.0) + float(m.group(3))
@@ -39,22 +39,57 @@ def counters(url: str) -> dict[str, float]:
 def measure(name: str, server, out: Path) -> dict:
     with server as (url, _):
         before = counters(url)
-        subprocess.run([sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "tiny", "--workload", "chat",
-                        "--workload", "code", "--concurrency", "4", "--requests", "24", "--max-tokens", "64", "--warmup-s", "0",
-                        "--temperature", "0", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dsbench.cli",
+                "load",
+                "--url",
+                url,
+                "--model",
+                "tiny",
+                "--workload",
+                "chat",
+                "--workload",
+                "code",
+                "--concurrency",
+                "4",
+                "--requests",
+                "24",
+                "--max-tokens",
+                "64",
+                "--warmup-s",
+                "0",
+                "--temperature",
+                "0",
+                "--out",
+                str(out),
+                "--quiet",
+                "--force",
+            ],
+            check=True,
+            capture_output=True,
+        )
         after = counters(url)
     d = {k: after[k] - before.get(k, 0.0) for k in after}
     p = read_load(out)["points"][0]
     s = p["spec"]
     drafts = d["spec_decode_num_drafts_total"]
     k = len(s["survival"] or [])
-    return {"engine": name, "source": s["source"], "dsbench_tau_drafted": s["tau_drafted"] or 1 + s["accepted_tokens"] / drafts,
-            "engine_tau_drafted": 1 + d["spec_decode_num_accepted_tokens_total"] / drafts,
-            "dsbench_acceptance": s["acceptance_rate"],
-            "engine_acceptance": d["spec_decode_num_accepted_tokens_total"] / d["spec_decode_num_draft_tokens_total"],
-            "dsbench_survival": s["survival"], "engine_survival": [d[f"spec_decode_num_accepted_tokens_per_pos_total[{i}]"] / drafts
-                                                                 for i in range(k)],
-            "tau_per_decode_step": s["tau"], "decode_steps": s["decode_steps"], "drafted_steps": drafts}
+    return {
+        "engine": name,
+        "source": s["source"],
+        "dsbench_tau_drafted": s["tau_drafted"] or 1 + s["accepted_tokens"] / drafts,
+        "engine_tau_drafted": 1 + d["spec_decode_num_accepted_tokens_total"] / drafts,
+        "dsbench_acceptance": s["acceptance_rate"],
+        "engine_acceptance": d["spec_decode_num_accepted_tokens_total"] / d["spec_decode_num_draft_tokens_total"],
+        "dsbench_survival": s["survival"],
+        "engine_survival": [d[f"spec_decode_num_accepted_tokens_per_pos_total[{i}]"] / drafts for i in range(k)],
+        "tau_per_decode_step": s["tau"],
+        "decode_steps": s["decode_steps"],
+        "drafted_steps": drafts,
+    }
 
 
 def main() -> None:
@@ -64,17 +99,28 @@ def main() -> None:
     dm = {"method": "draft_model", "model": str(draft), "num_speculative_tokens": 3}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        rows = [measure("vLLM 0.32.0 CPU, ngram k=3", vllm_server(target, ngram, t / "a.log"), t / "a"),
-                measure("vLLM 0.32.0 CPU, draft_model k=3", vllm_server(target, dm, t / "b.log"), t / "b"),
-                measure("llama.cpp 0.3.36, draft-simple n=4", llama_server(target, draft, 4, t / "c.log"), t / "c")]
-    print("| engine | dsbench source | tau/drafted step: dsbench vs engine | acceptance: dsbench vs engine | "
-          "survival max abs diff | tau per decode step | decode / drafted steps |")
+        rows = [
+            measure("vLLM 0.32.0 CPU, ngram k=3", vllm_server(target, ngram, t / "a.log"), t / "a"),
+            measure("vLLM 0.32.0 CPU, draft_model k=3", vllm_server(target, dm, t / "b.log"), t / "b"),
+            measure("llama.cpp 0.3.36, draft-simple n=4", llama_server(target, draft, 4, t / "c.log"), t / "c"),
+        ]
+    print(
+        "| engine | dsbench source | tau/drafted step: dsbench vs engine | acceptance: dsbench vs engine | "
+        "survival max abs diff | tau per decode step | decode / drafted steps |"
+    )
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        diff = max(abs(a - b) for a, b in zip(r["dsbench_survival"], r["engine_survival"])) if r["engine_survival"] else None
-        print(f"| {r['engine']} | {r['source']} | {r['dsbench_tau_drafted']:.4f} vs {r['engine_tau_drafted']:.4f} | "
-              f"{r['dsbench_acceptance']:.4f} vs {r['engine_acceptance']:.4f} | {diff:.4f} | {r['tau_per_decode_step']:.3f} | "
-              f"{r['decode_steps']:.0f} / {r['drafted_steps']:.0f} |")
+        diff = (
+            max(abs(a - b) for a, b in zip(r["dsbench_survival"], r["engine_survival"]))
+            if r["engine_survival"]
+            else None
+        )
+        print(
+            f"| {r['engine']} | {r['source']} | {r['dsbench_tau_drafted']:.4f} vs {r['engine_tau_drafted']:.4f} | "
+            f"{r['dsbench_acceptance']:.4f} vs {r['engine_acceptance']:.4f} | {diff:.4f} | "
+            f"{r['tau_per_decode_step']:.3f} | "
+            f"{r['decode_steps']:.0f} / {r['drafted_steps']:.0f} |"
+        )
     print(json.dumps(rows, indent=1), file=sys.stderr)
 
 

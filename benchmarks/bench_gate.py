@@ -46,14 +46,37 @@ RT = ["chrt", "-f", "10"] if shutil.which("chrt") and os.geteuid() == 0 else []
 
 
 def load(url: str, args: list[str], duration: float, out: Path) -> Path:
-    subprocess.run([*RT, sys.executable, "-m", "dsbench.cli", "load", "--url", url, *args, "--duration-s", str(duration),
-                    "--warmup-s", "1", "--out", str(out), "--quiet", "--force"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *RT,
+            sys.executable,
+            "-m",
+            "dsbench.cli",
+            "load",
+            "--url",
+            url,
+            *args,
+            "--duration-s",
+            str(duration),
+            "--warmup-s",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+            "--force",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
 def gate(candidate: Path, baseline: Path) -> tuple[int, list[dict]]:
-    r = subprocess.run([sys.executable, "-m", "dsbench.cli", "gate", str(candidate), "--baseline", str(baseline), "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "dsbench.cli", "gate", str(candidate), "--baseline", str(baseline), "--json"],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode not in (0, 1):
         raise RuntimeError(f"gate exited {r.returncode}: {r.stderr}")
     return r.returncode, json.loads(r.stdout)["rows"]
@@ -75,8 +98,11 @@ def servers(kind: str, root: Path):
 
     target, draft = build_pair(CACHE / "bench-models")
     dm = {"method": "draft_model", "model": str(draft)}
-    return (vllm_server(target, {**dm, "num_speculative_tokens": 3}, root / "a.log"),
-            vllm_server(target, {**dm, "num_speculative_tokens": 1}, root / "r.log"), VLLM_LOAD)
+    return (
+        vllm_server(target, {**dm, "num_speculative_tokens": 3}, root / "a.log"),
+        vllm_server(target, {**dm, "num_speculative_tokens": 1}, root / "r.log"),
+        VLLM_LOAD,
+    )
 
 
 def main() -> None:
@@ -96,13 +122,17 @@ def main() -> None:
         root.mkdir(parents=True, exist_ok=True)
         base_server, bad_server, opts = servers(args.server, root)
         with base_server as (url, _):
-            a = [[load(url, opts, args.duration_s, root / f"{tag}{i}") for tag in ("a", "b")] for i in range(args.pairs)]
+            a = [
+                [load(url, opts, args.duration_s, root / f"{tag}{i}") for tag in ("a", "b")] for i in range(args.pairs)
+            ]
         with bad_server as (url, _):
             r = [load(url, opts, args.duration_s, root / f"r{i}") for i in range(args.pairs)]
     report(args.server, a, r, opts, args.duration_s, root, rt=bool(RT) and not args.analyse)
 
 
-def report(server: str, a: list[list[Path]], r: list[Path], opts: list[str], duration: float, root: Path, rt: bool) -> None:
+def report(
+    server: str, a: list[list[Path]], r: list[Path], opts: list[str], duration: float, root: Path, rt: bool
+) -> None:
     false_alarms, detections = 0, 0
     aa_status, rr_status = Counter(), Counter()
     for (a_i, b_i), r_i in zip(a, r):
@@ -114,15 +144,22 @@ def report(server: str, a: list[list[Path]], r: list[Path], opts: list[str], dur
         rr_status.update(f"{row['metric'].split('.', 2)[-1]}: {row['status']}" for row in rows)
     n = len(r)
     lo, hi = wilson(false_alarms, n)
-    print(f"{server}: {n} A/A pairs of {duration:g}-s runs ({' '.join(opts)}){', client at chrt -f 10' if rt else ''}; "
-          f"runs in {root}")
-    print(f"  false alarms: {false_alarms}/{n} = {false_alarms / n:.0%} (95 % CI {lo:.0%}-{hi:.0%}); stated rate <= 5 %")
+    print(
+        f"{server}: {n} A/A pairs of {duration:g}-s runs ({' '.join(opts)}){', client at chrt -f 10' if rt else ''}; "
+        f"runs in {root}"
+    )
+    print(
+        f"  false alarms: {false_alarms}/{n} = {false_alarms / n:.0%} (95 % CI {lo:.0%}-{hi:.0%}); stated rate <= 5 %"
+    )
     lo, hi = wilson(detections, n)
     print(f"  regression detected: {detections}/{n} = {detections / n:.0%} (95 % CI {lo:.0%}-{hi:.0%})")
     flat = [x for pair in a for x in pair]  # every pair of the 2 x pairs baseline runs (not independent pairs)
     every = [(flat[i], flat[j]) for i in range(len(flat)) for j in range(i + 1, len(flat))]
     alarms = sum(bool(run_gate([str(y)], [str(x)]).regressed) for x, y in every)
-    print(f"  false alarms over all {len(every)} pairs of the {len(flat)} baseline runs: {alarms} = {alarms / len(every):.1%}")
+    print(
+        f"  false alarms over all {len(every)} pairs of the {len(flat)} baseline runs: {alarms} = "
+        f"{alarms / len(every):.1%}"
+    )
     # the example workflow's shape: three runs a side (and one candidate run against three), drawn
     # at random (seed 0) from the kept runs: dependent draws, each a valid comparison
     rng = np.random.default_rng(0)
@@ -133,8 +170,10 @@ def report(server: str, a: list[list[Path]], r: list[Path], opts: list[str], dur
             base = [str(flat[i]) for i in pick[:3]]
             aa += bool(run_gate([str(flat[i]) for i in pick[3:]], base).regressed)
             rr += bool(run_gate([str(r[i]) for i in rng.permutation(len(r))[:kc]], base).regressed)
-        print(f"  3 baseline runs vs {kc} candidate run(s), {DRAWS} random draws: false alarms {aa / DRAWS:.1%}, "
-              f"regression detected {rr / DRAWS:.0%}")
+        print(
+            f"  3 baseline runs vs {kc} candidate run(s), {DRAWS} random draws: false alarms {aa / DRAWS:.1%}, "
+            f"regression detected {rr / DRAWS:.0%}"
+        )
     print("  A/A verdicts per metric: " + ", ".join(f"{k} {v}" for k, v in sorted(aa_status.items())))
     print("  regression verdicts per metric: " + ", ".join(f"{k} {v}" for k, v in sorted(rr_status.items())))
 

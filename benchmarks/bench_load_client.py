@@ -24,22 +24,70 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.servers import sim_server  # noqa: E402
 
-LEVELS = ((4, 1), (8, 1), (16, 1), (64, 1), (256, 1), (1000, 1), (64, 2), (256, 2), (1000, 2))  # (streams, client processes)
+LEVELS = (
+    (4, 1),
+    (8, 1),
+    (16, 1),
+    (64, 1),
+    (256, 1),
+    (1000, 1),
+    (64, 2),
+    (256, 2),
+    (1000, 2),
+)  # (streams, client processes)
 
 
 def run_level(url: str, c: int, workers: int, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "dsbench.cli", "load", "--url", url, "--model", "dsbench-sim", "--concurrency", str(c),
-           "--workers", str(workers),
-           "--workload", "chat", "--duration-s", "5", "--warmup-s", "1.5", "--max-tokens", "100000", "--timeout-s", "120", "--drain-s", "0",
-           "--json", "--out", str(out), "--force"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dsbench.cli",
+        "load",
+        "--url",
+        url,
+        "--model",
+        "dsbench-sim",
+        "--concurrency",
+        str(c),
+        "--workers",
+        str(workers),
+        "--workload",
+        "chat",
+        "--duration-s",
+        "5",
+        "--warmup-s",
+        "1.5",
+        "--max-tokens",
+        "100000",
+        "--timeout-s",
+        "120",
+        "--drain-s",
+        "0",
+        "--json",
+        "--out",
+        str(out),
+        "--force",
+    ]
     doc = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     p = doc["points"][0]
     recs = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
-    spread = np.concatenate([np.asarray(r["chunk_lag_s"][5:]) - np.median(r["chunk_lag_s"][5:]) for r in recs
-                             if r.get("chunk_lag_s") and len(r["chunk_lag_s"]) > 10] or [np.zeros(1)])
-    return {"concurrency": c, "workers": workers, "chunks_s": p["chunks_in_window"] / p["window_s"],
-            "lag_p50_ms": p["client_lag_s_p50"] * 1e3, "lag_p99_ms": p["client_lag_s_p99"] * 1e3,
-            "within_stream_p99_ms": float(np.percentile(np.abs(spread), 99)) * 1e3, "client_cpu": p["client_cpu_frac"]}
+    spread = np.concatenate(
+        [
+            np.asarray(r["chunk_lag_s"][5:]) - np.median(r["chunk_lag_s"][5:])
+            for r in recs
+            if r.get("chunk_lag_s") and len(r["chunk_lag_s"]) > 10
+        ]
+        or [np.zeros(1)]
+    )
+    return {
+        "concurrency": c,
+        "workers": workers,
+        "chunks_s": p["chunks_in_window"] / p["window_s"],
+        "lag_p50_ms": p["client_lag_s_p50"] * 1e3,
+        "lag_p99_ms": p["client_lag_s_p99"] * 1e3,
+        "within_stream_p99_ms": float(np.percentile(np.abs(spread), 99)) * 1e3,
+        "client_cpu": p["client_cpu_frac"],
+    }
 
 
 def main() -> None:
@@ -52,13 +100,26 @@ def main() -> None:
     if "--json" in sys.argv:
         print(json.dumps(rows, indent=1))
         return
-    print(f"{'streams':>8} {'procs':>5} {'chunks/s':>9} {'lag p50':>9} {'lag p99':>9} {'in-stream p99':>14} {'client CPU':>11}")
+    print(
+        f"{'streams':>8} {'procs':>5} {'chunks/s':>9} {'lag p50':>9} {'lag p99':>9} {'in-stream p99':>14} "
+        f"{'client CPU':>11}"
+    )
     for r in rows:
-        print(f"{r['concurrency']:>8} {r['workers']:>5} {r['chunks_s']:>9.0f} {r['lag_p50_ms']:>7.2f}ms {r['lag_p99_ms']:>7.2f}ms "
-              f"{r['within_stream_p99_ms']:>12.2f}ms {r['client_cpu']:>10.0%}")
+        print(
+            f"{r['concurrency']:>8} {r['workers']:>5} {r['chunks_s']:>9.0f} {r['lag_p50_ms']:>7.2f}ms "
+            f"{r['lag_p99_ms']:>7.2f}ms "
+            f"{r['within_stream_p99_ms']:>12.2f}ms {r['client_cpu']:>10.0%}"
+        )
     ok = [r for r in rows if r["lag_p99_ms"] <= 1.0]
     best = max(ok, key=lambda r: r["chunks_s"]) if ok else None
-    print("highest chunk rate with p99 client lag <= 1 ms: " + (f"{best['chunks_s']:.0f} chunks/s at {best['concurrency']} streams, {best['workers']} process(es)" if best else "none"))
+    print(
+        "highest chunk rate with p99 client lag <= 1 ms: "
+        + (
+            f"{best['chunks_s']:.0f} chunks/s at {best['concurrency']} streams, {best['workers']} process(es)"
+            if best
+            else "none"
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,10 +38,35 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dsbench.cli", "profile", "--target", "tiny-qwen3", "--device", "cpu",
-                        "--concurrency", "1,4", "--batch-tokens", ",".join(map(str, grid_b)),
-                        "--context", "512", "--repeats", "10", "--warmup-passes", "3", "--threads", "1",
-                        "--out", str(Path(tmp) / "p.json"), "--quiet"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dsbench.cli",
+                "profile",
+                "--target",
+                "tiny-qwen3",
+                "--device",
+                "cpu",
+                "--concurrency",
+                "1,4",
+                "--batch-tokens",
+                ",".join(map(str, grid_b)),
+                "--context",
+                "512",
+                "--repeats",
+                "10",
+                "--warmup-passes",
+                "3",
+                "--threads",
+                "1",
+                "--out",
+                str(Path(tmp) / "p.json"),
+                "--quiet",
+            ],
+            check=True,
+            capture_output=True,
+        )
         wall = time.perf_counter() - t0
         n_points = len(json.loads((Path(tmp) / "p.json").read_text())["points"])
 
@@ -59,20 +84,35 @@ def main() -> None:
         time_calls(fn, 50, 0)
         harness = time.perf_counter() - t0
         ratios.append(harness / bare - 1)
-    out = {"points": len(pts), "cv_median": float(np.median(cvs)), "cv_max": float(cvs.max()),
-           "robust_cv_median": float(np.median(rcvs)), "robust_cv_max": float(rcvs.max()),
-           "share_points_cv_below_3pct": float((cvs < 0.03).mean()),
-           "cli_profile_wall_s": wall, "cli_profile_points": n_points,
-           "harness_overhead_median": statistics.median(ratios), "harness_overhead_runs": ratios}
+    out = {
+        "points": len(pts),
+        "cv_median": float(np.median(cvs)),
+        "cv_max": float(cvs.max()),
+        "robust_cv_median": float(np.median(rcvs)),
+        "robust_cv_max": float(rcvs.max()),
+        "share_points_cv_below_3pct": float((cvs < 0.03).mean()),
+        "cli_profile_wall_s": wall,
+        "cli_profile_points": n_points,
+        "harness_overhead_median": statistics.median(ratios),
+        "harness_overhead_runs": ratios,
+    }
     if "--json" in sys.argv:
         print(json.dumps(out, indent=1))
         return
-    print(f"step-time CV over {out['points']} points: median {out['cv_median']:.1%}, max {out['cv_max']:.1%} "
-          f"({out['share_points_cv_below_3pct']:.0%} of points below 3 %); robust (MAD) CV median {out['robust_cv_median']:.1%}, "
-          f"max {out['robust_cv_max']:.1%}")
-    print(f"16-point CPU profile through the CLI: {out['cli_profile_wall_s']:.1f} s wall ({out['cli_profile_points']} points)")
-    print(f"timing-harness overhead vs a bare loop: {out['harness_overhead_median']:+.2%} median of 7 "
-          f"(runs: {', '.join(f'{r:+.1%}' for r in ratios)})")
+    print(
+        f"step-time CV over {out['points']} points: median {out['cv_median']:.1%}, max {out['cv_max']:.1%} "
+        f"({out['share_points_cv_below_3pct']:.0%} of points below 3 %); robust (MAD) CV median "
+        f"{out['robust_cv_median']:.1%}, "
+        f"max {out['robust_cv_max']:.1%}"
+    )
+    print(
+        f"16-point CPU profile through the CLI: {out['cli_profile_wall_s']:.1f} s wall ({out['cli_profile_points']} "
+        "points)"
+    )
+    print(
+        f"timing-harness overhead vs a bare loop: {out['harness_overhead_median']:+.2%} median of 7 "
+        f"(runs: {', '.join(f'{r:+.1%}' for r in ratios)})"
+    )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,21 @@ def load_target(path: str, device: str):
         raise InputError(f"target not found (no config.json): {path}")
     if not list(p.glob("*.safetensors")):
         raise InputError(f"{path}: no .safetensors weights (pickled checkpoints are refused)")
-    model = AutoModelForCausalLM.from_pretrained(p, use_safetensors=True, dtype=torch.float32 if device == "cpu" else "auto").to(device).eval()
+    model = (
+        AutoModelForCausalLM.from_pretrained(
+            p, use_safetensors=True, dtype=torch.float32 if device == "cpu" else "auto"
+        )
+        .to(device)
+        .eval()
+    )
     return model, AutoTokenizer.from_pretrained(p)
 
 
 def render(tokenizer, prompt: str) -> list[int]:
     """DeepSpec's prompt: first turn as the user message, generation prompt, thinking off."""
-    text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True,
-                                         enable_thinking=False)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -53,8 +60,16 @@ def _stop_ids(model, tokenizer) -> set[int]:
     return set(eos if isinstance(eos, list) else [eos]) - {None}
 
 
-def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None, temperature: float, device: str, seed: int,
-                  profile: str | None):
+def build_decoder(
+    target: str,
+    draft: str | None,
+    policy: str,
+    gamma: int | None,
+    temperature: float,
+    device: str,
+    seed: int,
+    profile: str | None,
+):
     """The in-process speculative decoder for a local target (+ drafter), shared by `accept` and
     `serve --target`. `draft` is a checkpoint folder, or `ngram` for prompt lookup (vLLM's `ngram`
     with prompt_lookup_min 1 and max 3). Returns (SpecDecoder, tokenizer, method name)."""
@@ -69,8 +84,10 @@ def build_decoder(target: str, draft: str | None, policy: str, gamma: int | None
     except ValueError as e:
         raise InputError(f"--policy: {e}") from None
     if pol.kind == "dspark-async":
-        raise InputError("--policy dspark-async schedules across concurrent requests (simulated engine only); "
-                         "in-process decoding takes fixed, threshold or dspark")
+        raise InputError(
+            "--policy dspark-async schedules across concurrent requests (simulated engine only); "
+            "in-process decoding takes fixed, threshold or dspark"
+        )
     if pol.kind == "dspark" and not profile:
         raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
     dev = resolve_device(device)
@@ -105,8 +122,9 @@ def run_accept_local(cfg: AcceptConfig, store: Store, progress: Progress | None 
     from .speculative.engine import RoundLog
 
     datasets = {w: read_workload(w) for w in cfg.workloads}
-    dec, tok, method = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed,
-                                     cfg.profile)
+    dec, tok, method = build_decoder(
+        cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile
+    )
     summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
     by_domain: dict[str, RoundLog] = {}
     for name, prompts in datasets.items():
@@ -116,7 +134,9 @@ def run_accept_local(cfg: AcceptConfig, store: Store, progress: Progress | None 
             group = chosen[first : first + cfg.batch]
             torch.manual_seed(cfg.seed + first)  # DeepSpec seeds every sample (here: every batch)
             dec.gen.manual_seed(cfg.seed + first)
-            for pr, (_, log) in zip(group, dec.generate_many([render(tok, pr.text) for pr in group], cfg.max_new_tokens)):
+            for pr, (_, log) in zip(
+                group, dec.generate_many([render(tok, pr.text) for pr in group], cfg.max_new_tokens)
+            ):
                 rounds.extend(log)
                 by_domain.setdefault(pr.domain, RoundLog()).extend(log)
             summary["files"] = _write_curves(by_domain, cfg, method, dec, store, complete=False)
@@ -135,12 +155,24 @@ def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, store: S
         cond = [c for c in fig["conditional"] if c is not None]
         if not (dec.gamma and cond):
             continue
-        doc = {"schema": ACCEPTANCE_SCHEMA, "source": "measured", "method": method, "target": Path(cfg.target).name,
-               "domain": domain, "gamma": len(cond), "temperature": cfg.temperature, "conditional": cond,
-               "tau": fig["tau"], "rounds": fig["rounds"], "survival": fig["survival"], "policy": str(dec.policy),
-               "batch": cfg.batch, "complete": complete,
-               "per_round": {k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed")},
-               "provenance": provenance()}
+        doc = {
+            "schema": ACCEPTANCE_SCHEMA,
+            "source": "measured",
+            "method": method,
+            "target": Path(cfg.target).name,
+            "domain": domain,
+            "gamma": len(cond),
+            "temperature": cfg.temperature,
+            "conditional": cond,
+            "tau": fig["tau"],
+            "rounds": fig["rounds"],
+            "survival": fig["survival"],
+            "policy": str(dec.policy),
+            "batch": cfg.batch,
+            "complete": complete,
+            "per_round": {k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed")},
+            "provenance": provenance(),
+        }
         if rounds.confidence:  # DSpark: the raw head's per-round confidences and its quality per position
             doc["per_round"]["confidence"] = [[round(float(x), 6) for x in row] for row in rounds.confidence]
             m = calibration.metrics(np.array(rounds.confidence), np.array(rounds.proposal), np.array(rounds.accepted))
@@ -150,15 +182,24 @@ def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, store: S
 
 
 def _figures(rounds: RoundLog, gamma: int) -> dict:
-    return nan_to_none({
-        "rounds": len(rounds.committed), "tau": acceptstats.tau(rounds.committed) if rounds.committed else None,
-        "survival": acceptstats.survival(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
-        "conditional": acceptstats.conditional(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
-        "mean_proposal": float(np.mean(rounds.proposal)) if rounds.proposal else None})
+    return nan_to_none(
+        {
+            "rounds": len(rounds.committed),
+            "tau": acceptstats.tau(rounds.committed) if rounds.committed else None,
+            "survival": acceptstats.survival(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
+            "conditional": acceptstats.conditional(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
+            "mean_proposal": float(np.mean(rounds.proposal)) if rounds.proposal else None,
+        }
+    )
 
 
-def run_accept_backend(cfg: AcceptConfig, store: Store, headers: dict | None = None, metrics_url: str | None = None,
-                       timeout_s: float = 120.0) -> dict:
+def run_accept_backend(
+    cfg: AcceptConfig,
+    store: Store,
+    headers: dict | None = None,
+    metrics_url: str | None = None,
+    timeout_s: float = 120.0,
+) -> dict:
     """Accepted length "against any backend": each workload is one closed-loop load point
     against a live server (dsbench load's machinery), and its engine-neutral speculative
     figures (per-request statistics, else counter deltas) become an acceptance file. A workload
@@ -171,10 +212,23 @@ def run_accept_backend(cfg: AcceptConfig, store: Store, headers: dict | None = N
 
     headers = headers or {}
     url, model, method, samples, max_tokens = cfg.backend, cfg.model, cfg.method, cfg.samples, cfg.max_new_tokens
-    load = LoadConfig(url=url, model=model, workloads=list(cfg.workloads), concurrency=[cfg.concurrency], requests=samples,
-                      warmup_s=0.0, max_tokens=max_tokens, metrics_url=metrics_url, engine=cfg.engine, timeout_s=timeout_s,
-                      temperature=cfg.temperature, seed=cfg.seed, top_p=cfg.top_p, ignore_eos=cfg.ignore_eos,
-                      extra_body=cfg.extra_body)
+    load = LoadConfig(
+        url=url,
+        model=model,
+        workloads=list(cfg.workloads),
+        concurrency=[cfg.concurrency],
+        requests=samples,
+        warmup_s=0.0,
+        max_tokens=max_tokens,
+        metrics_url=metrics_url,
+        engine=cfg.engine,
+        timeout_s=timeout_s,
+        temperature=cfg.temperature,
+        seed=cfg.seed,
+        top_p=cfg.top_p,
+        ignore_eos=cfg.ignore_eos,
+        extra_body=cfg.extra_body,
+    )
     load.validate()
     body = load.sampling().body()
 
@@ -183,7 +237,9 @@ def run_accept_backend(cfg: AcceptConfig, store: Store, headers: dict | None = N
 
         info = await preflight(load, headers, build_payload(model, prompts[0].text, max_tokens, "chat", body))
         extra, continuous = request_extras(info.engine)
-        target = Target(url, model, "chat", max_tokens, info.metrics_url, headers, timeout_s, {**extra, **body}, continuous)
+        target = Target(
+            url, model, "chat", max_tokens, info.metrics_url, headers, timeout_s, {**extra, **body}, continuous
+        )
         run = await run_point(target, load.points()[0], prompts[:samples])
         return summarise_run(run, load, info.engine, info.server["source"]), info.engine
 
@@ -193,22 +249,45 @@ def run_accept_backend(cfg: AcceptConfig, store: Store, headers: dict | None = N
         point, found = asyncio.run(one(prompts))
         spec = point["spec"]
         name = Path(str(w)).stem
-        summary["datasets"][name] = {"requests_ok": point["requests_ok"], "requests": point["requests"], "engine": found, "spec": spec}
+        summary["datasets"][name] = {
+            "requests_ok": point["requests_ok"],
+            "requests": point["requests"],
+            "engine": found,
+            "spec": spec,
+        }
         if point["requests_ok"] == 0:
             raise InputError(f"every request of {w} failed against {url}")
         cond = conditional_of(spec) if spec["measured"] and spec["state"] == "active" else []
         if not cond:
             why = "; ".join(spec["warnings"] + spec["unreadable_series"]) or "none exposed"
-            raise InputError(f"{url}: no speculative-decoding figures for {name} (engine {found or 'unknown'}, state "
-                             f"{spec['state']}: {why})")
+            raise InputError(
+                f"{url}: no speculative-decoding figures for {name} (engine {found or 'unknown'}, state "
+                f"{spec['state']}: {why})"
+            )
         domain = prompts[0].domain
-        doc = {"schema": ACCEPTANCE_SCHEMA, "source": point["source"], "method": method, "target": model, "domain": domain,
-               "gamma": len(cond), "conditional": [min(1.0, max(0.0, x)) for x in cond],
-               "tau": spec["tau_drafted"] or spec["tau"], "survival": spec["survival"] or [],
-               "backend": {"url": url, "engine": found, "sampling": summary["sampling"], "spec": spec,
-                           "note": "tau per drafted step (bonus included); conditional "
-                                   + ("counted by the engine" if spec["conditional_exact"] else
-                                      "derived from per-position survival (assumes full-length drafts)")},
-               "provenance": provenance()}
+        doc = {
+            "schema": ACCEPTANCE_SCHEMA,
+            "source": point["source"],
+            "method": method,
+            "target": model,
+            "domain": domain,
+            "gamma": len(cond),
+            "conditional": [min(1.0, max(0.0, x)) for x in cond],
+            "tau": spec["tau_drafted"] or spec["tau"],
+            "survival": spec["survival"] or [],
+            "backend": {
+                "url": url,
+                "engine": found,
+                "sampling": summary["sampling"],
+                "spec": spec,
+                "note": "tau per drafted step (bonus included); conditional "
+                + (
+                    "counted by the engine"
+                    if spec["conditional_exact"]
+                    else "derived from per-position survival (assumes full-length drafts)"
+                ),
+            },
+            "provenance": provenance(),
+        }
         summary["files"].append(str(store.document(f"{method}-{domain}.json", nan_to_none(doc), "AcceptanceDoc")))
     return summary

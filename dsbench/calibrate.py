@@ -34,13 +34,27 @@ def run_calibrate(cfg: CalibrateConfig) -> dict:
     calibrated = cal.apply_temperatures(conf[held], temps)
     pred_b, label, mask = cal.position_data(conf[held], proposal[held], accepted[held])
     pred_a = np.cumprod(calibrated, axis=1)
-    reliability = [{"position": k + 1, "before": cal.reliability(pred_b[mask[:, k], k], label[mask[:, k], k]),
-                    "after": cal.reliability(pred_a[mask[:, k], k], label[mask[:, k], k])} for k in range(g)]
-    return {"schema": CALIBRATION_SCHEMA, "source": "measured", "method": "dspark", "temperatures": temps.tolist(),
-            "rounds_fit": int(n_fit), "rounds_held_out": int(len(held)),
-            "before": cal.metrics(conf[held], proposal[held], accepted[held]),
-            "after": cal.metrics(calibrated, proposal[held], accepted[held]), "reliability": reliability,
-            "inputs": list(cfg.acceptance), "provenance": provenance()}
+    reliability = [
+        {
+            "position": k + 1,
+            "before": cal.reliability(pred_b[mask[:, k], k], label[mask[:, k], k]),
+            "after": cal.reliability(pred_a[mask[:, k], k], label[mask[:, k], k]),
+        }
+        for k in range(g)
+    ]
+    return {
+        "schema": CALIBRATION_SCHEMA,
+        "source": "measured",
+        "method": "dspark",
+        "temperatures": temps.tolist(),
+        "rounds_fit": int(n_fit),
+        "rounds_held_out": int(len(held)),
+        "before": cal.metrics(conf[held], proposal[held], accepted[held]),
+        "after": cal.metrics(calibrated, proposal[held], accepted[held]),
+        "reliability": reliability,
+        "inputs": list(cfg.acceptance),
+        "provenance": provenance(),
+    }
 
 
 def save(doc: dict, store: Store) -> Path:

@@ -27,8 +27,16 @@ Progress = Callable[[str, int, "int | None"], None]
 MISSING = dataclasses.MISSING
 
 
-def setting(default: Any = MISSING, help: str = "", *, flag: str | None = None, short: str | None = None,
-            panel: str | None = None, csv: type | None = None, factory=None) -> Any:
+def setting(
+    default: Any = MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    panel: str | None = None,
+    csv: type | None = None,
+    factory=None,
+) -> Any:
     """A config field: its default, the help the CLI shows, and how the CLI spells it.
 
     `csv` (int, float or str): the CLI takes a comma-separated list of that type; `flag`: the
@@ -56,12 +64,16 @@ def flag_of(f: dataclasses.Field) -> str:
 @dataclass
 class FitConfig:
     results: list[str] = setting(help="Load results (load.json or its directory), each optionally METHOD=PATH.")
-    method: str | None = setting(None, "Method of inputs given without METHOD= (points without speculative counters are "
-                                 "no-spec).")
+    method: str | None = setting(
+        None, "Method of inputs given without METHOD= (points without speculative counters are no-spec)."
+    )
     tile: int = setting(0, "GEMM tile in tokens for step-wise verification time (0: smooth).")
     flag_pct: float = setting(10.0, "Flag points the model misses by more than this many percent.")
-    profile: str | None = setting(None, "Step-time profile: fit T_verify as a scale of its step times instead of the free "
-                                  "form (how far the server is from the profile).")
+    profile: str | None = setting(
+        None,
+        "Step-time profile: fit T_verify as a scale of its step times instead of the free "
+        "form (how far the server is from the profile).",
+    )
     acceptance: str | None = setting(None, "Acceptance curves giving tau for engines without speculative counters.")
     out: Path = setting(Path("dsbench-fit"), "Directory (or .json path) for fit.json.", short="-o", panel="Output")
     force: bool = setting(False, "Replace an earlier fit.json at --out.", panel="Output")
@@ -76,7 +88,9 @@ class FitConfig:
 
 @dataclass
 class CalibrateConfig:
-    acceptance: list[str] = setting(help="Measured DSpark acceptance file(s) or directory from dsbench accept. Repeatable.")
+    acceptance: list[str] = setting(
+        help="Measured DSpark acceptance file(s) or directory from dsbench accept. Repeatable."
+    )
     holdout: float = setting(0.5, "Fraction of rounds held out to judge the calibration.")
     seed: int = setting(0, "Seed of the fit/held-out split.")
     out: Path = setting(Path("calibration.json"), "Calibration JSON to write.", short="-o", panel="Output")
@@ -92,8 +106,9 @@ class CalibrateConfig:
 
 @dataclass
 class ReportConfig:
-    results: list[str] = setting(help="Result files or directories (searched recursively); each argument is one run, "
-                                 "shown side by side.")
+    results: list[str] = setting(
+        help="Result files or directories (searched recursively); each argument is one run, shown side by side."
+    )
     title: str = setting("dsbench report", "Title of the report.")
     out: Path = setting(Path("report.html"), "HTML file to write.", short="-o", panel="Output")
     force: bool = setting(False, "Replace an earlier report at --out.", panel="Output")
@@ -104,19 +119,32 @@ class ReportConfig:
 
 @dataclass
 class GateConfig:
-    candidate: list[str] = setting(factory=list, help="Candidate results (files or directories); several = repeated runs.")
+    candidate: list[str] = setting(
+        factory=list, help="Candidate results (files or directories); several = repeated runs."
+    )
     baseline: list[str] = setting(factory=list, help="Baseline results; repeat the option for repeated runs.")
     rules: str | None = setting(None, "Rules file (TOML or JSON): per-metric direction and tolerance, ignores.")
     max_drop_pct: float | None = setting(None, "Allowed drop of throughput and per-user speed, percent (default: 5).")
     allow_missing: bool = setting(False, "A metric the candidate lacks (a partial candidate's too) is not a failure.")
     alpha: float = setting(0.05, "Chance that an identical system fails the gate (family-wise, all metrics).")
-    allow_different: bool = setting(False, "Compare runs that are not the same experiment (device, deployment, model, "
-                                    "method, profile, workload, sampling); every row says so.")
-    run_noise_pct: float | None = setting(None, "Relative spread between runs to assume when no side has three runs to "
-                                          "measure it, percent (`gate --plan` on three runs measures it).")
-    plan: bool = setting(False, "Size runs instead: what a gate against --baseline could resolve, and how much longer "
-                         "runs would resolve each tolerance.")
-    summary: Path | None = setting(None, "Also write the markdown table here (e.g. $GITHUB_STEP_SUMMARY).", panel="Output")
+    allow_different: bool = setting(
+        False,
+        "Compare runs that are not the same experiment (device, deployment, model, "
+        "method, profile, workload, sampling); every row says so.",
+    )
+    run_noise_pct: float | None = setting(
+        None,
+        "Relative spread between runs to assume when no side has three runs to "
+        "measure it, percent (`gate --plan` on three runs measures it).",
+    )
+    plan: bool = setting(
+        False,
+        "Size runs instead: what a gate against --baseline could resolve, and how much longer "
+        "runs would resolve each tolerance.",
+    )
+    summary: Path | None = setting(
+        None, "Also write the markdown table here (e.g. $GITHUB_STEP_SUMMARY).", panel="Output"
+    )
     junit: Path | None = setting(None, "Write JUnit XML here.", panel="Output")
 
     def validate(self) -> None:
@@ -142,25 +170,41 @@ class SweepConfig:
     """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names."""
 
     slo: float = setting(80.0, "Per-user speed to promise, tokens/s per user.")
-    profile: str = setting("h100-qwen3-8b", "Profile JSON, or a shipped one by name (h100-qwen3-8b, h200-qwen3-8b, "
-                           "a100-qwen3-8b, b200-qwen3-8b, mi300x-qwen3-8b, l40s-qwen3-8b).", panel="Inputs")
-    acceptance: str | None = setting(None, "Acceptance file or directory (default: shipped curves for the profile's "
-                                     "model).", panel="Inputs")
-    domain: str = setting("mix", "Traffic: math, code, chat, or mix (each request drawn from the three).", panel="Inputs")
-    fit: str | None = setting(None, "Fit file from `dsbench fit`: predict with the fitted step times and the measured "
-                              "acceptance instead of --profile (results are labelled predictions).", panel="Inputs")
+    profile: str = setting(
+        "h100-qwen3-8b",
+        "Profile JSON, or a shipped one by name (h100-qwen3-8b, h200-qwen3-8b, "
+        "a100-qwen3-8b, b200-qwen3-8b, mi300x-qwen3-8b, l40s-qwen3-8b).",
+        panel="Inputs",
+    )
+    acceptance: str | None = setting(
+        None, "Acceptance file or directory (default: shipped curves for the profile's model).", panel="Inputs"
+    )
+    domain: str = setting(
+        "mix", "Traffic: math, code, chat, or mix (each request drawn from the three).", panel="Inputs"
+    )
+    fit: str | None = setting(
+        None,
+        "Fit file from `dsbench fit`: predict with the fitted step times and the measured "
+        "acceptance instead of --profile (results are labelled predictions).",
+        panel="Inputs",
+    )
     methods: tuple[str, ...] = setting(METHOD_NAMES, "Comma-separated methods to compare.", csv=str)
     baseline: str = setting("mtp-1", "Method the ratios are taken against.")
     policy: str = setting("dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.")
-    gamma: int | None = setting(None, "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) "
-                                f"(default: {DEFAULT_GAMMA}; with --fit the length the fit measured).")
+    gamma: int | None = setting(
+        None,
+        "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) "
+        f"(default: {DEFAULT_GAMMA}; with --fit the length the fit measured).",
+    )
     max_concurrency: int = setting(512, "Highest concurrency simulated (capped where the KV cache no longer fits).")
     levels: int = setting(40, "Concurrency levels simulated between 1 and --max-concurrency.")
-    samples: int = setting(20_000, "Request-rounds simulated per point (20,000: < 0.5 % Monte-Carlo error on "
-                           "throughput).")
+    samples: int = setting(
+        20_000, "Request-rounds simulated per point (20,000: < 0.5 % Monte-Carlo error on throughput)."
+    )
     seed: int = setting(0, "Random seed of the simulation.")
-    out: Path = setting(Path("dsbench-out"), "Directory for frontier.png/.svg and sweep.json/.csv.", short="-o",
-                        panel="Output")
+    out: Path = setting(
+        Path("dsbench-out"), "Directory for frontier.png/.svg and sweep.json/.csv.", short="-o", panel="Output"
+    )
     force: bool = setting(False, "Replace an earlier sweep in --out.", panel="Output")
 
     @property
@@ -178,7 +222,10 @@ class SweepConfig:
             raise InputError(f"--domain must be one of math, code, chat, mix; got {self.domain!r}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise InputError(f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METHOD_NAMES)}")
+            raise InputError(
+                f"--methods: unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
+                f"{', '.join(METHOD_NAMES)}"
+            )
         if self.baseline not in self.methods:
             raise InputError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
         if not 1 <= self.draft_length <= 64:
@@ -198,28 +245,48 @@ DRAFTERS = ("mtp-1", "eagle3", "dflash", "dspark")  # the methods with a drafter
 
 @dataclass
 class ProfileConfig:
-    target: str = setting("qwen3-8b", "Target model: a Hugging Face config JSON, model folder, or a shipped config name "
-                          "(qwen3-4b, qwen3-8b, qwen3-14b, qwen3-30b-a3b).")
+    target: str = setting(
+        "qwen3-8b",
+        "Target model: a Hugging Face config JSON, model folder, or a shipped config name "
+        "(qwen3-4b, qwen3-8b, qwen3-14b, qwen3-30b-a3b).",
+    )
     roofline: str | None = setting(None, "Model this GPU (from profiles/gpus.json) instead of measuring.")
     context: int = setting(2048, "Context length (tokens) of every request's KV cache.")
     device: str = setting("auto", "auto, cpu or cuda[:N].", panel="Measurement")
     dtype: str = setting("auto", "bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU).", panel="Measurement")
-    batch_tokens: list[int] = setting((1, 2, 4, 8, 16, 32, 64, 128), "Batch tokens B per verification pass, "
-                                      "comma-separated.", panel="Measurement", csv=int)
-    concurrency: list[int] = setting((1, 8), "Concurrent requests R (each with a KV cache of --context tokens), "
-                                     "comma-separated.", panel="Measurement", csv=int)
-    layers: int | None = setting(None, "Profile K decoder layers (and 1) and extrapolate to full depth.",
-                                 panel="Measurement")
+    batch_tokens: list[int] = setting(
+        (1, 2, 4, 8, 16, 32, 64, 128),
+        "Batch tokens B per verification pass, comma-separated.",
+        panel="Measurement",
+        csv=int,
+    )
+    concurrency: list[int] = setting(
+        (1, 8),
+        "Concurrent requests R (each with a KV cache of --context tokens), comma-separated.",
+        panel="Measurement",
+        csv=int,
+    )
+    layers: int | None = setting(
+        None, "Profile K decoder layers (and 1) and extrapolate to full depth.", panel="Measurement"
+    )
     repeats: int = setting(10, "Timed passes per point.", panel="Measurement")
     warmup_passes: int = setting(3, "Untimed passes per point before timing.", panel="Measurement")
     threads: int | None = setting(None, "CPU threads for torch (default: torch's).", panel="Measurement")
-    cuda_graph: bool = setting(False, "Capture each pass in a CUDA graph and time its replay (CUDA only).",
-                               panel="Measurement")
-    draft: list[str] = setting((), "Also measure drafter cost T_draft(R, gamma): comma-separated methods (mtp-1, "
-                               "eagle3, dflash, dspark) or all.", panel="Drafters", csv=str)
-    gamma: list[int] = setting((1, 2, 4, 7), "Draft block sizes for --draft, comma-separated.", panel="Drafters", csv=int)
-    out: Path = setting(Path("profile.json"), "Profile JSON to write (rewritten after every point).", short="-o",
-                        panel="Output")
+    cuda_graph: bool = setting(
+        False, "Capture each pass in a CUDA graph and time its replay (CUDA only).", panel="Measurement"
+    )
+    draft: list[str] = setting(
+        (),
+        "Also measure drafter cost T_draft(R, gamma): comma-separated methods (mtp-1, eagle3, dflash, dspark) or all.",
+        panel="Drafters",
+        csv=str,
+    )
+    gamma: list[int] = setting(
+        (1, 2, 4, 7), "Draft block sizes for --draft, comma-separated.", panel="Drafters", csv=int
+    )
+    out: Path = setting(
+        Path("profile.json"), "Profile JSON to write (rewritten after every point).", short="-o", panel="Output"
+    )
     force: bool = setting(False, "Replace an earlier profile at --out.", panel="Output")
 
     def __post_init__(self):
@@ -246,10 +313,14 @@ class ProfileConfig:
 
 @dataclass
 class AcceptConfig:
-    workloads: list[str] = setting(help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.", flag="--workload")
+    workloads: list[str] = setting(
+        help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.", flag="--workload"
+    )
     target: str | None = setting(None, "Target model folder (config.json + safetensors + tokenizer).")
-    draft: str | None = setting(None, "Drafter checkpoint folder in DeepSpec's layout, or `ngram` for prompt lookup "
-                                "(none: plain decoding, tau = 1).")
+    draft: str | None = setting(
+        None,
+        "Drafter checkpoint folder in DeepSpec's layout, or `ngram` for prompt lookup (none: plain decoding, tau = 1).",
+    )
     samples: int = setting(20, "Prompts per workload file.")
     max_new_tokens: int = setting(256, "Tokens to generate per prompt.")
     temperature: float = setting(1.0, "Sampling temperature of target and drafter (0 = greedy).")
@@ -257,22 +328,31 @@ class AcceptConfig:
     profile: str | None = setting(None, "Step-time profile for --policy dspark (file or shipped name).")
     gamma: int | None = setting(None, "Draft block size (default: the checkpoint's; 3 for ngram).")
     seed: int = setting(980406, "Seed (DeepSpec's default 980406; sample i uses seed + i, or batch from i).")
-    batch: int = setting(1, "Prompts decoded together, one target pass per round for all (1: DeepSpec's loop; with "
-                         "--policy dspark the scheduler then sees the batch).")
+    batch: int = setting(
+        1,
+        "Prompts decoded together, one target pass per round for all (1: DeepSpec's loop; with "
+        "--policy dspark the scheduler then sees the batch).",
+    )
     device: str = setting("cpu", "auto, cpu or cuda[:N].")
-    backend: str | None = setting(None, "Measure against a live server instead (its speculative-decoding metrics).",
-                                  panel="Backend")
+    backend: str | None = setting(
+        None, "Measure against a live server instead (its speculative-decoding metrics).", panel="Backend"
+    )
     model: str | None = setting(None, "Model id on the --backend server.", panel="Backend")
     method: str = setting("dspark", "What the --backend server runs (names the acceptance files).", panel="Backend")
     concurrency: int = setting(4, "Requests in flight against --backend.", panel="Backend")
-    engine: str = setting("auto", "Engine of --backend whose metrics and response fields to read: auto, vllm, "
-                          "llama.cpp, sglang, dsbench.", panel="Backend")
+    engine: str = setting(
+        "auto",
+        "Engine of --backend whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, dsbench.",
+        panel="Backend",
+    )
     top_p: float | None = setting(None, "top_p sent to --backend (default: not sent).", panel="Backend")
     ignore_eos: bool = setting(False, "Ask --backend to ignore end-of-sequence.", panel="Backend")
-    extra_body: dict = setting(factory=dict, help="More request-body fields for --backend as a JSON object.",
-                               panel="Backend")
-    out: Path = setting(Path("dsbench-accept"), "Directory for the acceptance files sweep reads.", short="-o",
-                        panel="Output")
+    extra_body: dict = setting(
+        factory=dict, help="More request-body fields for --backend as a JSON object.", panel="Backend"
+    )
+    out: Path = setting(
+        Path("dsbench-accept"), "Directory for the acceptance files sweep reads.", short="-o", panel="Output"
+    )
     force: bool = setting(False, "Replace acceptance files already in --out.", panel="Output")
 
     def validate(self) -> None:
@@ -280,8 +360,16 @@ class AcceptConfig:
             raise InputError("--backend needs --model (the model id on that server)")
         if not self.backend and not self.target:
             raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
-        if self.samples < 1 or self.max_new_tokens < 1 or self.temperature < 0 or self.batch < 1 or self.concurrency < 1:
-            raise InputError("--samples, --max-new-tokens, --batch and --concurrency must be >= 1 and --temperature >= 0")
+        if (
+            self.samples < 1
+            or self.max_new_tokens < 1
+            or self.temperature < 0
+            or self.batch < 1
+            or self.concurrency < 1
+        ):
+            raise InputError(
+                "--samples, --max-new-tokens, --batch and --concurrency must be >= 1 and --temperature >= 0"
+            )
 
 
 # --------------------------------------------------------------------------- load
@@ -291,41 +379,72 @@ class AcceptConfig:
 class LoadConfig:
     url: str = setting(help="Server base URL (OpenAI-compatible).")
     model: str = setting(help="Model id to request.")
-    workloads: list[str] = setting(help="Prompt file(s), JSONL ({\"prompt\"} or DeepSpec {\"turns\"}), or a shipped set: "
-                                   "math, code, chat. Repeatable.", flag="--workload")
-    concurrency: list[int] = setting(factory=list, help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).",
-                                     panel="Load", csv=int)
-    rates: list[float] = setting(factory=list, help="Open-loop Poisson load points in requests/s, comma-separated.",
-                                 flag="--rate", panel="Load", csv=float)
+    workloads: list[str] = setting(
+        help='Prompt file(s), JSONL ({"prompt"} or DeepSpec {"turns"}), or a shipped set: '
+        "math, code, chat. Repeatable.",
+        flag="--workload",
+    )
+    concurrency: list[int] = setting(
+        factory=list, help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).", panel="Load", csv=int
+    )
+    rates: list[float] = setting(
+        factory=list,
+        help="Open-loop Poisson load points in requests/s, comma-separated.",
+        flag="--rate",
+        panel="Load",
+        csv=float,
+    )
     requests: int | None = setting(None, "Requests per load point.", panel="Load")
     duration_s: float | None = setting(None, "Seconds of issuing per load point.", panel="Load")
-    warmup_s: float = setting(1.0, "Seconds at the start of each point left out of the steady-state window.", panel="Load")
+    warmup_s: float = setting(
+        1.0, "Seconds at the start of each point left out of the steady-state window.", panel="Load"
+    )
     max_tokens: int = setting(256, "max_tokens of each request.", panel="Load")
-    drain_s: float | None = setting(None, "Seconds to let in-flight requests finish after a point's window closes before "
-                                    "cancelling them (default: as long as --timeout-s).", panel="Load")
+    drain_s: float | None = setting(
+        None,
+        "Seconds to let in-flight requests finish after a point's window closes before "
+        "cancelling them (default: as long as --timeout-s).",
+        panel="Load",
+    )
     api: str = setting("chat", "chat (/v1/chat/completions) or completions (/v1/completions).", panel="Load")
     arrival_seed: int = setting(0, "Seed of the Poisson arrivals.", panel="Load")
-    workers: int = setting(1, "Client processes per load point (needs --duration-s); for loads one process cannot time "
-                           "accurately.", panel="Load")
+    workers: int = setting(
+        1,
+        "Client processes per load point (needs --duration-s); for loads one process cannot time accurately.",
+        panel="Load",
+    )
     metrics_url: str | None = setting(None, "Prometheus endpoint (default: URL/metrics).", panel="Server metrics")
-    engine: str = setting("auto", "Engine whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, "
-                          "dsbench, none.", panel="Server metrics")
-    temperature: float | None = setting(0.0, "Sampling temperature sent with every request (acceptance depends on it). "
-                                        "Negative: send none, the server's default.", panel="Sampling")
+    engine: str = setting(
+        "auto",
+        "Engine whose metrics and response fields to read: auto, vllm, llama.cpp, sglang, dsbench, none.",
+        panel="Server metrics",
+    )
+    temperature: float | None = setting(
+        0.0,
+        "Sampling temperature sent with every request (acceptance depends on it). "
+        "Negative: send none, the server's default.",
+        panel="Sampling",
+    )
     top_p: float | None = setting(None, "top_p sent with every request (default: not sent).", panel="Sampling")
     seed: int | None = setting(None, "Sampling seed sent with every request (default: not sent).", panel="Sampling")
-    ignore_eos: bool = setting(False, "Ask the server to ignore end-of-sequence (every request runs to --max-tokens).",
-                               panel="Sampling")
-    extra_body: dict = setting(factory=dict, help="More request-body fields as a JSON object, sent as given (e.g. "
-                               "'{\"top_k\": 20}').", panel="Sampling")
+    ignore_eos: bool = setting(
+        False, "Ask the server to ignore end-of-sequence (every request runs to --max-tokens).", panel="Sampling"
+    )
+    extra_body: dict = setting(
+        factory=dict,
+        help="More request-body fields as a JSON object, sent as given (e.g. '{\"top_k\": 20}').",
+        panel="Sampling",
+    )
     api_key_env: str | None = setting(None, "Environment variable holding the API key (never written to outputs).")
     timeout_s: float = setting(60.0, "Seconds without data before a request counts as timed out.")
     gpus: int = setting(1, "GPUs behind the server, for per-GPU throughput.")
     slo: float | None = setting(None, "Per-user speed SLO (tok/s) for goodput.")
-    method: str | None = setting(None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for "
-                                 "`dsbench fit` and `report`.")
-    out: Path = setting(Path("dsbench-load"), "Directory for requests.jsonl, points/, load.json.", short="-o",
-                        panel="Output")
+    method: str | None = setting(
+        None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`."
+    )
+    out: Path = setting(
+        Path("dsbench-load"), "Directory for requests.jsonl, points/, load.json.", short="-o", panel="Output"
+    )
     force: bool = setting(False, "Replace results already in --out.", panel="Output")
 
     def __post_init__(self):
@@ -349,11 +468,18 @@ class LoadConfig:
             raise InputError("--concurrency values must be >= 1 and --rate values > 0")
         if (self.requests is None) == (self.duration_s is None):
             raise InputError("give exactly one of --requests N or --duration-s S")
-        if (self.requests is not None and self.requests < 1) or (self.duration_s is not None and not self.duration_s > 0):
+        if (self.requests is not None and self.requests < 1) or (
+            self.duration_s is not None and not self.duration_s > 0
+        ):
             raise InputError("--requests must be >= 1 and --duration-s > 0")
         if self.drain_s is not None and self.drain_s < 0:
             raise InputError("--drain-s must be >= 0")
-        if self.temperature is not None and not self.temperature >= 0 or self.top_p is not None and not 0 < self.top_p <= 1:
+        if (
+            self.temperature is not None
+            and not self.temperature >= 0
+            or self.top_p is not None
+            and not 0 < self.top_p <= 1
+        ):
             raise InputError("--temperature must be >= 0 and --top-p in (0, 1]")
         if not isinstance(self.extra_body, dict) or {"model", "messages", "prompt", "stream"} & set(self.extra_body):
             raise InputError("--extra-body must be a JSON object without model, messages, prompt or stream")
@@ -366,22 +492,37 @@ class LoadConfig:
         if self.engine not in engines:
             raise InputError(f"--engine must be one of {', '.join(engines)}, got {self.engine!r}")
         if self.workers < 1 or (self.workers > 1 and self.duration_s is None):
-            raise InputError("--workers must be >= 1, and more than one worker needs --duration-s (the window must end on time)")
+            raise InputError(
+                "--workers must be >= 1, and more than one worker needs --duration-s (the window must end on time)"
+            )
         if self.slo is not None and not self.slo > 0:
             raise InputError(f"--slo must be positive, got {self.slo}")
 
     def sampling(self):
         from .documents import Sampling
 
-        return Sampling(temperature=self.temperature, top_p=self.top_p, seed=self.seed, ignore_eos=self.ignore_eos,
-                        extra_body=self.extra_body)
+        return Sampling(
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            ignore_eos=self.ignore_eos,
+            extra_body=self.extra_body,
+        )
 
     def points(self):
         from .live.loadgen import PointPlan
 
         drain = self.timeout_s if self.drain_s is None else self.drain_s
-        common = dict(requests=self.requests, duration_s=self.duration_s, warmup_s=self.warmup_s, drain_s=drain, seed=self.arrival_seed)
-        return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [PointPlan(rate=r, **common) for r in self.rates]
+        common = dict(
+            requests=self.requests,
+            duration_s=self.duration_s,
+            warmup_s=self.warmup_s,
+            drain_s=drain,
+            seed=self.arrival_seed,
+        )
+        return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [
+            PointPlan(rate=r, **common) for r in self.rates
+        ]
 
 
 # --------------------------------------------------------------------------- serve
@@ -389,28 +530,41 @@ class LoadConfig:
 
 @dataclass
 class ServeConfig:
-    sim: bool = setting(False, "Run the simulated engine (rounds timed by the profile, acceptance drawn from the curves).")
-    target: str | None = setting(None, "Real engine: target model folder (safetensors + tokenizer).", panel="Real engine")
-    draft: str | None = setting(None, "Real engine: drafter checkpoint in DeepSpec's layout, or `ngram` (prompt lookup).",
-                                panel="Real engine")
+    sim: bool = setting(
+        False, "Run the simulated engine (rounds timed by the profile, acceptance drawn from the curves)."
+    )
+    target: str | None = setting(
+        None, "Real engine: target model folder (safetensors + tokenizer).", panel="Real engine"
+    )
+    draft: str | None = setting(
+        None, "Real engine: drafter checkpoint in DeepSpec's layout, or `ngram` (prompt lookup).", panel="Real engine"
+    )
     temperature: float = setting(1.0, "Real engine: sampling temperature.", panel="Real engine")
     device: str = setting("cpu", "Real engine: auto, cpu or cuda[:N].", panel="Real engine")
     profile: str = setting("h100-qwen3-8b", "Profile JSON or shipped name.", panel="Engine")
-    acceptance: str | None = setting(None, "Acceptance file or directory (default: shipped curves for the profile's "
-                                     "model).", panel="Engine")
+    acceptance: str | None = setting(
+        None, "Acceptance file or directory (default: shipped curves for the profile's model).", panel="Engine"
+    )
     method: str = setting("dspark", "Decoding method: dspark, dflash, eagle3, mtp-1, no-spec.", panel="Engine")
-    policy: str = setting("dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.",
-                          panel="Engine")
-    gamma: int | None = setting(None, f"Draft block size (default: {DEFAULT_GAMMA} simulated; the checkpoint's for the "
-                                "real engine).", panel="Engine")
+    policy: str = setting(
+        "dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.", panel="Engine"
+    )
+    gamma: int | None = setting(
+        None,
+        f"Draft block size (default: {DEFAULT_GAMMA} simulated; the checkpoint's for the real engine).",
+        panel="Engine",
+    )
     domain: str = setting("mix", "Acceptance curves: math, code, chat, or mix (one drawn per request).", panel="Engine")
     time_scale: float = setting(1.0, "Wall seconds per simulated second (2 = twice as slow).", panel="Engine")
     seed: int = setting(0, "Random seed of the engine.", panel="Engine")
     host: str = setting("127.0.0.1", "Address to bind (loopback unless you mean otherwise).")
     port: int = setting(8000, "Port to bind.")
     model_name: str = setting("dsbench-sim", "Model id the server answers to.")
-    inject_error: list[str] = setting(factory=list, help="Fault injection for client tests: STATUS:FRACTION, repeatable "
-                                      "(e.g. 500:0.1).", panel="Fault injection")
+    inject_error: list[str] = setting(
+        factory=list,
+        help="Fault injection for client tests: STATUS:FRACTION, repeatable (e.g. 500:0.1).",
+        panel="Fault injection",
+    )
     stall_after: int | None = setting(None, "Stall every stream after this many chunks.", panel="Fault injection")
 
     def validate(self) -> None:

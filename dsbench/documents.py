@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_fie
 
 from .errors import InputError
 
+
 class Doc(BaseModel):
     """Base: finite numbers only; fields this version does not know are kept (newer writers)."""
 
@@ -46,7 +47,9 @@ class SpecWindow(Doc):
     draft_tokens: float | None = Field(None, ge=0, description="draft tokens verified")
     accepted_tokens: float | None = Field(None, ge=0, description="accepted draft tokens, bonus excluded")
     tau: float | None = Field(None, ge=1, description="tokens per decode step, bonus included")
-    tau_drafted: float | None = Field(None, ge=1, description="1 + accepted / drafted steps (vLLM's mean acceptance length)")
+    tau_drafted: float | None = Field(
+        None, ge=1, description="1 + accepted / drafted steps (vLLM's mean acceptance length)"
+    )
     acceptance_rate: float | None = Field(None, ge=0, le=1, description="accepted / draft tokens")
     draft_tokens_per_step: float | None = Field(None, ge=0, description="draft tokens verified per decode step")
     survival: list[float] | None = Field(None, description="per drafted step: P(draft k accepted), k = 1..K")
@@ -83,14 +86,25 @@ class SpecWindow(Doc):
         rounds, drafts = data.get("rounds"), data.get("drafts")
         steps = rounds if rounds else None
         accepted = data.get("accepted")
-        return {"engine": engine, "state": "active" if data.get("draft_tokens") or accepted else "inactive",
-                "source": "server counters", "decode_steps": steps, "drafted_steps": drafts,
-                "draft_tokens": data.get("draft_tokens"), "accepted_tokens": accepted,
-                "tau": data.get("tau_per_round") if rounds else None, "tau_drafted": data.get("tau"),
-                "acceptance_rate": data.get("acceptance_rate"),
-                "draft_tokens_per_step": data["draft_tokens"] / rounds if rounds and data.get("draft_tokens") is not None else None,
-                "survival": data.get("survival_per_draft"), "conditional": data.get("conditional"),
-                "conditional_exact": bool(data.get("conditional")), "notes": ["read from a dsbench.load/1 file"]}
+        return {
+            "engine": engine,
+            "state": "active" if data.get("draft_tokens") or accepted else "inactive",
+            "source": "server counters",
+            "decode_steps": steps,
+            "drafted_steps": drafts,
+            "draft_tokens": data.get("draft_tokens"),
+            "accepted_tokens": accepted,
+            "tau": data.get("tau_per_round") if rounds else None,
+            "tau_drafted": data.get("tau"),
+            "acceptance_rate": data.get("acceptance_rate"),
+            "draft_tokens_per_step": data["draft_tokens"] / rounds
+            if rounds and data.get("draft_tokens") is not None
+            else None,
+            "survival": data.get("survival_per_draft"),
+            "conditional": data.get("conditional"),
+            "conditional_exact": bool(data.get("conditional")),
+            "notes": ["read from a dsbench.load/1 file"],
+        }
 
 
 class Sampling(Doc):
@@ -104,8 +118,11 @@ class Sampling(Doc):
 
     def body(self) -> dict:
         """The request-body fields to send."""
-        out: dict[str, Any] = {k: v for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed))
-                               if v is not None}
+        out: dict[str, Any] = {
+            k: v
+            for k, v in (("temperature", self.temperature), ("top_p", self.top_p), ("seed", self.seed))
+            if v is not None
+        }
         if self.ignore_eos:
             out["ignore_eos"] = True
         return {**out, **self.extra_body}
@@ -124,8 +141,12 @@ class Sampling(Doc):
 
 
 _MESSAGES = {
-    "greater_than": "must be > {gt}", "greater_than_equal": "must be >= {ge}", "less_than": "must be < {lt}",
-    "less_than_equal": "must be <= {le}", "finite_number": "must be finite", "too_short": "must not be empty",
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than": "must be < {lt}",
+    "less_than_equal": "must be <= {le}",
+    "finite_number": "must be finite",
+    "too_short": "must not be empty",
     "literal_error": "must be one of {expected}",
 }
 
@@ -209,7 +230,9 @@ class Uncertainty(Doc):
     n: int = Field(0, ge=0, description="observations behind it (requests, time bins or scrapes)")
     method: str = ""
     reason: str | None = None
-    longer: float | None = Field(None, gt=0, description="without se: how many times longer the run must be to give one")
+    longer: float | None = Field(
+        None, gt=0, description="without se: how many times longer the run must be to give one"
+    )
 
 
 class LoadConfigDoc(Doc):
@@ -254,7 +277,9 @@ class LoadPoint(Doc):
     tokens_per_chunk_mean: float | None = Field(None, ge=0)
     spec: SpecWindow = Field(default_factory=lambda: SpecWindow(state="unknown"))
     spec_counters: SpecWindow | None = None
-    uncertainty: dict[str, Uncertainty] = Field(default_factory=dict, description="per gated figure; empty before dsbench 0.2")
+    uncertainty: dict[str, Uncertainty] = Field(
+        default_factory=dict, description="per gated figure; empty before dsbench 0.2"
+    )
 
 
 class ServerCard(Doc):
@@ -349,8 +374,9 @@ class AcceptanceDoc(Doc):
             raise ValueError("conditional values must lie in [0, 1]")
         if self.gamma is not None and self.gamma != len(self.conditional):
             raise ValueError(f"gamma is {self.gamma} but conditional has {len(self.conditional)} positions")
-        if self.spread is not None and ("sigma" not in self.spread or self.spread["sigma"] < 0
-                                        or not 0 <= self.spread.get("round_share", 0.5) <= 1):
+        if self.spread is not None and (
+            "sigma" not in self.spread or self.spread["sigma"] < 0 or not 0 <= self.spread.get("round_share", 0.5) <= 1
+        ):
             raise ValueError("spread needs sigma >= 0 and round_share in [0, 1]")
         return self
 

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import FIT_DOMAIN, FitConfig
 from .core.acceptance import expected_tau
 from .core.latency import LatencyFit, fit_latency, mape, relative_errors
 from .core.methods import METHODS
 from .documents import conditional_of
 from .errors import InputError
 from .readers import ACCEPTANCE_SCHEMA, FIT_SCHEMA, PROFILE_SCHEMA, Profile, read_acceptance, read_load, read_profile
-from .config import FIT_DOMAIN, FitConfig
 from .store import Store, nan_to_none, provenance
-
 
 
 def _split(ref: str, default: str | None) -> tuple[str | None, str]:
@@ -54,12 +53,16 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
             drafted = spec["state"] == "active"
             m = method or ("no-spec" if not drafted else None)
             if m is None:
-                raise InputError(f"{path}: point {pt.get('label')} has speculative counters; name its method "
-                                 "(METHOD=PATH, --method, or `dsbench load --method` when measuring)")
+                raise InputError(
+                    f"{path}: point {pt.get('label')} has speculative counters; name its method "
+                    "(METHOD=PATH, --method, or `dsbench load --method` when measuring)"
+                )
             if m not in METHODS:
                 raise InputError(f"{path}: unknown method {m!r}")
             tpot = pt.get("tpot_s_mean")
-            r = pt.get("concurrency") or ((pt.get("request_throughput_s") or 0) * (pt.get("e2e_s_mean") or 0))  # Little's law
+            r = pt.get("concurrency") or (
+                (pt.get("request_throughput_s") or 0) * (pt.get("e2e_s_mean") or 0)
+            )  # Little's law
             if not tpot or not r:
                 continue  # a point without finished requests says nothing about latency
             if m == "no-spec":
@@ -72,12 +75,26 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
             elif curves:
                 (tau, verified), cond, tau_src = _curve_tau(curves, m, path), [], f"acceptance file ({cfg.acceptance})"
             else:
-                raise InputError(f"{path}: point {pt.get('label')} has no speculative figures for {m} (engine metrics: "
-                                 f"{spec['state']}); give --acceptance for its tau")
-            rows.append({"source": str(path), "label": pt.get("label"), "method": m, "requests": float(r), "tau_source": tau_src,
-                         "batch_tokens": float(r) * (1 + verified), "tau": float(tau), "tpot_s": float(tpot),
-                         "round_s": float(tau) * float(tpot), "rounds": float(spec.get("decode_steps") or 0), "conditional": cond,
-                         "conditional_exact": bool(spec.get("conditional_exact"))})
+                raise InputError(
+                    f"{path}: point {pt.get('label')} has no speculative figures for {m} (engine metrics: "
+                    f"{spec['state']}); give --acceptance for its tau"
+                )
+            rows.append(
+                {
+                    "source": str(path),
+                    "label": pt.get("label"),
+                    "method": m,
+                    "requests": float(r),
+                    "tau_source": tau_src,
+                    "batch_tokens": float(r) * (1 + verified),
+                    "tau": float(tau),
+                    "tpot_s": float(tpot),
+                    "round_s": float(tau) * float(tpot),
+                    "rounds": float(spec.get("decode_steps") or 0),
+                    "conditional": cond,
+                    "conditional_exact": bool(spec.get("conditional_exact")),
+                }
+            )
     if not rows:
         raise InputError("no load point with finished requests in the given results")
     return rows
@@ -98,22 +115,35 @@ def run_fit(cfg: FitConfig) -> dict:
         f = fit_latency(col["method"], col["requests"], col["batch_tokens"], col["round_s"], cfg.tile, known)
     except ValueError as e:
         raise InputError(str(e)) from None
-    pred = np.array([float(f.t_draft(m, r)) for m, r in zip(col["method"], col["requests"])]) + f.t_verify(col["batch_tokens"], known)
+    pred = np.array([float(f.t_draft(m, r)) for m, r in zip(col["method"], col["requests"])]) + f.t_verify(
+        col["batch_tokens"], known
+    )
     rel = relative_errors(pred, col["round_s"])
     points = []
     for r, p, e in zip(rows, pred, rel):
-        points.append({k: r[k] for k in ("source", "label", "method", "requests", "batch_tokens", "tau", "tau_source", "round_s")}
-                      | {"round_s_fitted": float(p), "rel_error": float(e), "flagged": bool(abs(e) * 100 > cfg.flag_pct),
-                         "tps_user_measured": r["tau"] / r["round_s"], "tps_user_fitted": r["tau"] / float(p)})
+        points.append(
+            {k: r[k] for k in ("source", "label", "method", "requests", "batch_tokens", "tau", "tau_source", "round_s")}
+            | {
+                "round_s_fitted": float(p),
+                "rel_error": float(e),
+                "flagged": bool(abs(e) * 100 > cfg.flag_pct),
+                "tps_user_measured": r["tau"] / r["round_s"],
+                "tps_user_fitted": r["tau"] / float(p),
+            }
+        )
     curves = _acceptance(rows)
     return {
         "schema": FIT_SCHEMA,
         "provenance": provenance(),
         "source": "fitted",
         "inputs": cfg.results,
-        "formula": ("L = (T_draft(R) + T_verify(B, R)) / tau; T_verify = scale * step time of " + str(prof.path)
-                    if prof else "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
-                                 "Q(B) = tile * ceil(B / tile)") + "; T_draft(R) = a + c * R per method",
+        "formula": (
+            "L = (T_draft(R) + T_verify(B, R)) / tau; T_verify = scale * step time of " + str(prof.path)
+            if prof
+            else "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
+            "Q(B) = tile * ceil(B / tile)"
+        )
+        + "; T_draft(R) = a + c * R per method",
         "profile_input": str(prof.path) if prof else None,
         "params": _params(f),
         "mape_pct": mape(pred, col["round_s"]),
@@ -130,8 +160,12 @@ def _params(f: LatencyFit) -> dict:
     if f.scale is not None:
         out = {"scale": {"value": f.scale, "unit": "x profile"}}
     else:
-        out = {"t0": {"value": f.t0, "unit": "s"}, "slope": {"value": f.slope, "unit": "s/token"},
-               "knee": {"value": f.knee, "unit": "tokens"}, "tile": {"value": f.tile, "unit": "tokens", "fixed": True}}
+        out = {
+            "t0": {"value": f.t0, "unit": "s"},
+            "slope": {"value": f.slope, "unit": "s/token"},
+            "knee": {"value": f.knee, "unit": "tokens"},
+            "tile": {"value": f.tile, "unit": "tokens", "fixed": True},
+        }
     for m, (a, c) in f.draft.items():
         out[f"{m}.a"] = {"value": a, "unit": "s"}
         out[f"{m}.c"] = {"value": c, "unit": "s/request"}
@@ -159,16 +193,35 @@ def _acceptance(rows: list[dict]) -> list[dict]:
         cond = (np.array([c[:g] for _, c in cs]) * w[:, None]).sum(0) / w.sum()
         exact = all(r["conditional_exact"] for r in rows if r["method"] == m and r["conditional"])
         note = "pooled from the engine's figures over the load points" + (
-            "" if exact else "; conditional derived from per-position survival (assumes every drafted step drafted the full K)")
-        out.append({"schema": ACCEPTANCE_SCHEMA, "source": "measured", "note": note, "method": m, "domain": FIT_DOMAIN,
-                    "gamma": g, "conditional": [float(min(max(x, 0.0), 1.0)) for x in cond]})
+            ""
+            if exact
+            else "; conditional derived from per-position survival (assumes every drafted step drafted the full K)"
+        )
+        out.append(
+            {
+                "schema": ACCEPTANCE_SCHEMA,
+                "source": "measured",
+                "note": note,
+                "method": m,
+                "domain": FIT_DOMAIN,
+                "gamma": g,
+                "conditional": [float(min(max(x, 0.0), 1.0)) for x in cond],
+            }
+        )
     return out
 
 
 def _acceptance_doc(c) -> dict:
     """An --acceptance curve carried into the fit file as it was (its own source label)."""
-    return {"schema": ACCEPTANCE_SCHEMA, "source": c.source, "method": c.method, "domain": FIT_DOMAIN,
-            "gamma": len(c.conditional), "conditional": list(c.conditional), "note": f"from {c.path} ({c.domain})"}
+    return {
+        "schema": ACCEPTANCE_SCHEMA,
+        "source": c.source,
+        "method": c.method,
+        "domain": FIT_DOMAIN,
+        "gamma": len(c.conditional),
+        "conditional": list(c.conditional),
+        "note": f"from {c.path} ({c.domain})",
+    }
 
 
 def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile | None) -> dict:
@@ -179,12 +232,24 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
     draft = {}
     for m in f.draft:
         g = gammas.get(m, METHODS[m].gamma(7))
-        draft[m] = {"points": [{"requests": r, "gamma": g, "step_s": float(max(0.0, f.t_draft(m, r)))} for r in (1.0, r_max)]}
+        draft[m] = {
+            "points": [{"requests": r, "gamma": g, "step_s": float(max(0.0, f.t_draft(m, r)))} for r in (1.0, r_max)]
+        }
     if prof is not None:
-        points = [{"batch_tokens": b, "requests": r, "step_s": float(f.scale * s)}
-                  for b, r, s in zip(prof.batch_tokens, prof.requests, prof.step_s)]
-        return {"schema": PROFILE_SCHEMA, "source": "fitted", "device": prof.device, "model": prof.model,
-                "context_len": prof.context_len, "max_requests": prof.max_requests, "points": points, "draft": draft}
+        points = [
+            {"batch_tokens": b, "requests": r, "step_s": float(f.scale * s)}
+            for b, r, s in zip(prof.batch_tokens, prof.requests, prof.step_s)
+        ]
+        return {
+            "schema": PROFILE_SCHEMA,
+            "source": "fitted",
+            "device": prof.device,
+            "model": prof.model,
+            "context_len": prof.context_len,
+            "max_requests": prof.max_requests,
+            "points": points,
+            "draft": draft,
+        }
     b_max = max(r["batch_tokens"] for r in rows) * 8
     grid = set(np.unique(np.geomspace(1, b_max, 60).round()).tolist()) | {max(1.0, round(f.knee)), round(f.knee) + 1}
     if f.tile:
@@ -192,8 +257,15 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
     grid = sorted(b for b in grid if b >= 1)
     step = f.t_verify(np.array(grid))
     points = [{"batch_tokens": b, "requests": r, "step_s": float(s)} for r in (1.0, r_max) for b, s in zip(grid, step)]
-    return {"schema": PROFILE_SCHEMA, "source": "fitted", "device": {"name": "fitted"}, "model": {"name": "fitted"},
-            "context_len": 1, "points": points, "draft": draft}
+    return {
+        "schema": PROFILE_SCHEMA,
+        "source": "fitted",
+        "device": {"name": "fitted"},
+        "model": {"name": "fitted"},
+        "context_len": 1,
+        "points": points,
+        "draft": draft,
+    }
 
 
 def save(doc: dict, store: Store) -> Path:

@@ -24,7 +24,16 @@ from pathlib import Path
 from .core.acceptance import expected_tau
 from .core.gating import Side, Verdict, compare, decide, pool_sides, run_to_run
 from .errors import InputError
-from .readers import ACCEPTANCE_SCHEMA, LOAD_SCHEMA, SWEEP_SCHEMA, find_results, read_acceptance_file, read_gate_rules, read_load, read_sweep
+from .readers import (
+    ACCEPTANCE_SCHEMA,
+    LOAD_SCHEMA,
+    SWEEP_SCHEMA,
+    find_results,
+    read_acceptance_file,
+    read_gate_rules,
+    read_load,
+    read_sweep,
+)
 
 DEFAULT_RULES = [
     {"metric": "*.error_rate", "direction": "lower", "tolerance_abs": 0.01},
@@ -63,12 +72,25 @@ def _load_metrics(rs: RunSet, f: Path) -> None:
     doc = read_load(f)
     cfg = doc.get("config") or {}
     server = doc.get("server") or {}
-    rs.identities.append(("load", f, {
-        "engine": doc.get("engine"), "server source": server.get("source", "measured"),
-        "server profile": server.get("profile"), "device": server.get("device"),
-        "model": cfg.get("model"), "method": cfg.get("method"), "workload": sorted(cfg.get("workloads") or []),
-        "max_tokens": cfg.get("max_tokens"), "api": cfg.get("api"), "gpus": cfg.get("gpus", 1),
-        **{f"sampling.{k}": v for k, v in (doc.get("sampling") or {"(not recorded)": True}).items()}}))
+    rs.identities.append(
+        (
+            "load",
+            f,
+            {
+                "engine": doc.get("engine"),
+                "server source": server.get("source", "measured"),
+                "server profile": server.get("profile"),
+                "device": server.get("device"),
+                "model": cfg.get("model"),
+                "method": cfg.get("method"),
+                "workload": sorted(cfg.get("workloads") or []),
+                "max_tokens": cfg.get("max_tokens"),
+                "api": cfg.get("api"),
+                "gpus": cfg.get("gpus", 1),
+                **{f"sampling.{k}": v for k, v in (doc.get("sampling") or {"(not recorded)": True}).items()},
+            },
+        )
+    )
     planned = [f"c={c}" for c in cfg.get("concurrency") or []] + [f"rate={r:.2f}" for r in cfg.get("rates") or []]
     done = [pt["label"] for pt in doc["points"]]
     if doc.get("interrupted") or doc.get("stopped") or (planned and set(planned) - set(done)):
@@ -87,17 +109,30 @@ def _load_metrics(rs: RunSet, f: Path) -> None:
             if value is None:
                 continue
             u = unc.get(name) or {}
-            rs.metrics[f"{key}.{name}"] = Metric(float(value), u.get("se"), u.get("reason") or (None if unc else NO_SE),
-                                                 u.get("longer"))
+            rs.metrics[f"{key}.{name}"] = Metric(
+                float(value), u.get("se"), u.get("reason") or (None if unc else NO_SE), u.get("longer")
+            )
 
 
 def _sweep_metrics(rs: RunSet, f: Path) -> None:
     doc = read_sweep(f)
     inp = doc.get("inputs") or {}
-    rs.identities.append(("sweep", f, {
-        "device": inp.get("device"), "gpus": inp.get("gpus"), "model": inp.get("model"),
-        "profile": Path(inp["profile"]).name if inp.get("profile") else None, "profile source": inp.get("profile_source"),
-        "domain": inp.get("domain"), "slo": doc.get("slo"), "results source": inp.get("results_source")}))
+    rs.identities.append(
+        (
+            "sweep",
+            f,
+            {
+                "device": inp.get("device"),
+                "gpus": inp.get("gpus"),
+                "model": inp.get("model"),
+                "profile": Path(inp["profile"]).name if inp.get("profile") else None,
+                "profile source": inp.get("profile_source"),
+                "domain": inp.get("domain"),
+                "slo": doc.get("slo"),
+                "results source": inp.get("results_source"),
+            },
+        )
+    )
     # acceptance curves, policy and draft length are what a change to a drafter or scheduler moves: gated, not matched
     if doc.get("partial"):
         rs.partial.append(f"{f}: an interrupted sweep; holds {len(doc['methods'])} finished method(s)")
@@ -110,7 +145,7 @@ def _sweep_metrics(rs: RunSet, f: Path) -> None:
 
     for m, s in doc["methods"].items():
         if s.get("feasible"):
-            rel = rel_se(m, lambda rr: next((r for r in rr if r.get("concurrency") == s.get("concurrency")), None))
+            rel = rel_se(m, lambda rr, c=s.get("concurrency"): next((r for r in rr if r.get("concurrency") == c), None))
             thr = float(s["throughput"])
             rs.metrics[f"sweep.{m}.throughput_at_slo"] = _modelled(thr, rel)
         else:  # infeasible: no throughput at the SLO, exactly
@@ -132,8 +167,19 @@ def _acceptance_metrics(rs: RunSet, f: Path) -> None:
 
     a = read_acceptance_file(f)
     raw = a.raw
-    rs.identities.append(("accept", f, {"method": a.method, "domain": a.domain, "target": a.target,
-                                        "source": a.source, "gamma": len(a.conditional)}))
+    rs.identities.append(
+        (
+            "accept",
+            f,
+            {
+                "method": a.method,
+                "domain": a.domain,
+                "target": a.target,
+                "source": a.source,
+                "gamma": len(a.conditional),
+            },
+        )
+    )
     if raw.get("complete") is False:
         rs.partial.append(f"{f}: an interrupted accept run ({raw.get('rounds')} rounds)")
     tau = float(a.tau if a.tau is not None else expected_tau(a.conditional))
@@ -218,10 +264,17 @@ class GateResult:
         return c
 
     def to_dict(self) -> dict:
-        return {"baseline": self.baseline, "candidate": self.candidate, "unlike": self.unlike, "partial": self.partial,
-                "alpha": self.alpha, "run_to_run_measured": self.run_to_run, "counts": self.counts(),
-                "regressed": bool(self.regressed),
-                "rows": [{**asdict(r), "verdict": asdict(r.verdict) if r.verdict else None} for r in self.rows]}
+        return {
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "unlike": self.unlike,
+            "partial": self.partial,
+            "alpha": self.alpha,
+            "run_to_run_measured": self.run_to_run,
+            "counts": self.counts(),
+            "regressed": bool(self.regressed),
+            "rows": [{**asdict(r), "verdict": asdict(r.verdict) if r.verdict else None} for r in self.rows],
+        }
 
 
 def _rule_for(metric: str, rules: list[dict]) -> dict:
@@ -247,8 +300,13 @@ def _sides(metric: str, *sides: list[RunSet], run_noise_pct: float | None = None
     shows added to all (core.gating.run_to_run), else the declared `run_noise_pct`; and whether
     a side had three runs."""
     ms = [_side(metric, runs) for runs in sides]
-    pooled = pool_sides(*[([m.value for m in side], [m.se for m in side], [m.reason for m in side], [m.longer for m in side])
-                          for side in ms], run_noise=run_noise_pct / 100 if run_noise_pct else None)
+    pooled = pool_sides(
+        *[
+            ([m.value for m in side], [m.se for m in side], [m.reason for m in side], [m.longer for m in side])
+            for side in ms
+        ],
+        run_noise=run_noise_pct / 100 if run_noise_pct else None,
+    )
     return pooled, any(len(side) >= 3 for side in ms)
 
 
@@ -267,9 +325,16 @@ def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dic
     return user_rules + DEFAULT_RULES, drop
 
 
-def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
-             allow_missing: bool = False, alpha: float = 0.05, allow_different: bool = False,
-             run_noise_pct: float | None = None) -> GateResult:
+def run_gate(
+    candidate: list[str],
+    baseline: list[str],
+    rules_file: str | None = None,
+    max_drop_pct: float | None = None,
+    allow_missing: bool = False,
+    alpha: float = 0.05,
+    allow_different: bool = False,
+    run_noise_pct: float | None = None,
+) -> GateResult:
     """Compare metric by metric; each side is one or more runs (repeats). Runs that are not the
     same experiment are refused unless `allow_different` (then every row says so); a partial
     candidate's missing metrics are refused unless `allow_missing`. `run_noise_pct`: the relative
@@ -280,17 +345,23 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
     unlike = unlike_fields(runs_b + runs_c)
     lines = [f"{kind}: {x}" for kind, xs in unlike.items() for x in xs]
     if lines and not allow_different:
-        raise InputError("runs are not like for like: " + "; ".join(lines) + " (pass --allow-different to compare anyway)")
+        raise InputError(
+            "runs are not like for like: " + "; ".join(lines) + " (pass --allow-different to compare anyway)"
+        )
     names_b = set().union(*(r.metrics for r in runs_b))
     names_c = set().union(*(r.metrics for r in runs_c))
     if not names_b & names_c:
-        raise InputError("baseline and candidate have no metric in common (different kinds of results, or load points "
-                         "with different labels)")
+        raise InputError(
+            "baseline and candidate have no metric in common (different kinds of results, or load points "
+            "with different labels)"
+        )
     partial = [x for r in runs_b + runs_c for x in r.partial]
     lost = sorted(names_b - names_c)
     if lost and any(r.partial for r in runs_c) and not allow_missing:
-        raise InputError(f"the candidate is partial ({'; '.join(x for r in runs_c for x in r.partial)}): {len(lost)} baseline "
-                         "metric(s) cannot be judged; re-run it, or pass --allow-missing to gate what it holds")
+        raise InputError(
+            f"the candidate is partial ({'; '.join(x for r in runs_c for x in r.partial)}): {len(lost)} baseline "
+            "metric(s) cannot be judged; re-run it, or pass --allow-missing to gate what it holds"
+        )
     res = GateResult(baseline=list(baseline), candidate=list(candidate), unlike=lines, partial=partial, alpha=alpha)
     compared: list[Row] = []
     for metric in sorted(names_b | names_c):
@@ -309,7 +380,9 @@ def run_gate(candidate: list[str], baseline: list[str], rules_file: str | None =
     for row in compared:
         (b, c), measured = _sides(row.metric, runs_b, runs_c, run_noise_pct=run_noise_pct)
         res.run_to_run = res.run_to_run or measured or bool(run_noise_pct)
-        row.verdict = compare(b, c, row.direction, _allowed(row.metric, rules, drop, b.value), alpha, metrics=len(compared))
+        row.verdict = compare(
+            b, c, row.direction, _allowed(row.metric, rules, drop, b.value), alpha, metrics=len(compared)
+        )
     decide([r.verdict for r in compared], alpha)
     for row in compared:
         row.status = row.verdict.status
@@ -325,14 +398,17 @@ class PlanRow:
     value: float
     se: float | None  # of the baseline's mean over its runs
     mdc: float | None  # minimum detectable change of a candidate with as many runs, as noisy
-    longer: float | None  # how many times longer each run must be to resolve the tolerance (runs without spread measured)
+    longer: (
+        float | None
+    )  # how many times longer each run must be to resolve the tolerance (runs without spread measured)
     runs: int | None  # runs a side that would resolve it
     reason: str | None = None
     run_spread_pct: float | None = None  # spread between the baseline's runs beyond their own errors (three or more)
 
 
-def plan(baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None,
-         alpha: float = 0.05) -> list[PlanRow]:
+def plan(
+    baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None, alpha: float = 0.05
+) -> list[PlanRow]:
     """What a gate against these runs could resolve: per metric, the minimum detectable change of
     a candidate as noisy as the baseline, and how many runs a side (or, while the spread between
     runs is unmeasured, how much longer runs) would resolve each tolerance. Run it on a pilot
@@ -350,16 +426,44 @@ def plan(baseline: list[str], rules_file: str | None = None, max_drop_pct: float
             out.append(PlanRow(metric, allowed, side.value, None, None, side.longer, None, side.reason, spread))
             continue
         if allowed <= 0:
-            out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, None, None,
-                               "a zero tolerance cannot be resolved" if v.mdc else None, spread))
+            out.append(
+                PlanRow(
+                    metric,
+                    allowed,
+                    side.value,
+                    math.sqrt(side.var),
+                    v.mdc,
+                    None,
+                    None,
+                    "a zero tolerance cannot be resolved" if v.mdc else None,
+                    spread,
+                )
+            )
             continue
         # the se falls as 1 / sqrt(runs) (and, within a run, as 1 / sqrt(its length)); counted at
         # many runs' degrees of freedom, as the t-quantiles of a few runs would overstate it
-        z = compare(Side(side.value, side.var, math.inf, side.runs), Side(side.value, side.var, math.inf, side.runs),
-                    "higher", allowed, alpha, metrics=len(names)).mdc
+        z = compare(
+            Side(side.value, side.var, math.inf, side.runs),
+            Side(side.value, side.var, math.inf, side.runs),
+            "higher",
+            allowed,
+            alpha,
+            metrics=len(names),
+        ).mdc
         factor = (z / allowed) ** 2
-        out.append(PlanRow(metric, allowed, side.value, math.sqrt(side.var), v.mdc, None if spread_measured else factor,
-                           max(side.runs, math.ceil(side.runs * factor)), None, spread))
+        out.append(
+            PlanRow(
+                metric,
+                allowed,
+                side.value,
+                math.sqrt(side.var),
+                v.mdc,
+                None if spread_measured else factor,
+                max(side.runs, math.ceil(side.runs * factor)),
+                None,
+                spread,
+            )
+        )
     return out
 
 
@@ -381,23 +485,34 @@ def markdown(res: GateResult) -> str:
     c = res.counts()
     verdict = "REGRESSED" if res.regressed else "passed"
     head = f"**dsbench gate: {verdict}** — " + ", ".join(f"{n} {k}" for k, n in c.items()) + "\n\n"
-    head += f"baseline: {', '.join(f'`{_md(b)}`' for b in res.baseline)}; candidate: {', '.join(f'`{_md(x)}`' for x in res.candidate)}\n\n"
-    head += (f"A metric regresses only when it is worse than its tolerance with {1 - res.alpha:.0%} confidence, "
-             "Holm-corrected over all metrics (an identical system fails this gate with probability at most "
-             f"{res.alpha:g}); standard errors come from each run itself, and repeats pool.\n\n")
+    base, cand = (", ".join(f"`{_md(p)}`" for p in paths) for paths in (res.baseline, res.candidate))
+    head += f"baseline: {base}; candidate: {cand}\n\n"
+    head += (
+        f"A metric regresses only when it is worse than its tolerance with {1 - res.alpha:.0%} confidence, "
+        "Holm-corrected over all metrics (an identical system fails this gate with probability at most "
+        f"{res.alpha:g}); standard errors come from each run itself, and repeats pool.\n\n"
+    )
     if not res.run_to_run:
-        head += ("> Fewer than three runs a side: variation between runs (server state, CPU clock, co-tenants) is not "
-                 "measured and these verdicts assume there is none. On vLLM's CPU build it made 2 of 20 single-run A/A "
-                 "pairs fail (`benchmarks/bench_gate.py`): give three baseline runs, or declare it with `--run-noise-pct` "
-                 "(`gate --plan` on three runs measures it).\n\n")
-    head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + ("\n" if res.unlike else "")
+        head += (
+            "> Fewer than three runs a side: variation between runs (server state, CPU clock, co-tenants) is not "
+            "measured and these verdicts assume there is none. On vLLM's CPU build it made 2 of 20 single-run A/A "
+            "pairs fail (`benchmarks/bench_gate.py`): give three baseline runs, or declare it with `--run-noise-pct` "
+            "(`gate --plan` on three runs measures it).\n\n"
+        )
+    head += "".join(f"> not like for like (--allow-different): {_md(u)}\n" for u in res.unlike) + (
+        "\n" if res.unlike else ""
+    )
     head += "".join(f"> partial: {_md(p)}\n" for p in res.partial) + ("\n" if res.partial else "")
     if res.inconclusive:
-        head += (f"> {len(res.inconclusive)} metric(s) inconclusive: these runs cannot resolve their tolerances. "
-                 "Each says how many times the data would resolve it; "
-                 "`dsbench gate --plan --baseline RUN` sizes runs before a CI job.\n\n")
-    lines = ["| metric | better | baseline | candidate | change | allowed | MDC | p (runs) | status |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+        head += (
+            f"> {len(res.inconclusive)} metric(s) inconclusive: these runs cannot resolve their tolerances. "
+            "Each says how many times the data would resolve it; "
+            "`dsbench gate --plan --baseline RUN` sizes runs before a CI job.\n\n"
+        )
+    lines = [
+        "| metric | better | baseline | candidate | change | allowed | MDC | p (runs) | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in res.rows:
         v = r.verdict
         mark = " (unlike)" if r.unlike else ""
@@ -408,21 +523,28 @@ def markdown(res: GateResult) -> str:
         p = ("—" if v.p_value is None else f"{v.p_value:.3g}") + f" ({v.runs[0]}/{v.runs[1]})"
         status = f"**{r.status.upper()}**" if r.status == "regressed" else r.status
         if r.status == "inconclusive":
-            status += f": {_md(v.reason or '')}" + (f"; {_times(v.longer)} the data would resolve it (longer runs, or "
-                                                    "more runs a side)" if v.longer else "")
-        lines.append(f"| `{_md(r.metric)}` | {r.direction} | {_num(v.baseline)} | {_num(v.candidate)} | {change} | "
-                     f"{_num(v.allowed)} | {_num(v.mdc)} | {p} | {status}{mark} |")
+            status += f": {_md(v.reason or '')}" + (
+                f"; {_times(v.longer)} the data would resolve it (longer runs, or more runs a side)" if v.longer else ""
+            )
+        lines.append(
+            f"| `{_md(r.metric)}` | {r.direction} | {_num(v.baseline)} | {_num(v.candidate)} | {change} | "
+            f"{_num(v.allowed)} | {_num(v.mdc)} | {p} | {status}{mark} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
 def plan_markdown(rows: list[PlanRow], baseline: list[str]) -> str:
     """The plan as a markdown table."""
-    head = (f"**dsbench gate --plan** on {', '.join(f'`{_md(b)}`' for b in baseline)}: what a gate of a candidate as "
-            "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level). "
-            "With three or more runs it also gives the spread between runs beyond their own noise: what "
-            "`--run-noise-pct` should declare when later gates have one run a side.\n\n")
-    lines = ["| metric | value | se | allowed | MDC | resolves | runs needed | spread between runs |",
-             "|---|---:|---:|---:|---:|---|---|---:|"]
+    head = (
+        f"**dsbench gate --plan** on {', '.join(f'`{_md(b)}`' for b in baseline)}: what a gate of a candidate as "
+        "noisy as this baseline could resolve (MDC: the change found with 80 % power at the gate's level). "
+        "With three or more runs it also gives the spread between runs beyond their own noise: what "
+        "`--run-noise-pct` should declare when later gates have one run a side.\n\n"
+    )
+    lines = [
+        "| metric | value | se | allowed | MDC | resolves | runs needed | spread between runs |",
+        "|---|---:|---:|---:|---:|---|---|---:|",
+    ]
     for r in rows:
         resolves = "—" if r.mdc is None else "yes" if r.mdc <= r.allowed else "no"
         if r.reason or r.mdc is None:
@@ -432,8 +554,10 @@ def plan_markdown(rows: list[PlanRow], baseline: list[str]) -> str:
         else:
             need = (f"{_times(r.longer)} longer, or " if r.longer else "") + f"{r.runs} runs a side"
         spread = "—" if r.run_spread_pct is None else f"{r.run_spread_pct:.1f} %"
-        lines.append(f"| `{_md(r.metric)}` | {_num(r.value)} | {_num(r.se)} | {_num(r.allowed)} | {_num(r.mdc)} | "
-                     f"{resolves} | {_md(need)} | {spread} |")
+        lines.append(
+            f"| `{_md(r.metric)}` | {_num(r.value)} | {_num(r.se)} | {_num(r.allowed)} | {_num(r.mdc)} | "
+            f"{resolves} | {_md(need)} | {spread} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -449,15 +573,20 @@ def junit(res: GateResult) -> bytes:
     fails = len(res.regressed)
     skipped = sum(r.status in ("ignored", "inconclusive") for r in res.rows)
     suites = ET.Element("testsuites", name="dsbench gate", tests=str(len(res.rows)), failures=str(fails))
-    suite = ET.SubElement(suites, "testsuite", name="dsbench gate", tests=str(len(res.rows)), failures=str(fails),
-                          skipped=str(skipped))
+    suite = ET.SubElement(
+        suites, "testsuite", name="dsbench gate", tests=str(len(res.rows)), failures=str(fails), skipped=str(skipped)
+    )
     for r in res.rows:
         case = ET.SubElement(suite, "testcase", classname="dsbench.gate", name=r.metric)
         v = r.verdict
         if r.status in ("regressed", "missing"):
-            msg = (f"{r.metric}: {r.status}" if v is None else
-                   f"{r.metric}: {_num(v.baseline)} -> {_num(v.candidate)} ({r.direction} is better, allowed {_num(v.allowed)}, "
-                   f"p {v.p_value:.3g})")
+            msg = (
+                f"{r.metric}: {r.status}"
+                if v is None
+                else f"{r.metric}: {_num(v.baseline)} -> {_num(v.candidate)} "
+                f"({r.direction} is better, allowed {_num(v.allowed)}, "
+                f"p {v.p_value:.3g})"
+            )
             ET.SubElement(case, "failure", message=msg, type=r.status).text = msg
         elif r.status == "ignored":
             ET.SubElement(case, "skipped", message="ignored by rule " + r.rule)

@@ -13,20 +13,21 @@ from dataclasses import dataclass, field
 import httpx
 import numpy as np
 
+from .config import LoadConfig, Progress
 from .core.loadstats import NS, chunk_consistency, latency_pool, request_metrics, summarise, timing_warning
 from .core.uncertainty import Estimate, block_length, block_ratio_se, ratio_se
+from .errors import InputError
 from .live import engines, prom
 from .live.client import build_payload
 from .live.loadgen import PointRun, Target, run_point
 from .live.shard import run_point_sharded
-from .config import LoadConfig, Progress
-from .errors import InputError
 from .readers import LOAD_SCHEMA
 from .shipped import read_workload
 from .store import LoadWriter, provenance
 
 DEFINITIONS = {
-    "tps_user": "1 / TPOT per request; pXX = speed reached by XX % of requests; mean = decode tokens / decode time, pooled",
+    "tps_user": "1 / TPOT per request; pXX = speed reached by XX % of requests; mean = decode tokens / decode time, "
+    "pooled",
     "tpot_s": "(E2E - TTFT) / (output tokens - 1)",
     "latency": "over completed requests sent after the warm-up, whenever they finished",
     "request_throughput_s": "completed requests / run (first send to last completion), as vLLM's benchmark",
@@ -46,7 +47,9 @@ def spec_window(run: PointRun, engine: str | None, summary: dict, records: list[
     if run.before is not None and run.after is not None:
         tokens = (summary.get("output_tok_s") or 0) * summary["window_s"]
         delta, bad, warnings = engines.counter_delta(engine, run.before, run.after, run.after_drain, tokens)
-        counters = engines.figures(engine, delta, "server counters", summary.get("first_tokens_in_window") or 0, bad, warnings)
+        counters = engines.figures(
+            engine, delta, "server counters", summary.get("first_tokens_in_window") or 0, bad, warnings
+        )
     elif run.scrape_error:
         counters = SpecWindow(engine=engine, state="unreadable", source="server counters", warnings=[run.scrape_error])
     per_req = engines.request_window(engine, pooled, fill=delta)
@@ -54,15 +57,22 @@ def spec_window(run: PointRun, engine: str | None, summary: dict, records: list[
     if chosen is None or (chosen.state == "unknown" and per_req is None):
         tpc = summary.get("tokens_per_chunk_mean")
         if tpc and tpc > 1.05:
-            chosen = SpecWindow(engine=engine, state="unknown", source="client proxy", tau=tpc,
-                                notes=["tau ~ tokens per SSE chunk: exact only when the server streams one chunk per decode step"],
-                                warnings=(chosen.warnings if chosen else []))
+            chosen = SpecWindow(
+                engine=engine,
+                state="unknown",
+                source="client proxy",
+                tau=tpc,
+                notes=["tau ~ tokens per SSE chunk: exact only when the server streams one chunk per decode step"],
+                warnings=(chosen.warnings if chosen else []),
+            )
         elif chosen is None:
             chosen = SpecWindow(engine=engine, state="unknown")
     return chosen, (counters if chosen.source == "per-request" else None)
 
 
-def tau_estimate(run: PointRun, engine: str | None, spec, pooled: list[dict], records: list[dict], e2e_s: float | None) -> Estimate:
+def tau_estimate(
+    run: PointRun, engine: str | None, spec, pooled: list[dict], records: list[dict], e2e_s: float | None
+) -> Estimate:
     """tau's standard error, from whatever the figures came from: requests (per-request counts,
     or tokens per chunk) are i.i.d. units; counters scraped through the window are a time series."""
     if not spec.tau:
@@ -100,18 +110,27 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: st
     """The summary of one load point (definitions in core/loadstats.py); `source` is what the
     server said it is: measured, or simulated (dsbench serve --sim)."""
     records = [r.to_dict() for r in run.records]
-    s = {"label": run.spec.label, "mode": "closed" if run.spec.concurrency is not None else "poisson",
-         "concurrency": run.spec.concurrency, "rate": run.spec.rate, "source": source}
+    s = {
+        "label": run.spec.label,
+        "mode": "closed" if run.spec.concurrency is not None else "poisson",
+        "concurrency": run.spec.concurrency,
+        "rate": run.spec.rate,
+        "source": source,
+    }
     t0 = run.t0_ns
     if run.t1_ns <= run.t0_ns:  # the point ended inside the warm-up: widen the window to the whole point
         starts = [r.start_ns for r in run.records if r.start_ns]
         t0 = min(starts) if starts else run.t0_ns
-        s["window_warning"] = ("the point ended before --warmup did: the window is the whole point, warm-up included "
-                               "(lengthen --duration/--requests or shorten --warmup)")
+        s["window_warning"] = (
+            "the point ended before --warmup did: the window is the whole point, warm-up included "
+            "(lengthen --duration/--requests or shorten --warmup)"
+        )
     s.update(summarise(records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency))
     spec, counters = spec_window(run, engine, s, records)
     s["spec"] = spec.model_dump()
-    s["uncertainty"]["tau"] = vars(tau_estimate(run, engine, spec, latency_pool(records, t0)[0], records, s.get("e2e_s_p50")))
+    s["uncertainty"]["tau"] = vars(
+        tau_estimate(run, engine, spec, latency_pool(records, t0)[0], records, s.get("e2e_s_p50"))
+    )
     if counters is not None:
         s["spec_counters"] = counters.model_dump()
     if spec.measured and spec.tau:
@@ -119,9 +138,16 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: st
     lag = s.get("client_lag_s_p99")
     loop = float(np.percentile(run.loop_lag_s, 99)) if run.loop_lag_s else None
     s["client_loop_lag_s_p99"] = loop
-    tokens = float(np.median([r.output_tokens for r in run.records if r.ok and r.output_tokens])) if s["requests_ok"] else None
-    s["timing_warning"] = (timing_warning(s.get("tpot_s_p50"), lag, tokens, "chunk lag behind server stamps") if lag is not None
-                           else timing_warning(s.get("tpot_s_p50"), loop, tokens, "event-loop delay"))
+    tokens = (
+        float(np.median([r.output_tokens for r in run.records if r.ok and r.output_tokens]))
+        if s["requests_ok"]
+        else None
+    )
+    s["timing_warning"] = (
+        timing_warning(s.get("tpot_s_p50"), lag, tokens, "chunk lag behind server stamps")
+        if lag is not None
+        else timing_warning(s.get("tpot_s_p50"), loop, tokens, "event-loop delay")
+    )
     s["client_cpu_s"] = run.client_cpu_s
     s["client_cpu_frac"] = run.client_cpu_s / run.wall_s if run.wall_s else None
     s["wall_s"] = run.wall_s
@@ -137,7 +163,9 @@ class ServerInfo:
     metrics_url: str | None  # where speculative counters are read, None without /metrics
     served: list[str]  # model ids /v1/models lists
     notes: list[str]
-    server: dict = field(default_factory=lambda: {"source": "measured"})  # what the server says it is (source: measured | simulated)
+    server: dict = field(
+        default_factory=lambda: {"source": "measured"}
+    )  # what the server says it is (source: measured | simulated)
 
 
 def _models(resp: httpx.Response, url: str, model: str) -> tuple[list[str], str | None, dict]:
@@ -145,8 +173,10 @@ def _models(resp: httpx.Response, url: str, model: str) -> tuple[list[str], str 
     from a /v1/models answer (dsbench's `dsbench` card; vLLM's `root` and `max_model_len`); a
     refused key is one line."""
     if resp.status_code in (401, 403):
-        raise InputError(f"{url}/v1/models refused the request (HTTP {resp.status_code}): wrong or missing API key? "
-                         "(pass it with --api-key-env VAR)")
+        raise InputError(
+            f"{url}/v1/models refused the request (HTTP {resp.status_code}): wrong or missing API key? "
+            "(pass it with --api-key-env VAR)"
+        )
     if resp.status_code >= 400 or "json" not in resp.headers.get("content-type", ""):
         return [], None, {}  # some servers have no /v1/models; the pre-flight request decides
     try:
@@ -185,11 +215,16 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
             if served and cfg.model not in served:
                 raise InputError(f"model {cfg.model!r} is not served at {cfg.url}; it serves: {', '.join(served)}")
             if r.status_code in (401, 403):
-                raise InputError(f"{endpoint} refused the request (HTTP {r.status_code}): wrong or missing API key? "
-                                 "(pass it with --api-key-env VAR)")
+                raise InputError(
+                    f"{endpoint} refused the request (HTTP {r.status_code}): wrong or missing API key? "
+                    "(pass it with --api-key-env VAR)"
+                )
             if not is_json and r.status_code < 400:
-                raise InputError(f"{endpoint} answered HTTP {r.status_code} with {r.headers.get('content-type') or 'no content type'}, "
-                                 f"not JSON: is this an OpenAI-compatible server? ({text[:80]})")
+                raise InputError(
+                    f"{endpoint} answered HTTP {r.status_code} with "
+                    f"{r.headers.get('content-type') or 'no content type'}, "
+                    f"not JSON: is this an OpenAI-compatible server? ({text[:80]})"
+                )
             raise InputError(f"pre-flight request refused: HTTP {r.status_code} from {endpoint}: {text}")
         if cfg.engine == "none":
             return ServerInfo(None, None, served, notes, server)
@@ -200,14 +235,18 @@ async def preflight(cfg: LoadConfig, headers: dict, body: dict) -> ServerInfo:
         except (httpx.HTTPError, ValueError) as e:
             if cfg.metrics_url:
                 raise InputError(f"cannot read metrics at {murl}: {type(e).__name__}: {e}") from None
-            notes.append(f"no Prometheus metrics at {murl} ({type(e).__name__}): speculative figures come from responses only")
+            notes.append(
+                f"no Prometheus metrics at {murl} ({type(e).__name__}): speculative figures come from responses only"
+            )
     found = engines.detect(snap, owned_by, r.headers.get("server"))
     engine = found if cfg.engine == "auto" else cfg.engine
     if cfg.engine not in ("auto", found):
         a = engines.ADAPTERS[cfg.engine]
         if snap is None or a.counts(snap) is None:
-            notes.append(f"--engine {cfg.engine}: no {cfg.engine} speculative series at {murl}"
-                         + (f" (the server looks like {found})" if found else ""))
+            notes.append(
+                f"--engine {cfg.engine}: no {cfg.engine} speculative series at {murl}"
+                + (f" (the server looks like {found})" if found else "")
+            )
     return ServerInfo(engine, murl if snap is not None else None, served, notes, server)
 
 
@@ -230,8 +269,12 @@ def auth_headers(cfg: LoadConfig) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
-def run_load(cfg: LoadConfig, writer: LoadWriter, progress: Progress | None = None,
-             on_point: Callable[[dict], None] | None = None) -> dict:
+def run_load(
+    cfg: LoadConfig,
+    writer: LoadWriter,
+    progress: Progress | None = None,
+    on_point: Callable[[dict], None] | None = None,
+) -> dict:
     """Run every load point, writing as it goes; returns the run document (also in load.json).
     `progress(point, requests done, requests or None)` as requests finish, `on_point(summary)`
     after each point.
@@ -243,8 +286,16 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, progress: Progress | None = No
     headers = auth_headers(cfg)
     prompts = [p for w in cfg.workloads for p in read_workload(w)]
     sampling = cfg.sampling()
-    doc = {"schema": LOAD_SCHEMA, "provenance": provenance(), "config": cfg.recorded(), "engine": None, "sampling": sampling.model_dump(),
-           "definitions": DEFINITIONS, "points": [], "interrupted": False}
+    doc = {
+        "schema": LOAD_SCHEMA,
+        "provenance": provenance(),
+        "config": cfg.recorded(),
+        "engine": None,
+        "sampling": sampling.model_dump(),
+        "definitions": DEFINITIONS,
+        "points": [],
+        "interrupted": False,
+    }
 
     async def main() -> None:
         first = build_payload(cfg.model, getattr(prompts[0], "text", ""), cfg.max_tokens, cfg.api, sampling.body())
@@ -252,20 +303,39 @@ def run_load(cfg: LoadConfig, writer: LoadWriter, progress: Progress | None = No
         doc["engine"], doc["server_notes"], doc["served_models"] = info.engine, info.notes, info.served
         doc["server"] = info.server
         extra, continuous = request_extras(info.engine)
-        target = Target(cfg.url, cfg.model, cfg.api, cfg.max_tokens, info.metrics_url, headers, cfg.timeout_s,
-                        {**extra, **sampling.body()}, continuous_usage=continuous)
+        target = Target(
+            cfg.url,
+            cfg.model,
+            cfg.api,
+            cfg.max_tokens,
+            info.metrics_url,
+            headers,
+            cfg.timeout_s,
+            {**extra, **sampling.body()},
+            continuous_usage=continuous,
+        )
         engine = info.engine
         for spec in cfg.points():
             on_progress = (lambda n, label=spec.label: progress(label, n, cfg.requests)) if progress else None
             if on_progress:
                 on_progress(0)
             if cfg.workers > 1:
-                run = await run_point_sharded(target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress)
+                run = await run_point_sharded(
+                    target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress
+                )
             else:
-                run = await run_point(target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress)
+                run = await run_point(
+                    target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress
+                )
             summary = summarise_run(run, cfg, engine, info.server["source"])
-            writer.point(spec.label, summary, [{"id": r.id, "error": r.error, "output_tokens": r.output_tokens,
-                                                **request_metrics(r.to_dict())} for r in run.records])
+            writer.point(
+                spec.label,
+                summary,
+                [
+                    {"id": r.id, "error": r.error, "output_tokens": r.output_tokens, **request_metrics(r.to_dict())}
+                    for r in run.records
+                ],
+            )
             doc["points"].append(summary)
             writer.summary(doc)
             if on_point:

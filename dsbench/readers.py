@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .shipped import resolve_shipped
-from .validation import check_schema, required, checked_list, json_object, checked_number, checked_source
-
+from .validation import check_schema, checked_list, checked_number, checked_source, json_object, required
 
 PROFILE_SCHEMA = "dsbench.profile/1"
 
@@ -51,8 +50,12 @@ class Profile:
         if self.source != "roofline" or not isinstance(knobs, dict):
             return None
         try:
-            hw = HardwareSpec(self.device["name"], float(self.device["peak_bf16_flops"]), float(self.device["mem_bw_bytes_s"]),
-                              float(self.device["mem_bytes"]))
+            hw = HardwareSpec(
+                self.device["name"],
+                float(self.device["peak_bf16_flops"]),
+                float(self.device["mem_bw_bytes_s"]),
+                float(self.device["mem_bytes"]),
+            )
             model = ModelSpec(**{f.name: self.model[f.name] for f in fields(ModelSpec)})
             return hw, model, RooflineKnobs(**knobs)
         except (KeyError, TypeError, ValueError) as e:
@@ -99,7 +102,11 @@ def _build_profile(data: dict, p: Path) -> Profile:
     for i, pt in enumerate(checked_list(required(data, "points", p), p, "points")):
         if not isinstance(pt, dict):
             raise InputError(f"{p}: points[{i}] must be an object")
-        b.append(checked_number(required(pt, "batch_tokens", p, f"points[{i}]."), p, f"points[{i}].batch_tokens", positive=True))
+        b.append(
+            checked_number(
+                required(pt, "batch_tokens", p, f"points[{i}]."), p, f"points[{i}].batch_tokens", positive=True
+            )
+        )
         r.append(checked_number(pt.get("requests", 1), p, f"points[{i}].requests", positive=True))
         s.append(checked_number(required(pt, "step_s", p, f"points[{i}]."), p, f"points[{i}].step_s", positive=True))
     draft = {}
@@ -108,9 +115,15 @@ def _build_profile(data: dict, p: Path) -> Profile:
         cols: dict[str, list[float]] = {"requests": [], "gamma": [], "step_s": []}
         for i, pt in enumerate(pts):
             where = f"draft.{method}.points[{i}]"
-            cols["requests"].append(checked_number(required(pt, "requests", p, where + "."), p, where + ".requests", positive=True))
-            cols["gamma"].append(checked_number(required(pt, "gamma", p, where + "."), p, where + ".gamma", positive=True))
-            cols["step_s"].append(checked_number(required(pt, "step_s", p, where + "."), p, where + ".step_s", nonneg=True))
+            cols["requests"].append(
+                checked_number(required(pt, "requests", p, where + "."), p, where + ".requests", positive=True)
+            )
+            cols["gamma"].append(
+                checked_number(required(pt, "gamma", p, where + "."), p, where + ".gamma", positive=True)
+            )
+            cols["step_s"].append(
+                checked_number(required(pt, "step_s", p, where + "."), p, where + ".step_s", nonneg=True)
+            )
         draft[method] = cols
     max_req = data.get("max_requests")
     if max_req is not None:
@@ -151,7 +164,8 @@ def _build_acceptance(data: dict, p: Path) -> Acceptance:
     method = str(required(data, "method", p))
     domain = str(required(data, "domain", p))
     cond = [
-        checked_number(v, p, f"conditional[{i}]", lo=0.0, hi=1.0) for i, v in enumerate(checked_list(required(data, "conditional", p), p, "conditional"))
+        checked_number(v, p, f"conditional[{i}]", lo=0.0, hi=1.0)
+        for i, v in enumerate(checked_list(required(data, "conditional", p), p, "conditional"))
     ]
     gamma = data.get("gamma")
     if gamma is not None and int(checked_number(gamma, p, "gamma", positive=True, integer=True)) != len(cond):
@@ -247,7 +261,10 @@ def per_round_confidences(acc: Acceptance):
 
     pr = acc.raw.get("per_round") or {}
     if "confidence" not in pr:
-        raise InputError(f"{acc.path}: no per-round confidences (field 'per_round.confidence'); only DSpark runs of dsbench accept have them")
+        raise InputError(
+            f"{acc.path}: no per-round confidences (field 'per_round.confidence'); only DSpark runs of dsbench "
+            "accept have them"
+        )
     conf = np.array(pr["confidence"], dtype=float)
     if conf.ndim != 2 or len(conf) != len(pr["proposal"]) or ((conf < 0) | (conf > 1)).any():
         raise InputError(f"{acc.path}: field 'per_round.confidence' must be one row of probabilities per round")
@@ -277,7 +294,9 @@ def read_fit(path: str | os.PathLike) -> FittedModel:
     prof = required(data, "profile", p)
     if not isinstance(prof, dict):
         raise InputError(f"{p}: field 'profile' must be an object")
-    curves = [_parse_acceptance(c, p) for c in checked_list(data.get("acceptance", []), p, "acceptance", nonempty=False)]
+    curves = [
+        _parse_acceptance(c, p) for c in checked_list(data.get("acceptance", []), p, "acceptance", nonempty=False)
+    ]
     return FittedModel(p, data, _parse_profile(prof, p), curves)
 
 
@@ -287,7 +306,9 @@ def find_results(path: str | os.PathLike) -> list[tuple[str, Path]]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"no such file or directory: {p}")
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*.json") if f.parent.name != "points")  # load's per-point dumps
+    files = (
+        [p] if p.is_file() else sorted(f for f in p.rglob("*.json") if f.parent.name != "points")
+    )  # load's per-point dumps
     found = []
     for f in files:
         try:

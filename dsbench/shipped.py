@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InputError
-from .validation import check_schema, required, checked_list, json_object, checked_number
+from .validation import check_schema, checked_list, checked_number, json_object, required
 
 
 def profiles_dir() -> Path:
@@ -123,10 +123,15 @@ def read_workload(ref: str | os.PathLike) -> list[Prompt]:
             raise InputError(f"{p}:{i}: not valid JSON ({e.msg})") from None
         if isinstance(obj, dict) and isinstance(obj.get("prompt"), str):
             prompts.append(Prompt(obj["prompt"], str(obj.get("domain") or p.stem)))
-        elif isinstance(obj, dict) and isinstance(obj.get("turns"), list) and obj["turns"] and isinstance(obj["turns"][0], str):
+        elif (
+            isinstance(obj, dict)
+            and isinstance(obj.get("turns"), list)
+            and obj["turns"]
+            and isinstance(obj["turns"][0], str)
+        ):
             prompts.append(Prompt(obj["turns"][0], p.stem))
         else:
-            raise InputError(f"{p}:{i}: expected {{\"prompt\": str}} or {{\"turns\": [str, ...]}}")
+            raise InputError(f'{p}:{i}: expected {{"prompt": str}} or {{"turns": [str, ...]}}')
     if not prompts:
         raise InputError(f"{p}: no prompts")
     return prompts

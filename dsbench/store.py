@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ def provenance(command: list[str] | None = None) -> dict:
     prov = {
         "tool": "dsbench",
         "version": __version__,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(command if command is not None else ["dsbench", *sys.argv[1:]]),
         "python": platform.python_version(),
         "host": platform.platform(terse=True),
@@ -64,7 +64,9 @@ class Store:
         path = self.path(name)
         if path not in self.mine:
             if path.exists() and not self.force:
-                raise InputError(f"{path} already exists (earlier results); pass --force to replace it, or choose another --out")
+                raise InputError(
+                    f"{path} already exists (earlier results); pass --force to replace it, or choose another --out"
+                )
             self.mine.add(path)
         return path
 
@@ -159,5 +161,3 @@ class LoadWriter:
 
     def close(self) -> None:
         self._requests.close()
-
-

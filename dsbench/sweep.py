@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .config import DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
 from .core.acceptance import RoundSampler, Spread, expected_tau
 from .core.frontier import best_at_slo, concurrency_grid
 from .core.methods import METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, simulate
-from .config import DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
 from .errors import InputError
 from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_profile
 from .store import Store, provenance
@@ -27,7 +27,9 @@ class SweepResult:
     rows: list[dict] = field(default_factory=list)  # one per (method, concurrency)
 
 
-def _curves_for(method: str, domains: tuple[str, ...], curves: list[Acceptance], gamma: int, where: str) -> list[Acceptance]:
+def _curves_for(
+    method: str, domains: tuple[str, ...], curves: list[Acceptance], gamma: int, where: str
+) -> list[Acceptance]:
     found = []
     for d in domains:
         match = [c for c in curves if c.method == method and c.domain == d]
@@ -56,8 +58,9 @@ def _draft_cost(profile: Profile, method: str) -> DraftCost:
         raise InputError(f"{profile.path}: field 'draft.{method}': {e}") from None
 
 
-def build_scenarios(cfg: SweepConfig, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
-                    ) -> dict[str, Scenario]:
+def build_scenarios(
+    cfg: SweepConfig, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
+) -> dict[str, Scenario]:
     """One simulator scenario per requested method (`policy`: DSpark's, from cfg.validate())."""
     surface = profile.surface()
     domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
@@ -69,10 +72,11 @@ def build_scenarios(cfg: SweepConfig, policy: Policy, profile: Profile, curves: 
             out[name] = Scenario([], surface, None, 0, Policy("fixed"))
             continue
         samplers = [
-            RoundSampler(c.conditional[:gamma], _spread(c))
-            for c in _curves_for(name, domains, curves, gamma, where)
+            RoundSampler(c.conditional[:gamma], _spread(c)) for c in _curves_for(name, domains, curves, gamma, where)
         ]
-        out[name] = Scenario(samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy)
+        out[name] = Scenario(
+            samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy
+        )
     return out
 
 
@@ -112,16 +116,29 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
         "slo": cfg.slo,
         "baseline": cfg.baseline,
         "methods": methods_summary,
-        "units": {"throughput": "tok/s per GPU", "tps_user": "tok/s per user (tau / round time)",
-                  "verify_budget": "tokens verified per request per round (1 + l)"},
+        "units": {
+            "throughput": "tok/s per GPU",
+            "tps_user": "tok/s per user (tau / round time)",
+            "verify_budget": "tokens verified per request per round (1 + l)",
+        },
         "inputs": {
-            "profile": str(profile.path), "profile_source": profile.source, "device": profile.device.get("name"),
-            "gpus": profile.gpus, "model": profile.model.get("name"), "context_len": profile.context_len,
-            "acceptance": acc_ref, "acceptance_sources": sorted({c.source for c in curves}),
-            "domain": cfg.domain, "gamma": cfg.draft_length, "policy": str(policy), "seed": cfg.seed,
-            "samples_per_point": cfg.samples, "concurrency": [int(c) for c in grid],
+            "profile": str(profile.path),
+            "profile_source": profile.source,
+            "device": profile.device.get("name"),
+            "gpus": profile.gpus,
+            "model": profile.model.get("name"),
+            "context_len": profile.context_len,
+            "acceptance": acc_ref,
+            "acceptance_sources": sorted({c.source for c in curves}),
+            "domain": cfg.domain,
+            "gamma": cfg.draft_length,
+            "policy": str(policy),
+            "seed": cfg.seed,
+            "samples_per_point": cfg.samples,
+            "concurrency": [int(c) for c in grid],
             "max_concurrency_requested": cfg.max_concurrency,
-            "max_concurrency_memory": profile.max_requests, "capped_by_memory": capped,
+            "max_concurrency_memory": profile.max_requests,
+            "capped_by_memory": capped,
             "profiled_max_requests": int(max(profile.requests)),
             "results_source": source,
             "fitted_model": cfg.fit,
@@ -133,15 +150,33 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
         for i, c in enumerate(grid):
             pt = simulate(sc, int(c), samples=cfg.samples, seed=cfg.seed)
             thr_gpu = pt.throughput_tok_s / profile.gpus
-            mrows.append({"method": name, "policy": str(sc.policy), "gamma": sc.gamma, **asdict(pt),
-                          "throughput_tok_s_gpu": thr_gpu, "source": source})
+            mrows.append(
+                {
+                    "method": name,
+                    "policy": str(sc.policy),
+                    "gamma": sc.gamma,
+                    **asdict(pt),
+                    "throughput_tok_s_gpu": thr_gpu,
+                    "source": source,
+                }
+            )
             if progress:
                 progress(name, i + 1, len(grid))
         rows += mrows
-        choice = best_at_slo([r["concurrency"] for r in mrows], [r["tps_user"] for r in mrows],
-                             [r["throughput_tok_s_gpu"] for r in mrows], [r["verify_budget"] for r in mrows], cfg.slo)
-        methods_summary[name] = {**asdict(choice), "policy": str(sc.policy), "gamma": sc.gamma,
-                                 "tau_curve": _curve_tau(sc), "peak_tps_user": max(r["tps_user"] for r in mrows)}
+        choice = best_at_slo(
+            [r["concurrency"] for r in mrows],
+            [r["tps_user"] for r in mrows],
+            [r["throughput_tok_s_gpu"] for r in mrows],
+            [r["verify_budget"] for r in mrows],
+            cfg.slo,
+        )
+        methods_summary[name] = {
+            **asdict(choice),
+            "policy": str(sc.policy),
+            "gamma": sc.gamma,
+            "tau_curve": _curve_tau(sc),
+            "peak_tps_user": max(r["tps_user"] for r in mrows),
+        }
         if store is not None:
             save_json(store, {**summary, "partial": True}, rows)
 
@@ -177,20 +212,26 @@ def save_json(store: Store, summary: dict, rows: list[dict]) -> list[Path]:
     import pandas as pd
 
     doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": rows}
-    return [store.document("sweep.json", doc, "SweepDoc"), store.text("sweep.csv", pd.DataFrame(rows).to_csv(index=False))]
+    return [
+        store.document("sweep.json", doc, "SweepDoc"),
+        store.text("sweep.csv", pd.DataFrame(rows).to_csv(index=False)),
+    ]
 
 
 def save(result: SweepResult, store: Store) -> list[Path]:
     """The finished sweep: frontier.png/.svg, sweep.json and sweep.csv."""
-    from .report.plots import frontier_figure, save as save_figure
+    from .report.plots import frontier_figure
+    from .report.plots import save as save_figure
 
     s = result.summary
     paths = save_json(store, s, result.rows)
     inp = s["inputs"]
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
-    subtitle = (f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
-                f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; "
-                f"DSpark policy {inp['policy']}, gamma {inp['gamma']}")
+    subtitle = (
+        f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
+        f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; "
+        f"DSpark policy {inp['policy']}, gamma {inp['gamma']}"
+    )
     fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
     png, svg = store.claim("frontier.png"), store.claim("frontier.svg")
     save_figure(fig, png, svg)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from .errors import InputError
 
-
 SOURCES = ("measured", "roofline", "paper", "fitted", "simulated")
 
 

@@ -41,10 +41,18 @@ TABLE1_QWEN3_8B = {
     "dflash": {"math": (5.33, 4.91, 4.07), "code": (4.36, 4.64, 4.39), "chat": (3.11, 2.98, 2.81)},
     "dspark": {"math": (6.17, 5.78, 5.01), "code": (5.16, 5.52, 5.17), "chat": (3.72, 3.58, 3.21)},
 }
-BENCHMARKS = {"math": "GSM8K, MATH500, AIME25", "code": "MBPP, HumanEval, LiveCodeBench", "chat": "MT-Bench, Alpaca, Arena-Hard"}
+BENCHMARKS = {
+    "math": "GSM8K, MATH500, AIME25",
+    "code": "MBPP, HumanEval, LiveCodeBench",
+    "chat": "MT-Bench, Alpaca, Arena-Hard",
+}
 # Position-1 conditional acceptance (Figure 2) and whether the paper states it.
 C1 = {
-    "eagle3": {"math": (0.81, "stated"), "code": (0.76, "assumed"), "chat": (0.56, "stated 0.53 for Qwen3-4B; raised for 8B's higher tau")},
+    "eagle3": {
+        "math": (0.81, "stated"),
+        "code": (0.76, "assumed"),
+        "chat": (0.56, "stated 0.53 for Qwen3-4B; raised for 8B's higher tau"),
+    },
     "dflash": {"math": (0.88, "stated"), "code": (0.87, "stated"), "chat": (0.72, "stated")},
     "dspark": {"math": (0.92, "stated ~0.93"), "code": (0.89, "assumed"), "chat": (0.74, "assumed")},
 }
@@ -59,9 +67,12 @@ def linear_curve(c1: float, tau: float, gamma: int = 7) -> np.ndarray:
 
 
 def acceptance_docs() -> dict[str, dict]:
-    spread = {"sigma": DEFAULT_SIGMA, "round_share": DEFAULT_ROUND_SHARE,
-              "note": "per-round spread (see dsbench/core/acceptance.py); default chosen so oracle confidences "
-                      "reach the paper's confidence-head AUC (0.82-0.91)"}
+    spread = {
+        "sigma": DEFAULT_SIGMA,
+        "round_share": DEFAULT_ROUND_SHARE,
+        "note": "per-round spread (see dsbench/core/acceptance.py); default chosen so oracle confidences "
+        "reach the paper's confidence-head AUC (0.82-0.91)",
+    }
     docs = {}
     for method, domains in TABLE1_QWEN3_8B.items():
         for domain, taus in domains.items():
@@ -69,21 +80,40 @@ def acceptance_docs() -> dict[str, dict]:
             tau = float(np.mean(taus))
             curve = linear_curve(c1, tau)
             docs[f"{method}-{domain}"] = {
-                "schema": ACCEPTANCE_SCHEMA, "source": "paper", "method": method, "target": "qwen3-8b", "domain": domain,
-                "gamma": 7, "temperature": 1.0, "conditional": [round(float(c), 6) for c in curve],
-                "tau": round(expected_tau(curve), 6), "spread": spread,
+                "schema": ACCEPTANCE_SCHEMA,
+                "source": "paper",
+                "method": method,
+                "target": "qwen3-8b",
+                "domain": domain,
+                "gamma": 7,
+                "temperature": 1.0,
+                "conditional": [round(float(c), 6) for c in curve],
+                "tau": round(expected_tau(curve), 6),
+                "spread": spread,
                 "derivation": {
-                    "tau_target": round(tau, 6), "tau_from": f"DSpark paper Table 1, Qwen3-8B, mean of {BENCHMARKS[domain]} {list(taus)}",
-                    "c1": c1, "c1_from": f"DSpark paper Figure 2 (Qwen3-4B): {c1_note}",
+                    "tau_target": round(tau, 6),
+                    "tau_from": f"DSpark paper Table 1, Qwen3-8B, mean of {BENCHMARKS[domain]} {list(taus)}",
+                    "c1": c1,
+                    "c1_from": f"DSpark paper Figure 2 (Qwen3-4B): {c1_note}",
                     "shape": f"linear in position; Figure 2 describes {method} as {SHAPE[method]}",
                 },
             }
     for domain in ("math", "code", "chat"):
         docs[f"mtp-1-{domain}"] = {
-            "schema": ACCEPTANCE_SCHEMA, "source": "paper", "method": "mtp-1", "target": "qwen3-8b", "domain": domain,
-            "gamma": 1, "temperature": 1.0, "conditional": [MTP1_ACCEPT], "tau": 1 + MTP1_ACCEPT, "spread": spread,
-            "derivation": {"c1_from": "DSpark paper, citing the DeepSeek-V3 report: 85-90 % acceptance of the MTP token; "
-                                      "the low end, for every domain"},
+            "schema": ACCEPTANCE_SCHEMA,
+            "source": "paper",
+            "method": "mtp-1",
+            "target": "qwen3-8b",
+            "domain": domain,
+            "gamma": 1,
+            "temperature": 1.0,
+            "conditional": [MTP1_ACCEPT],
+            "tau": 1 + MTP1_ACCEPT,
+            "spread": spread,
+            "derivation": {
+                "c1_from": "DSpark paper, citing the DeepSeek-V3 report: 85-90 % acceptance of the MTP token; "
+                "the low end, for every domain"
+            },
         }
     return docs
 
@@ -93,7 +123,9 @@ def build(root: Path) -> list[Path]:
     for model in MODELS:
         spec = read_model_spec(model)
         for gpu in GPUS:
-            doc = roofline_profile(read_gpu_spec(gpu), spec, CONTEXT_LEN, command=["python", "profiles/make_defaults.py"])
+            doc = roofline_profile(
+                read_gpu_spec(gpu), spec, CONTEXT_LEN, command=["python", "profiles/make_defaults.py"]
+            )
             doc["provenance"]["created"] = "fixed"  # keep regeneration byte-identical, whatever the machine
             for key in ("python", "host", "torch", "transformers"):
                 doc["provenance"].pop(key, None)
@@ -110,9 +142,12 @@ def build(root: Path) -> list[Path]:
 def main(argv: list[str]) -> int:
     if "--check" in argv:
         with tempfile.TemporaryDirectory() as tmp:
-            stale = [p.relative_to(tmp) for p in build(Path(tmp))
-                     if not (HERE / p.relative_to(tmp)).exists()
-                     or json.loads((HERE / p.relative_to(tmp)).read_text()) != json.loads(p.read_text())]
+            stale = [
+                p.relative_to(tmp)
+                for p in build(Path(tmp))
+                if not (HERE / p.relative_to(tmp)).exists()
+                or json.loads((HERE / p.relative_to(tmp)).read_text()) != json.loads(p.read_text())
+            ]
         for p in stale:
             print(f"stale: profiles/{p}")
         return 1 if stale else 0

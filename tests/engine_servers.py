@@ -63,8 +63,17 @@ def build_pair(out: Path) -> tuple[Path, Path]:
 def to_gguf(model: Path) -> Path:
     out = model.with_suffix(".gguf")
     if not out.exists():
-        subprocess.run([sys.executable, str(REPO / "tests" / "engines" / "to_gguf.py"), str(llama_cpp_dir()), str(model), str(out)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tests" / "engines" / "to_gguf.py"),
+                str(llama_cpp_dir()),
+                str(model),
+                str(out),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return out
 
 
@@ -72,11 +81,34 @@ def to_gguf(model: Path) -> Path:
 def vllm_server(model: Path, speculative: dict | None, log: Path, *extra: str):
     """`python -m vllm.entrypoints.openai.api_server` (the CPU build), eager, fp32, per-request
     speculative metrics on; yields (url, log path). Its log holds vLLM's own SpecDecoding lines."""
-    env = {**os.environ, "VLLM_TARGET_DEVICE": "cpu", "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "INFO"}
-    cmd = [str(vllm_python()), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name", "tiny",
-           "--host", "127.0.0.1", "--port", "{port}", "--enforce-eager", "--dtype", "float32", "--max-model-len", "512",
-           "--max-num-seqs", "16"]
+    env = {
+        **os.environ,
+        "VLLM_TARGET_DEVICE": "cpu",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_LOGGING_LEVEL": "INFO",
+    }
+    cmd = [
+        str(vllm_python()),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--enforce-eager",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "512",
+        "--max-num-seqs",
+        "16",
+    ]
     if speculative:
         cmd += ["--speculative-config", json.dumps(speculative), "--per-request-spec-decode-metrics", "summary"]
     with open(log, "wb") as f, _server([*cmd, *extra], 240, env, stderr=f) as (url, _):
@@ -86,8 +118,23 @@ def vllm_server(model: Path, speculative: dict | None, log: Path, *extra: str):
 @contextlib.contextmanager
 def llama_server(target: Path, draft: Path | None, n_max: int, log: Path):
     """`llama-server` with a draft model (draft-simple speculation) and /metrics; yields (url, log)."""
-    cmd = [str(llama_cpp_dir() / "bin" / "llama-server"), "-m", str(to_gguf(target)), "--host", "127.0.0.1", "--port", "{port}",
-           "--metrics", "-c", "4096", "-np", "4", "-t", "1", "--no-warmup"]
+    cmd = [
+        str(llama_cpp_dir() / "bin" / "llama-server"),
+        "-m",
+        str(to_gguf(target)),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--metrics",
+        "-c",
+        "4096",
+        "-np",
+        "4",
+        "-t",
+        "1",
+        "--no-warmup",
+    ]
     if draft is not None:
         cmd += ["-md", str(to_gguf(draft)), "--spec-type", "draft-simple", "--spec-draft-n-max", str(n_max)]
     with open(log, "wb") as f, _server(cmd, 60, None, stderr=f) as (url, _):

@@ -54,7 +54,9 @@ def _server(cmd: list[str], timeout_s: float, env: dict | None = None, stderr=No
     port = free_port()
     out = stderr if stderr is not None else subprocess.PIPE
     # its own process group: engines that fork workers (vLLM) go down with it
-    proc = subprocess.Popen([c.replace("{port}", str(port)) for c in cmd], stdout=out, stderr=out, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [c.replace("{port}", str(port)) for c in cmd], stdout=out, stderr=out, env=env, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc, timeout_s, stderr)
@@ -72,10 +74,24 @@ def sim_server(*args: str):
 
 def transformers_server(model_dir: Path):
     """`transformers serve MODEL` (a third-party OpenAI-compatible server) on CPU, offline."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(model_dir.parent / "hf-home")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(model_dir.parent / "hf-home"),
+    }
     exe = Path(sys.executable).parent / "transformers"  # the CLI installed beside this interpreter
-    cmd = [str(exe) if exe.exists() else "transformers", "serve", str(model_dir), "--port", "{port}", "--device", "cpu",
-           "--host", "127.0.0.1"]
+    cmd = [
+        str(exe) if exe.exists() else "transformers",
+        "serve",
+        str(model_dir),
+        "--port",
+        "{port}",
+        "--device",
+        "cpu",
+        "--host",
+        "127.0.0.1",
+    ]
     return _server(cmd, 120, env)
 
 
@@ -88,22 +104,47 @@ def build_tiny_qwen3(out: Path, hidden: int = 64, head_dim: int = 16, layers: in
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GenerationConfig, PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
 
-    texts = [json.loads(line)["prompt"] for name in ("math", "code", "chat")
-             for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    texts = [
+        json.loads(line)["prompt"]
+        for name in ("math", "code", "chat")
+        for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    t = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    t.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                       "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=300,
+            special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        ),
+    )
+    t = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="<|im_end|>", pad_token="<|endoftext|>"
+    )
+    t.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
     t.save_pretrained(out)
-    cfg = Qwen3Config(vocab_size=len(t), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=head_dim, max_position_embeddings=512,
-                      eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id, tie_word_embeddings=True)
+    cfg = Qwen3Config(
+        vocab_size=len(t),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=head_dim,
+        max_position_embeddings=512,
+        eos_token_id=t.eos_token_id,
+        pad_token_id=t.pad_token_id,
+        tie_word_embeddings=True,
+    )
     torch.manual_seed(seed)
     Qwen3ForCausalLM(cfg).save_pretrained(out)
-    GenerationConfig(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=t.eos_token_id,
-                     pad_token_id=t.pad_token_id).save_pretrained(out)
+    GenerationConfig(
+        do_sample=True, temperature=1.0, top_k=0, top_p=1.0, eos_token_id=t.eos_token_id, pad_token_id=t.pad_token_id
+    ).save_pretrained(out)
     return out

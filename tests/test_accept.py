@@ -34,8 +34,27 @@ def models(tmp_path_factory):
 
 def test_accept_writes_curves_sweep_can_read(models, tmp_path):
     target_dir, draft_dir = models
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "math",
-                            "--workload", "chat", "--samples", "3", "--max-new-tokens", "24", "--out", str(tmp_path), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(target_dir),
+            "--draft",
+            str(draft_dir),
+            "--workload",
+            "math",
+            "--workload",
+            "chat",
+            "--samples",
+            "3",
+            "--max-new-tokens",
+            "24",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["method"] == "dspark" and summary["gamma"] == 4
@@ -48,9 +67,27 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
     assert c.source == "measured" and len(c.raw["per_round"]["proposal"]) == c.raw["rounds"]
     committed = c.raw["per_round"]["committed"]
     assert c.tau == pytest.approx(sum(committed) / len(committed))
-    s = runner.invoke(app, ["sweep", "--acceptance", str(tmp_path), "--methods", "no-spec,dspark", "--baseline", "no-spec",
-                            "--domain", "chat", "--gamma", str(len(c.conditional)), "--max-concurrency", "8", "--json",
-                            "--out", str(tmp_path / "s")])
+    s = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--acceptance",
+            str(tmp_path),
+            "--methods",
+            "no-spec,dspark",
+            "--baseline",
+            "no-spec",
+            "--domain",
+            "chat",
+            "--gamma",
+            str(len(c.conditional)),
+            "--max-concurrency",
+            "8",
+            "--json",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     assert s.exit_code == 0, s.output
     assert json.loads(s.stdout)["inputs"]["acceptance_sources"] == ["measured"]
 
@@ -64,19 +101,59 @@ def test_accept_with_an_eagle3_checkpoint(models, tmp_path):
     target = AutoModelForCausalLM.from_pretrained(target_dir)
     torch.manual_seed(0)
     d = save_drafter(Eagle3Model(target.config, n_features=1), "eagle3", target.config, tmp_path / "eagle3", [0], 3)
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(d), "--workload", "math", "--samples", "2",
-                            "--max-new-tokens", "16", "--out", str(tmp_path / "acc"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(target_dir),
+            "--draft",
+            str(d),
+            "--workload",
+            "math",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "16",
+            "--out",
+            str(tmp_path / "acc"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
-    assert summary["method"] == "eagle3" and summary["gamma"] == 3 and summary["datasets"]["math"]["mean_proposal"] == 3.0
+    assert (
+        summary["method"] == "eagle3" and summary["gamma"] == 3 and summary["datasets"]["math"]["mean_proposal"] == 3.0
+    )
 
 
 def test_accept_with_prompt_lookup(models, tmp_path):
     """`--draft ngram` needs no checkpoint: the files are the n-gram drafter's, proposals vary with
     what repeats (at most gamma), and the per-round counts add up to tau."""
     target_dir, _ = models
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", "ngram", "--gamma", "3", "--workload", "code",
-                            "--samples", "2", "--max-new-tokens", "24", "--temperature", "0", "--out", str(tmp_path), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(target_dir),
+            "--draft",
+            "ngram",
+            "--gamma",
+            "3",
+            "--workload",
+            "code",
+            "--samples",
+            "2",
+            "--max-new-tokens",
+            "24",
+            "--temperature",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout)
     assert summary["method"] == "ngram" and summary["gamma"] == 3
@@ -90,21 +167,43 @@ def test_accept_refuses_bad_inputs(models, tmp_path):
     target_dir, _ = models
     r = runner.invoke(app, ["accept", "--target", str(tmp_path / "nope"), "--workload", "math", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "target not found" in r.output
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(tmp_path), "--workload", "math", "--out", str(tmp_path)])
+    r = runner.invoke(
+        app,
+        ["accept", "--target", str(target_dir), "--draft", str(tmp_path), "--workload", "math", "--out", str(tmp_path)],
+    )
     assert r.exit_code == 2 and "has no config.json" in r.output
 
 
 def test_dspark_confidences_are_recorded_and_calibrated(models, tmp_path):
     target_dir, draft_dir = models
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
-                            "--samples", "4", "--max-new-tokens", "40", "--out", str(tmp_path / "acc"), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(target_dir),
+            "--draft",
+            str(draft_dir),
+            "--workload",
+            "code",
+            "--samples",
+            "4",
+            "--max-new-tokens",
+            "40",
+            "--out",
+            str(tmp_path / "acc"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     (c,) = read_acceptance(tmp_path / "acc")
     conf = c.raw["per_round"]["confidence"]
     assert len(conf) == c.raw["rounds"] and all(len(row) == 4 for row in conf)
     m = c.raw["confidence_metrics"]
     assert len(m["ece"]) == 4 and 0 <= m["ece_mean"] <= 1 and m["n"][0] == c.raw["rounds"]
-    r = runner.invoke(app, ["calibrate", "--acceptance", str(tmp_path / "acc"), "--out", str(tmp_path / "cal.json"), "--json"])
+    r = runner.invoke(
+        app, ["calibrate", "--acceptance", str(tmp_path / "acc"), "--out", str(tmp_path / "cal.json"), "--json"]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert len(res["temperatures"]) == 4 and res["rounds_fit"] + res["rounds_held_out"] == c.raw["rounds"]
@@ -126,8 +225,29 @@ def test_accept_against_a_backend_reads_its_counters(tmp_path):
 
     curve = next(c for c in read_acceptance("qwen3-8b") if (c.method, c.domain) == ("dflash", "code")).conditional
     with sim_server("--method", "dflash", "--domain", "code", "--time-scale", "0.3") as (url, _):
-        r = runner.invoke(app, ["accept", "--backend", url, "--model", "dsbench-sim", "--method", "dflash", "--workload", "code",
-                                "--samples", "20", "--max-new-tokens", "300", "--concurrency", "8", "--out", str(tmp_path), "--json"])
+        r = runner.invoke(
+            app,
+            [
+                "accept",
+                "--backend",
+                url,
+                "--model",
+                "dsbench-sim",
+                "--method",
+                "dflash",
+                "--workload",
+                "code",
+                "--samples",
+                "20",
+                "--max-new-tokens",
+                "300",
+                "--concurrency",
+                "8",
+                "--out",
+                str(tmp_path),
+                "--json",
+            ],
+        )
     assert r.exit_code == 0, r.output
     (c,) = read_acceptance(tmp_path)
     assert c.source == "simulated" and c.method == "dflash" and c.domain == "code"  # the server said it is a simulator
@@ -147,9 +267,29 @@ def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, 
     target_dir, draft_dir = models
     per_round = {}
     for batch in (1, 4):
-        r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "math",
-                                "--samples", "8", "--max-new-tokens", "24", "--temperature", "0", "--batch", str(batch),
-                                "--out", str(tmp_path / f"b{batch}"), "--quiet"])
+        r = runner.invoke(
+            app,
+            [
+                "accept",
+                "--target",
+                str(target_dir),
+                "--draft",
+                str(draft_dir),
+                "--workload",
+                "math",
+                "--samples",
+                "8",
+                "--max-new-tokens",
+                "24",
+                "--temperature",
+                "0",
+                "--batch",
+                str(batch),
+                "--out",
+                str(tmp_path / f"b{batch}"),
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
         (c,) = read_acceptance(tmp_path / f"b{batch}")
         assert c.raw["complete"] is True and c.raw["batch"] == batch
@@ -162,7 +302,9 @@ def test_batched_accept_matches_one_at_a_time_and_keeps_partial_results(models, 
     def stop_after_first(name, done, total):
         raise KeyboardInterrupt
 
-    cfg = AcceptConfig(["math"], str(target_dir), str(draft_dir), samples=8, max_new_tokens=24, temperature=0.0, batch=4)
+    cfg = AcceptConfig(
+        ["math"], str(target_dir), str(draft_dir), samples=8, max_new_tokens=24, temperature=0.0, batch=4
+    )
     with pytest.raises(KeyboardInterrupt):
         run_accept(cfg, Store(tmp_path / "cut"), stop_after_first)
     (c,) = read_acceptance(tmp_path / "cut")

@@ -16,18 +16,26 @@ from typer.testing import CliRunner
 
 from dsbench import readers
 from dsbench.cli import app
+from dsbench.errors import InputError
 from dsbench.live import engines
 from dsbench.live.client import _MALFORMED, RequestRecord, _parse_events
-from dsbench.errors import InputError
 from dsbench.shipped import profiles_dir
 
 runner = CliRunner()
 FIX = Path(__file__).parent / "fixtures" / "engines"
 
 # values a broken or hostile file may hold where a number, string, list or object belongs
-LEAVES = st.one_of(st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.sampled_from([10**400, -1, 0, 2**63]),
-                   st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8))
-VALUES = st.recursive(LEAVES, lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=6), ch, max_size=3), max_leaves=6)
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.sampled_from([10**400, -1, 0, 2**63]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+)
+VALUES = st.recursive(
+    LEAVES, lambda ch: st.lists(ch, max_size=3) | st.dictionaries(st.text(max_size=6), ch, max_size=3), max_leaves=6
+)
 
 
 def _paths(doc, prefix=(), depth=0):
@@ -72,17 +80,47 @@ def _dump(doc) -> str:
 def bases(tmp_path_factory):
     """A valid document of every kind dsbench reads, as {kind: (file name, document)}."""
     root = tmp_path_factory.mktemp("bases")
-    out = {"profile": ("p.json", json.loads((profiles_dir() / "h100-qwen3-8b.json").read_text())),
-           "acceptance": ("a.json", json.loads((profiles_dir() / "acceptance/qwen3-8b/dspark-math.json").read_text())),
-           "load": ("load.json", json.loads((FIX / "vllm-0.32.0-cpu-draft-model.load.json").read_text()))}
-    r = runner.invoke(app, ["sweep", "--slo", "80", "--methods", "mtp-1,dspark", "--max-concurrency", "4", "--out", str(root / "sw"),
-                            "--quiet"])
+    out = {
+        "profile": ("p.json", json.loads((profiles_dir() / "h100-qwen3-8b.json").read_text())),
+        "acceptance": ("a.json", json.loads((profiles_dir() / "acceptance/qwen3-8b/dspark-math.json").read_text())),
+        "load": ("load.json", json.loads((FIX / "vllm-0.32.0-cpu-draft-model.load.json").read_text())),
+    }
+    r = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--slo",
+            "80",
+            "--methods",
+            "mtp-1,dspark",
+            "--max-concurrency",
+            "4",
+            "--out",
+            str(root / "sw"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     out["sweep"] = ("sweep.json", json.loads((root / "sw" / "sweep.json").read_text()))
-    pts = [{"label": f"c={c}", "concurrency": c, "tpot_s_mean": 0.004 + 0.0002 * c, "e2e_s_mean": 1.0,
-            "spec": {"engine": "dsbench", "state": "active", "source": "server counters", "tau": 3.0, "draft_tokens_per_step": 4.0,
-                     "survival": [0.8, 0.6, 0.45, 0.3], "conditional": [0.8, 0.75, 0.75, 0.67], "conditional_exact": True}}
-           for c in (1, 2, 4, 8, 16, 32)]
+    pts = [
+        {
+            "label": f"c={c}",
+            "concurrency": c,
+            "tpot_s_mean": 0.004 + 0.0002 * c,
+            "e2e_s_mean": 1.0,
+            "spec": {
+                "engine": "dsbench",
+                "state": "active",
+                "source": "server counters",
+                "tau": 3.0,
+                "draft_tokens_per_step": 4.0,
+                "survival": [0.8, 0.6, 0.45, 0.3],
+                "conditional": [0.8, 0.75, 0.75, 0.67],
+                "conditional_exact": True,
+            },
+        }
+        for c in (1, 2, 4, 8, 16, 32)
+    ]
     (root / "ld").mkdir()
     (root / "ld" / "load.json").write_text(json.dumps({"schema": "dsbench.load/2", "points": pts}))
     r = runner.invoke(app, ["fit", f"dspark={root / 'ld'}", "--out", str(root / "fit")])
@@ -91,20 +129,44 @@ def bases(tmp_path_factory):
     rng = np.random.default_rng(0)
     conf = rng.uniform(0.2, 0.99, (200, 4))
     acc = (rng.uniform(size=(200, 4)) < conf).cumprod(axis=1).sum(axis=1)
-    ds = {**out["acceptance"][1], "gamma": 4, "conditional": [0.8, 0.7, 0.7, 0.6], "source": "measured",
-          "per_round": {"proposal": [4] * 200, "accepted": acc.tolist(), "committed": (acc + 1).tolist(), "confidence": conf.tolist()}}
+    ds = {
+        **out["acceptance"][1],
+        "gamma": 4,
+        "conditional": [0.8, 0.7, 0.7, 0.6],
+        "source": "measured",
+        "per_round": {
+            "proposal": [4] * 200,
+            "accepted": acc.tolist(),
+            "committed": (acc + 1).tolist(),
+            "confidence": conf.tolist(),
+        },
+    }
     (root / "ds.json").write_text(json.dumps(ds))
     r = runner.invoke(app, ["calibrate", "--acceptance", str(root / "ds.json"), "--out", str(root / "cal.json")])
     assert r.exit_code == 0, r.output
     out["calibration"] = ("cal.json", json.loads((root / "cal.json").read_text()))
-    out["rules"] = ("rules.json", {"max_drop_pct": 5, "rules": [{"metric": "load.*.tau", "direction": "higher", "tolerance_pct": 2},
-                                                                {"metric": "*.ttft_s_p99", "ignore": True}]})
+    out["rules"] = (
+        "rules.json",
+        {
+            "max_drop_pct": 5,
+            "rules": [
+                {"metric": "load.*.tau", "direction": "higher", "tolerance_pct": 2},
+                {"metric": "*.ttft_s_p99", "ignore": True},
+            ],
+        },
+    )
     return out
 
 
-READERS = {"profile": readers.read_profile, "acceptance": readers.read_acceptance_file, "sweep": readers.read_sweep,
-           "load": readers.read_load, "fit": readers.read_fit, "calibration": readers.read_calibration,
-           "rules": readers.read_gate_rules}
+READERS = {
+    "profile": readers.read_profile,
+    "acceptance": readers.read_acceptance_file,
+    "sweep": readers.read_sweep,
+    "load": readers.read_load,
+    "fit": readers.read_fit,
+    "calibration": readers.read_calibration,
+    "rules": readers.read_gate_rules,
+}
 
 
 @pytest.mark.parametrize("kind", list(READERS))
@@ -131,7 +193,11 @@ REQUEST = json.loads((FIX / "vllm-0.32.0-cpu-draft-model.request.json").read_tex
 def test_request_lines_that_are_not_records_are_skipped(tmp_path_factory, data):
     from dsbench.core.loadstats import request_metrics, summarise
 
-    lines = [_dump(REQUEST), _dump(draw_bad(data, REQUEST)), _dump(draw_bad(data, REQUEST))[: data.draw(st.integers(0, 400))]]
+    lines = [
+        _dump(REQUEST),
+        _dump(draw_bad(data, REQUEST)),
+        _dump(draw_bad(data, REQUEST))[: data.draw(st.integers(0, 400))],
+    ]
     d = tmp_path_factory.mktemp("req")
     (d / "requests.jsonl").write_text("\n".join(lines) + "\n")
     recs = readers.read_requests(d)
@@ -175,8 +241,10 @@ EXPO = (FIX / "vllm-0.32.0-cpu-ngram.metrics.txt").read_text()
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.sampled_from(EXPO.splitlines()), st.one_of(st.sampled_from(["NaN", "+Inf", "-1", "1e308", "-0", "x"]),
-                                                     st.floats(allow_nan=True).map(repr)))
+@given(
+    st.sampled_from(EXPO.splitlines()),
+    st.one_of(st.sampled_from(["NaN", "+Inf", "-1", "1e308", "-0", "x"]), st.floats(allow_nan=True).map(repr)),
+)
 def test_bad_counter_values_never_give_impossible_figures(line, value):
     if line.startswith("#") or " " not in line:
         return
@@ -192,14 +260,46 @@ def test_bad_counter_values_never_give_impossible_figures(line, value):
         assert all(0 <= s <= 1 for s in w.survival or [])
 
 
-STATS = st.fixed_dictionaries({}, optional={
-    "metrics": st.one_of(VALUES, st.fixed_dictionaries({"speculative_decoding": st.dictionaries(
-        st.sampled_from(["num_spec_steps", "num_accepted_draft_tokens", "num_draft_tokens", "acceptance_histogram"]), VALUES)})),
-    "timings": st.one_of(VALUES, st.dictionaries(st.sampled_from(["predicted_n", "draft_n", "draft_n_accepted"]), LEAVES)),
-    "sglext": st.one_of(VALUES, st.fixed_dictionaries({"spec_tokens_details": st.dictionaries(
-        st.sampled_from(["spec_verify_ct", "spec_num_correct_drafts", "spec_num_proposed_drafts", "spec_correct_drafts_histogram"]),
-        VALUES)})),
-    "meta_info": VALUES})
+STATS = st.fixed_dictionaries(
+    {},
+    optional={
+        "metrics": st.one_of(
+            VALUES,
+            st.fixed_dictionaries(
+                {
+                    "speculative_decoding": st.dictionaries(
+                        st.sampled_from(
+                            ["num_spec_steps", "num_accepted_draft_tokens", "num_draft_tokens", "acceptance_histogram"]
+                        ),
+                        VALUES,
+                    )
+                }
+            ),
+        ),
+        "timings": st.one_of(
+            VALUES, st.dictionaries(st.sampled_from(["predicted_n", "draft_n", "draft_n_accepted"]), LEAVES)
+        ),
+        "sglext": st.one_of(
+            VALUES,
+            st.fixed_dictionaries(
+                {
+                    "spec_tokens_details": st.dictionaries(
+                        st.sampled_from(
+                            [
+                                "spec_verify_ct",
+                                "spec_num_correct_drafts",
+                                "spec_num_proposed_drafts",
+                                "spec_correct_drafts_histogram",
+                            ]
+                        ),
+                        VALUES,
+                    )
+                }
+            ),
+        ),
+        "meta_info": VALUES,
+    },
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -211,10 +311,34 @@ def test_per_request_statistics_never_crash_or_mislead(engine, stats, tokens):
         assert 0 <= w.acceptance_rate <= 1
 
 
-EVENTS = st.lists(st.one_of(VALUES, st.fixed_dictionaries({"choices": st.one_of(VALUES, st.lists(st.fixed_dictionaries(
-    {"delta": st.one_of(VALUES, st.fixed_dictionaries({"content": st.one_of(st.text(max_size=3), VALUES)}))},
-    optional={"finish_reason": LEAVES}), max_size=2))}, optional={"usage": st.one_of(VALUES, st.fixed_dictionaries(
-        {"completion_tokens": LEAVES})), "timings": VALUES})), max_size=5)
+EVENTS = st.lists(
+    st.one_of(
+        VALUES,
+        st.fixed_dictionaries(
+            {
+                "choices": st.one_of(
+                    VALUES,
+                    st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "delta": st.one_of(
+                                    VALUES, st.fixed_dictionaries({"content": st.one_of(st.text(max_size=3), VALUES)})
+                                )
+                            },
+                            optional={"finish_reason": LEAVES},
+                        ),
+                        max_size=2,
+                    ),
+                )
+            },
+            optional={
+                "usage": st.one_of(VALUES, st.fixed_dictionaries({"completion_tokens": LEAVES})),
+                "timings": VALUES,
+            },
+        ),
+    ),
+    max_size=5,
+)
 
 
 @settings(max_examples=300, deadline=None)

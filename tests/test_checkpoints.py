@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dsbench.profile.measure import build_model, load_hf_config
 from dsbench.errors import InputError
+from dsbench.profile.measure import build_model, load_hf_config
 from dsbench.speculative.checkpoints import load_drafter, save_drafter
 from dsbench.speculative.models import build_draft_model
 

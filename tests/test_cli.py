@@ -94,7 +94,7 @@ def _bad_profiles():
         "nan": (nan, "must be finite"),
         "schema": (schema, "unknown schema version 'dsbench.profile/9'"),
         "noschema": (noschema, "missing field 'schema'"),
-        "malformed": ("{\"schema\": ", "not valid JSON"),
+        "malformed": ('{"schema": ', "not valid JSON"),
         "nodraft": (nodraft, "no drafter cost for method 'eagle3'"),
     }
 
@@ -119,28 +119,57 @@ def test_bad_acceptance_inputs(write_json, tmp_path):
     }
     for name, (doc, message) in cases.items():
         p = write_json(f"acc-{name}/dspark-math.json", doc)
-        r = run("sweep", "--acceptance", p, "--methods", "mtp-1,dspark", "--baseline", "dspark", "--domain", "math", "--out", tmp_path, *FAST)
+        r = run(
+            "sweep",
+            "--acceptance",
+            p,
+            "--methods",
+            "mtp-1,dspark",
+            "--baseline",
+            "dspark",
+            "--domain",
+            "math",
+            "--out",
+            tmp_path,
+            *FAST,
+        )
         assert r.exit_code == 2 and message in r.output, (name, r.output)
     only_dspark = write_json("only/dspark-math.json", cur)
     r = run("sweep", "--acceptance", only_dspark.parent, "--out", tmp_path, *FAST)
     assert r.exit_code == 2 and "no acceptance curve for mtp-1/math" in r.output
     short = write_json("short/dspark-math.json", {**cur, "gamma": 3, "conditional": cur["conditional"][:3]})
-    r = run("sweep", "--acceptance", short, "--methods", "dspark", "--baseline", "dspark", "--domain", "math", "--out", tmp_path, *FAST)
+    r = run(
+        "sweep",
+        "--acceptance",
+        short,
+        "--methods",
+        "dspark",
+        "--baseline",
+        "dspark",
+        "--domain",
+        "math",
+        "--out",
+        tmp_path,
+        *FAST,
+    )
     assert r.exit_code == 2 and "--gamma 7 needs 7" in r.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--slo", "0"], "--slo must be a positive number"),
-    (["--slo", "-5"], "--slo must be a positive number"),
-    (["--slo", "nan"], "--slo must be a positive number"),
-    (["--profile", "no/such/file.json"], "profile file not found: no/such/file.json"),
-    (["--acceptance", "no/such/dir"], "acceptance file not found"),
-    (["--methods", "mtp-1,medusa"], "unknown method(s) medusa"),
-    (["--baseline", "eagle3", "--methods", "mtp-1,dspark"], "--baseline 'eagle3' is not among"),
-    (["--domain", "poetry"], "--domain must be one of"),
-    (["--policy", "magic"], "unknown policy 'magic'"),
-    (["--gamma", "0"], "--gamma must be between 1 and 64"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--slo", "0"], "--slo must be a positive number"),
+        (["--slo", "-5"], "--slo must be a positive number"),
+        (["--slo", "nan"], "--slo must be a positive number"),
+        (["--profile", "no/such/file.json"], "profile file not found: no/such/file.json"),
+        (["--acceptance", "no/such/dir"], "acceptance file not found"),
+        (["--methods", "mtp-1,medusa"], "unknown method(s) medusa"),
+        (["--baseline", "eagle3", "--methods", "mtp-1,dspark"], "--baseline 'eagle3' is not among"),
+        (["--domain", "poetry"], "--domain must be one of"),
+        (["--policy", "magic"], "unknown policy 'magic'"),
+        (["--gamma", "0"], "--gamma must be between 1 and 64"),
+    ],
+)
 def test_bad_options_are_one_line(args, message, tmp_path):
     r = run("sweep", *args, "--out", tmp_path, *FAST)
     assert r.exit_code == 2, r.output
@@ -150,8 +179,12 @@ def test_bad_options_are_one_line(args, message, tmp_path):
 
 def test_real_process_error_has_no_traceback(tmp_path):
     """The installed entry point, as a user runs it."""
-    p = subprocess.run([sys.executable, "-m", "dsbench.cli", "sweep", "--profile", str(tmp_path / "missing.json")],
-                       capture_output=True, text=True, cwd=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-m", "dsbench.cli", "sweep", "--profile", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert p.returncode == 2
     assert p.stderr.strip().startswith("error: profile file not found")
     assert "Traceback" not in p.stderr and p.stdout == ""
@@ -160,15 +193,22 @@ def test_real_process_error_has_no_traceback(tmp_path):
 def test_help_has_examples_and_does_not_import_heavy_modules():
     r = run("sweep", "--help")
     assert r.exit_code == 0 and "Examples" in r.output and "dsbench sweep --slo 80" in r.output
-    code = "import sys, dsbench.cli; print(sorted(m for m in ('torch', 'numpy', 'scipy', 'matplotlib', 'pandas') if m in sys.modules))"
+    heavy = ("torch", "numpy", "scipy", "matplotlib", "pandas")
+    code = f"import sys, dsbench.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
 
 
 def test_sweep_never_imports_torch(tmp_path):
-    code = ("import sys; from dsbench.cli import app; from typer.testing import CliRunner; "
-            f"r = CliRunner().invoke(app, ['sweep', '--quiet', '--max-concurrency', '8', '--out', {str(tmp_path)!r}]); "
-            "print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["0", "False", "False"]
+    code = (
+        "import sys; from dsbench.cli import app; from typer.testing import CliRunner; "
+        f"r = CliRunner().invoke(app, ['sweep', '--quiet', '--max-concurrency', '8', '--out', {str(tmp_path)!r}]); "
+        "print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
+        "0",
+        "False",
+        "False",
+    ]
 
 
 def test_profile_roofline_writes_a_profile_sweep_reads(tmp_path):
@@ -197,6 +237,24 @@ def test_version_and_python_dash_m():
 
 def test_load_method_label_is_checked(tmp_path):
     out = tmp_path / "never-written"
-    r = runner.invoke(app, ["load", "--url", "http://127.0.0.1:9", "--model", "m", "--workload", "chat", "--concurrency", "1",
-                            "--requests", "1", "--method", "medusa", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "load",
+            "--url",
+            "http://127.0.0.1:9",
+            "--model",
+            "m",
+            "--workload",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "1",
+            "--method",
+            "medusa",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 2 and "--method must be one of" in r.output and not out.exists()

@@ -10,7 +10,9 @@ from tests.conftest import REPO
 
 
 def test_shipped_defaults_are_not_stale():
-    p = subprocess.run([sys.executable, str(REPO / "profiles" / "make_defaults.py"), "--check"], capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "profiles" / "make_defaults.py"), "--check"], capture_output=True, text=True
+    )
     assert p.returncode == 0, p.stdout + p.stderr
 
 

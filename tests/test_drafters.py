@@ -64,22 +64,91 @@ def test_block_attention_is_bidirectional(cfg):
     assert not torch.allclose(a[0, 0], b[0, 0])
 
 
-def test_profile_draft_costs_have_the_expected_shapes(tmp_path):
+def _profile_drafters(tmp_path):
+    """`dsbench profile --draft all` of the tiny target on CPU; the profile's path."""
     out = tmp_path / "p.json"
-    r = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cpu", "--concurrency", "1,4", "--batch-tokens", "4,16",
-                            "--context", "128", "--draft", "all", "--gamma", "1,4,7", "--repeats", "5", "--warmup-passes", "2",
-                            "--threads", "1", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--target",
+            "tiny-qwen3",
+            "--device",
+            "cpu",
+            "--concurrency",
+            "1,4",
+            "--batch-tokens",
+            "4,16",
+            "--context",
+            "128",
+            "--draft",
+            "all",
+            "--gamma",
+            "1,4,7",
+            "--repeats",
+            "5",
+            "--warmup-passes",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
+    return out
+
+
+def test_profile_draft_costs_have_the_expected_shapes(tmp_path):
+    out = _profile_drafters(tmp_path)
     p = read_profile(out)
     assert set(p.draft) == {"mtp-1", "eagle3", "dflash", "dspark"} and p.raw["complete"] is True
     assert p.draft["mtp-1"]["gamma"] == [1, 1]
-    t = {m: {(int(rq), int(g)): s for rq, g, s in zip(tab["requests"], tab["gamma"], tab["step_s"])} for m, tab in p.draft.items()}
+    s = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--profile",
+            str(out),
+            "--acceptance",
+            "qwen3-8b",
+            "--slo",
+            "20",
+            "--max-concurrency",
+            "8",
+            "--json",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
+    assert s.exit_code == 0, s.output
+    assert json.loads(s.stdout)["inputs"]["profile_source"] == "measured"
+    bad = runner.invoke(
+        app,
+        [
+            "profile",
+            "--target",
+            "tiny-qwen3",
+            "--device",
+            "cpu",
+            "--draft",
+            "medusa",
+            "--out",
+            str(tmp_path / "x.json"),
+        ],
+    )
+    assert bad.exit_code == 2 and "no drafter for medusa" in bad.output
+
+
+@pytest.mark.timing
+def test_drafter_costs_scale_as_their_architectures_say(tmp_path):
+    """CPU timings of the drafters (wall clock: the timing tier): Eagle3's seven sequential steps
+    cost over 3x one step, DFlash's one block forward under 2.5x, DSpark's Markov loop adds to it."""
+    p = read_profile(_profile_drafters(tmp_path))
+    t = {
+        m: {(int(rq), int(g)): s for rq, g, s in zip(tab["requests"], tab["gamma"], tab["step_s"])}
+        for m, tab in p.draft.items()
+    }
     assert t["eagle3"][(1, 7)] > 3 * t["eagle3"][(1, 1)]  # seven sequential forwards
     assert t["dflash"][(1, 7)] < 2.5 * t["dflash"][(1, 1)]  # one forward over the block
     assert t["dspark"][(1, 7)] > t["dflash"][(1, 7)]  # + the Markov head's sequential steps
-    s = runner.invoke(app, ["sweep", "--profile", str(out), "--acceptance", "qwen3-8b", "--slo", "20", "--max-concurrency", "8",
-                            "--json", "--out", str(tmp_path / "s")])
-    assert s.exit_code == 0, s.output
-    assert json.loads(s.stdout)["inputs"]["profile_source"] == "measured"
-    bad = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cpu", "--draft", "medusa", "--out", str(tmp_path / "x.json")])
-    assert bad.exit_code == 2 and "no drafter for medusa" in bad.output

@@ -28,7 +28,9 @@ def counter(exposition: str, name: str, **labels) -> float:
 
 
 def last_event(stream: str) -> dict:
-    return [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:") and "[DONE]" not in line][-1]
+    return [json.loads(line[5:]) for line in stream.splitlines() if line.startswith("data:") and "[DONE]" not in line][
+        -1
+    ]
 
 
 ZERO = engines.parse_metrics("")
@@ -39,11 +41,16 @@ def test_vllm_counters_give_vllms_own_figures():
     sc = engines.parse_metrics(t)
     assert engines.detect(sc) == "vllm"
     w = engines.counter_window("vllm", ZERO, sc, first_tokens=2)
-    drafts, accepted = counter(t, "vllm:spec_decode_num_drafts_total"), counter(t, "vllm:spec_decode_num_accepted_tokens_total")
+    drafts, accepted = (
+        counter(t, "vllm:spec_decode_num_drafts_total"),
+        counter(t, "vllm:spec_decode_num_accepted_tokens_total"),
+    )
     assert w.state == "active" and w.source == "server counters" and w.engine == "vllm"
     assert w.tau_drafted == pytest.approx(1 + accepted / drafts)  # vLLM's "mean acceptance length"
     assert w.acceptance_rate == pytest.approx(accepted / counter(t, "vllm:spec_decode_num_draft_tokens_total"))
-    per_pos = [counter(t, "vllm:spec_decode_num_accepted_tokens_per_pos_total", position=str(k)) / drafts for k in range(3)]
+    per_pos = [
+        counter(t, "vllm:spec_decode_num_accepted_tokens_per_pos_total", position=str(k)) / drafts for k in range(3)
+    ]
     assert w.survival == pytest.approx(per_pos)
     # decode steps: at least the drafted ones (tokens accepted past max_tokens were dropped)
     gen = counter(t, "vllm:generation_tokens_total")
@@ -61,7 +68,7 @@ def test_vllm_per_request_metrics_match_its_counters():
     assert w.tau_drafted == pytest.approx(sd["mean_acceptance_length"])
     assert w.acceptance_rate == pytest.approx(sd["draft_acceptance_rate"])
     hist = sd["acceptance_histogram"]  # survival at position k: steps accepting more than k drafts
-    assert w.survival == pytest.approx([sum(hist[k + 1:]) / sum(hist) for k in range(len(hist) - 1)])
+    assert w.survival == pytest.approx([sum(hist[k + 1 :]) / sum(hist) for k in range(len(hist) - 1)])
 
 
 def test_vllm_without_speculation_is_still_vllm():
@@ -76,12 +83,21 @@ def test_llama_cpp_counters_and_timings():
     t = text("llama.cpp-0.3.36-draft.metrics.txt")
     sc = engines.parse_metrics(t)
     assert engines.detect(sc) == "llama.cpp"
-    assert engines.detect(None, owned_by="llamacpp") == "llama.cpp" and engines.detect(None, server_header="llama.cpp") == "llama.cpp"
+    assert (
+        engines.detect(None, owned_by="llamacpp") == "llama.cpp"
+        and engines.detect(None, server_header="llama.cpp") == "llama.cpp"
+    )
     w = engines.counter_window("llama.cpp", ZERO, sc, first_tokens=1)
     drafts = counter(t, "llamacpp:spec_decode_num_drafts_total")
-    assert w.state == "active" and w.tau_drafted == pytest.approx(1 + counter(t, "llamacpp:spec_decode_num_accepted_tokens_total") / drafts)
-    assert w.survival == pytest.approx([counter(t, "llamacpp:spec_decode_num_accepted_tokens_per_pos_total", position=str(k)) / drafts
-                                        for k in range(4)])
+    assert w.state == "active" and w.tau_drafted == pytest.approx(
+        1 + counter(t, "llamacpp:spec_decode_num_accepted_tokens_total") / drafts
+    )
+    assert w.survival == pytest.approx(
+        [
+            counter(t, "llamacpp:spec_decode_num_accepted_tokens_per_pos_total", position=str(k)) / drafts
+            for k in range(4)
+        ]
+    )
     assert any("when a request finishes" in x for x in w.warnings)
     ev = last_event(text("llama.cpp-0.3.36-draft.stream.txt"))
     c = engines.request_counts("llama.cpp", {"timings": ev["timings"]}, ev["usage"]["completion_tokens"])
@@ -108,8 +124,17 @@ def test_sglang_counter_pair_and_per_request_details():
     assert engines.detect(after) == "sglang"
     w = engines.counter_window("sglang", before, after, first_tokens=10)  # 270 tokens, 10 of them first tokens
     assert w.decode_steps == 100 and w.accepted_tokens == 160 and w.tau == pytest.approx(2.6)
-    body = {"sglext": {"spec_tokens_details": {"spec_verify_ct": 20, "spec_num_correct_drafts": 30, "spec_num_proposed_drafts": 60,
-                                               "spec_accept_length": 2.55, "spec_correct_drafts_histogram": [4, 6, 6, 4]}}}
+    body = {
+        "sglext": {
+            "spec_tokens_details": {
+                "spec_verify_ct": 20,
+                "spec_num_correct_drafts": 30,
+                "spec_num_proposed_drafts": 60,
+                "spec_accept_length": 2.55,
+                "spec_correct_drafts_histogram": [4, 6, 6, 4],
+            }
+        }
+    }
     c = engines.request_counts("sglang", body, 51)
     r = engines.figures("sglang", c, "per-request", first_tokens=1)
     assert r.tau == pytest.approx(2.5) and r.acceptance_rate == pytest.approx(0.5)
@@ -156,15 +181,32 @@ def test_counters_that_did_not_move_while_tokens_flowed_are_said():
     w = engines.counter_window("llama.cpp", sc, sc, tokens_in_window=1693)
     assert any("did not move" in x for x in w.warnings) and w.state == "inactive"
     # an engine that counts at request end is read to the end of the point's last request
-    later = engines.parse_metrics(t.replace("num_draft_tokens_total 34", "num_draft_tokens_total 90")
-                                  .replace("num_accepted_tokens_total 30", "num_accepted_tokens_total 70"))
+    later = engines.parse_metrics(
+        t.replace("num_draft_tokens_total 34", "num_draft_tokens_total 90").replace(
+            "num_accepted_tokens_total 30", "num_accepted_tokens_total 70"
+        )
+    )
     w = engines.counter_window("llama.cpp", sc, sc, after_drain=later, tokens_in_window=1693)
-    assert w.state == "active" and w.draft_tokens == 56 and any("end of the point's last request" in x for x in w.warnings)
+    assert (
+        w.state == "active" and w.draft_tokens == 56 and any("end of the point's last request" in x for x in w.warnings)
+    )
 
 
 def test_load_v1_spec_dicts_still_read():
-    w = SpecWindow.model_validate({"engine": "dsbench", "source": "measured (server counters)", "drafts": 80.0, "draft_tokens": 240.0,
-                                   "accepted": 120.0, "tau": 2.5, "acceptance_rate": 0.5, "survival_per_draft": [0.75, 0.5, 0.25],
-                                   "rounds": 100.0, "tau_per_round": 2.2, "conditional": [0.75, 0.8, 0.66]})
+    w = SpecWindow.model_validate(
+        {
+            "engine": "dsbench",
+            "source": "measured (server counters)",
+            "drafts": 80.0,
+            "draft_tokens": 240.0,
+            "accepted": 120.0,
+            "tau": 2.5,
+            "acceptance_rate": 0.5,
+            "survival_per_draft": [0.75, 0.5, 0.25],
+            "rounds": 100.0,
+            "tau_per_round": 2.2,
+            "conditional": [0.75, 0.8, 0.66],
+        }
+    )
     assert w.state == "active" and w.tau == 2.2 and w.tau_drafted == 2.5 and w.draft_tokens_per_step == 2.4
     assert SpecWindow.model_validate({"engine": "none", "source": "measured (server counters)"}).state == "unknown"

@@ -22,7 +22,9 @@ def test_fit_recovers_known_parameters(tile):
     method = np.array(["no-spec"] * 10 + ["dspark"] * 10)
     b = np.where(method == "no-spec", r, r * 4.5)
     true = LatencyFit(0.010, 2e-5, 300.0, tile, {"dspark": (0.001, 3e-6)})
-    y = np.array([float(true.round_s(m, ri, bi)) for m, ri, bi in zip(method, r, b)]) * (1 + rng.normal(0, 0.005, len(r)))
+    y = np.array([float(true.round_s(m, ri, bi)) for m, ri, bi in zip(method, r, b)]) * (
+        1 + rng.normal(0, 0.005, len(r))
+    )
     f = fit_latency(method, r, b, y, tile)
     got = {"t0": f.t0, "slope": f.slope, "dspark.a": f.draft["dspark"][0], "dspark.c": f.draft["dspark"][1]}
     want = {"t0": 0.010, "slope": 2e-5, "dspark.a": 0.001, "dspark.c": 3e-6}
@@ -42,8 +44,11 @@ def test_fit_against_a_profile_recovers_its_scale():
 
     rng = np.random.default_rng(1)
     grid = np.arange(1, 2049)
-    surface = StepTimeSurface(np.concatenate([grid, grid]), np.repeat([1, 512], len(grid)),
-                              np.tile(0.006 + 2e-5 * np.maximum(0, grid - 256), 2))
+    surface = StepTimeSurface(
+        np.concatenate([grid, grid]),
+        np.repeat([1, 512], len(grid)),
+        np.tile(0.006 + 2e-5 * np.maximum(0, grid - 256), 2),
+    )
     r = np.array([1, 2, 4, 8, 16, 32, 64, 128, 184, 256], dtype=float)
     b = r * np.array([8, 8, 8, 8, 8, 7, 6, 5, 4, 3])
     known = np.array([float(surface.step_time(bi, ri)) for bi, ri in zip(b, r)])
@@ -62,8 +67,17 @@ def test_fit_without_baseline_pins_the_draft_floor():
 
 
 def test_too_few_points_is_one_clear_line(tmp_path):
-    load = {"schema": "dsbench.load/1", "points": [
-        {"label": "c=1", "concurrency": 1, "tpot_s_mean": 0.01, "spec": {"rounds": 10, "tau_per_round": 3.0, "draft_tokens": 70}}]}
+    load = {
+        "schema": "dsbench.load/1",
+        "points": [
+            {
+                "label": "c=1",
+                "concurrency": 1,
+                "tpot_s_mean": 0.01,
+                "spec": {"rounds": 10, "tau_per_round": 3.0, "draft_tokens": 70},
+            }
+        ],
+    }
     (tmp_path / "load.json").write_text(json.dumps(load))
     r = runner.invoke(app, ["fit", f"dspark={tmp_path}", "--out", str(tmp_path / "fit")])
     assert r.exit_code == 2 and "cannot fit" in r.output and "Traceback" not in r.output
@@ -71,24 +85,58 @@ def test_too_few_points_is_one_clear_line(tmp_path):
     assert r.exit_code == 2 and "name its method" in r.output
 
 
-@pytest.mark.slow
-def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
-    """Fit to `dsbench serve --sim` (DSpark, H100 roofline) at 1..32 users, then `sweep --model`
-    predicts per-user speed at held-out 6 and 24 users within 12 % of what `dsbench load` measures
-    there."""
-    from dsbench.core.simulator import simulate
-    from dsbench.readers import read_load
-    from dsbench.config import SweepConfig
-    from dsbench.sweep import _fit_defaults, build_scenarios, load_inputs
+@pytest.fixture(scope="module")
+def live_points(tmp_path_factory):
+    """`dsbench load` against `dsbench serve --sim` (DSpark, H100 roofline): 1..32 users to fit,
+    6 and 24 held out, and an engine without speculative counters."""
+    tmp_path = tmp_path_factory.mktemp("live-fit")
     from tests.servers import sim_server
 
     with sim_server("--domain", "chat", "--seed", "3") as (url, _):
-        for conc, out, extra in (("1,2,4,8,16,32", "fit-in", ["--method", "dspark"]), ("6,24", "held-out", []),
-                                 ("1,4,8,16,32", "no-counters", ["--engine", "none", "--max-tokens", "64"])):
-            r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", conc,
-                                    "--duration-s", "3", "--warmup-s", "1", "--out", str(tmp_path / out), "--quiet", *extra])
+        for conc, out, extra in (
+            ("1,2,4,8,16,32", "fit-in", ["--method", "dspark"]),
+            ("6,24", "held-out", []),
+            ("1,4,8,16,32", "no-counters", ["--engine", "none", "--max-tokens", "64"]),
+        ):
+            r = runner.invoke(
+                app,
+                [
+                    "load",
+                    "--url",
+                    url,
+                    "--model",
+                    "dsbench-sim",
+                    "--workload",
+                    "chat",
+                    "--concurrency",
+                    conc,
+                    "--duration-s",
+                    "3",
+                    "--warmup-s",
+                    "1",
+                    "--out",
+                    str(tmp_path / out),
+                    "--quiet",
+                    *extra,
+                ],
+            )
             assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["fit", str(tmp_path / "fit-in"), "--out", str(tmp_path / "fit"), "--json"])  # method as load recorded it
+    return tmp_path
+
+
+@pytest.mark.timing
+def test_fit_on_live_points_predicts_held_out_concurrencies(live_points, tmp_path):
+    """The fit explains the points it was fitted to (MAPE < 15 %) and `sweep --fit` predicts
+    per-user speed at the held-out 6 and 24 users within 12 % of what `dsbench load` measured
+    there. Wall-clock speeds of a server sharing the cores: the timing tier."""
+    from dsbench.config import SweepConfig
+    from dsbench.core.simulator import simulate
+    from dsbench.readers import read_load
+    from dsbench.sweep import _fit_defaults, build_scenarios, load_inputs
+
+    r = runner.invoke(
+        app, ["fit", str(live_points / "fit-in"), "--out", str(tmp_path / "fit"), "--json"]
+    )  # method as load recorded it
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert doc["source"] == "fitted" and doc["mape_pct"] < 15 and len(doc["points"]) == 6
@@ -96,21 +144,56 @@ def test_fit_on_live_points_predicts_held_out_concurrencies(tmp_path):
     _fit_defaults(cfg)
     prof, curves, ref = load_inputs(cfg)
     scenario = build_scenarios(cfg, cfg.validate(), prof, curves, ref)["dspark"]
-    for pt in read_load(tmp_path / "held-out")["points"]:
+    for pt in read_load(live_points / "held-out")["points"]:
         pred = simulate(scenario, pt["concurrency"], samples=20_000, seed=0).tps_user
         assert abs(pred / pt["tps_user_mean"] - 1) < 0.12, (pt["concurrency"], pred, pt["tps_user_mean"])
-    r = runner.invoke(app, ["sweep", "--fit", str(tmp_path / "fit" / "fit.json"), "--slo", "300", "--out", str(tmp_path / "sw"),
-                            "--json", "--max-concurrency", "64"])
+
+
+@pytest.mark.slow
+def test_fit_on_live_points_feeds_sweep(live_points, tmp_path):
+    """A fit of live points is a fitted document `sweep --fit` predicts from (labelled so), and an
+    engine without counters needs acceptance curves for tau."""
+    r = runner.invoke(app, ["fit", str(live_points / "fit-in"), "--out", str(tmp_path / "fit"), "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["source"] == "fitted" and len(doc["points"]) == 6
+    r = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--fit",
+            str(tmp_path / "fit" / "fit.json"),
+            "--slo",
+            "300",
+            "--out",
+            str(tmp_path / "sw"),
+            "--json",
+            "--max-concurrency",
+            "64",
+        ],
+    )
     assert r.exit_code == 0, r.output
     sw = json.loads(r.output)
     assert sw["inputs"]["results_source"] == "predicted (fitted model)" and set(sw["methods"]) == {"no-spec", "dspark"}
     assert all(row["source"] == "predicted (fitted model)" for row in sw["frontier"])
 
     # an engine without speculative counters: tau from acceptance curves, said per point
-    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'no-counters'}", "--out", str(tmp_path / "fit2")])
+    r = runner.invoke(app, ["fit", f"dspark={live_points / 'no-counters'}", "--out", str(tmp_path / "fit2")])
     assert r.exit_code == 2 and "--acceptance" in r.output
-    r = runner.invoke(app, ["fit", f"dspark={tmp_path / 'no-counters'}", "--acceptance", "qwen3-8b", "--out", str(tmp_path / "fit2"),
-                            "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "fit",
+            f"dspark={live_points / 'no-counters'}",
+            "--acceptance",
+            "qwen3-8b",
+            "--out",
+            str(tmp_path / "fit2"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     pts = json.loads(r.stdout)["points"]
-    assert len(pts) == 5 and all(p["tau_source"].startswith("acceptance file") and p["batch_tokens"] == 8 * p["requests"] for p in pts)
+    assert len(pts) == 5 and all(
+        p["tau_source"].startswith("acceptance file") and p["batch_tokens"] == 8 * p["requests"] for p in pts
+    )

@@ -61,8 +61,10 @@ def test_a_baselines_repeats_lend_their_run_to_run_spread_to_a_single_candidate_
 
 def _aa_gate(rng, metrics: int, se: float = 1.0, shift: float = 0.0, allowed: float = 0.0) -> bool:
     """One A/A (or shifted) gate over `metrics` independent metrics: did anything regress?"""
-    vs = [compare(one(rng.normal(100, se), se), one(rng.normal(100 - shift, se), se), "higher", allowed, 0.05, metrics)
-          for _ in range(metrics)]
+    vs = [
+        compare(one(rng.normal(100, se), se), one(rng.normal(100 - shift, se), se), "higher", allowed, 0.05, metrics)
+        for _ in range(metrics)
+    ]
     decide(vs, 0.05)
     return any(v.status == "regressed" for v in vs)
 
@@ -98,15 +100,30 @@ def sweeps(tmp_path_factory):
     for policy in ("dspark", "fixed"):
         for seed in (0, 1, 2):
             d = root / f"{policy}-{seed}"
-            r = runner.invoke(app, ["sweep", "--methods", "mtp-1,dspark", "--policy", policy, "--seed", str(seed),
-                                    "--out", str(d), "--json"])
+            r = runner.invoke(
+                app,
+                [
+                    "sweep",
+                    "--methods",
+                    "mtp-1,dspark",
+                    "--policy",
+                    policy,
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(d),
+                    "--json",
+                ],
+            )
             assert r.exit_code == 0, r.output
             out.setdefault(policy, []).append(str(d))
     return out
 
 
 def test_gate_passes_on_the_same_results(sweeps, tmp_path):
-    r = runner.invoke(app, ["gate", sweeps["dspark"][0], "--baseline", sweeps["dspark"][0], "--summary", str(tmp_path / "s.md")])
+    r = runner.invoke(
+        app, ["gate", sweeps["dspark"][0], "--baseline", sweeps["dspark"][0], "--summary", str(tmp_path / "s.md")]
+    )
     assert r.exit_code == 0, r.output
     assert "dsbench gate: passed" in r.output and (tmp_path / "s.md").read_text().startswith("**dsbench gate: passed**")
 
@@ -148,8 +165,17 @@ def test_unusable_input_exits_2(sweeps, tmp_path, case):
         (tmp_path / "x.json").write_text(json.dumps({"schema": "something/9"}))
         args = ["gate", str(tmp_path / "x.json"), *base]
     elif case == "nothing-in-common":
-        (tmp_path / "acc.json").write_text(json.dumps({"schema": "dsbench.acceptance/1", "source": "measured", "method": "dspark",
-                                                       "domain": "chat", "conditional": [0.8, 0.7]}))
+        (tmp_path / "acc.json").write_text(
+            json.dumps(
+                {
+                    "schema": "dsbench.acceptance/1",
+                    "source": "measured",
+                    "method": "dspark",
+                    "domain": "chat",
+                    "conditional": [0.8, 0.7],
+                }
+            )
+        )
         args = ["gate", str(tmp_path / "acc.json"), *base]
     else:
         (tmp_path / "r.toml").write_text('[[rules]]\nmetric = "*"\ndirection = "sideways"\n')
@@ -163,7 +189,12 @@ def test_unlike_runs_are_refused_naming_the_fields(sweeps, tmp_path):
     """An H200 sweep against an H100 one is another experiment: exit 2 naming device and profile;
     --allow-different compares anyway and every row says so."""
     other = tmp_path / "h200"
-    assert runner.invoke(app, ["sweep", "--methods", "mtp-1,dspark", "--profile", "h200-qwen3-8b", "--out", str(other)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["sweep", "--methods", "mtp-1,dspark", "--profile", "h200-qwen3-8b", "--out", str(other)]
+        ).exit_code
+        == 0
+    )
     r = runner.invoke(app, ["gate", str(other), "--baseline", sweeps["dspark"][0]])
     assert r.exit_code == 2 and "not like for like" in r.output
     assert "device: H100" in r.output and "vs H200" in r.output and "profile: h100-qwen3-8b.json" in r.output
@@ -190,8 +221,12 @@ def test_a_partial_sweep_is_gated_on_what_it_holds_or_refused(sweeps, tmp_path):
     full = json.loads((Path(sweeps["dspark"][0]) / "sweep.json").read_text())
     part = tmp_path / "partial"
     part.mkdir()
-    doc = {**full, "partial": True, "methods": {"mtp-1": full["methods"]["mtp-1"]},
-           "frontier": [r for r in full["frontier"] if r["method"] == "mtp-1"]}
+    doc = {
+        **full,
+        "partial": True,
+        "methods": {"mtp-1": full["methods"]["mtp-1"]},
+        "frontier": [r for r in full["frontier"] if r["method"] == "mtp-1"],
+    }
     (part / "sweep.json").write_text(json.dumps(doc))
     r = runner.invoke(app, ["gate", str(part), "--baseline", sweeps["dspark"][0]])
     assert r.exit_code == 2 and "partial" in r.output and "--allow-missing" in r.output
@@ -211,7 +246,9 @@ def test_exit_codes_mean_one_thing(sweeps, tmp_path, monkeypatch):
     ro.chmod(0o500)
     blocked = tmp_path / "file"
     blocked.write_text("")
-    r = runner.invoke(app, ["gate", sweeps["dspark"][0], "--baseline", sweeps["dspark"][0], "--summary", str(blocked / "s.md")])
+    r = runner.invoke(
+        app, ["gate", sweeps["dspark"][0], "--baseline", sweeps["dspark"][0], "--summary", str(blocked / "s.md")]
+    )
     assert r.exit_code == 2 and "cannot write" in r.output and "Traceback" not in r.output
 
     import dsbench.gate
@@ -243,9 +280,29 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
 
     with sim_server("--time-scale", "0.5") as (url, _):
         for name in ("a", "b"):
-            r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
-                                    "--duration-s", "8", "--warmup-s", "0.5", "--max-tokens", "48", "--out", str(tmp_path / name),
-                                    "--quiet"])
+            r = runner.invoke(
+                app,
+                [
+                    "load",
+                    "--url",
+                    url,
+                    "--model",
+                    "dsbench-sim",
+                    "--workload",
+                    "chat",
+                    "--concurrency",
+                    "4",
+                    "--duration-s",
+                    "8",
+                    "--warmup-s",
+                    "0.5",
+                    "--max-tokens",
+                    "48",
+                    "--out",
+                    str(tmp_path / name),
+                    "--quiet",
+                ],
+            )
             assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "a" / "load.json").read_text())
     assert doc["server"]["source"] == "simulated" and doc["points"][0]["source"] == "simulated"
@@ -255,9 +312,33 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     assert unc["output_tok_s"]["se"] and unc["tps_user_p50"]["se"] and unc["tau"]["se"]
     r = runner.invoke(app, ["gate", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
-    with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (url, _):  # another GPU behind the same URL shape
-        r = runner.invoke(app, ["load", "--url", url, "--model", "dsbench-sim", "--workload", "chat", "--concurrency", "4",
-                                "--requests", "8", "--warmup-s", "0", "--max-tokens", "16", "--out", str(tmp_path / "c"), "--quiet"])
+    with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (
+        url,
+        _,
+    ):  # another GPU behind the same URL shape
+        r = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                "dsbench-sim",
+                "--workload",
+                "chat",
+                "--concurrency",
+                "4",
+                "--requests",
+                "8",
+                "--warmup-s",
+                "0",
+                "--max-tokens",
+                "16",
+                "--out",
+                str(tmp_path / "c"),
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["gate", str(tmp_path / "c"), "--baseline", str(tmp_path / "a")])
     assert r.exit_code == 2 and "server profile: h100-qwen3-8b" in r.output and "device: H100" in r.output, r.output
@@ -308,8 +389,14 @@ def _run_workflow(event: str, workdir: Path, env: dict, store: Path) -> subproce
         elif "download-artifact" in uses:
             shutil.copytree(store, workdir / step["with"]["path"])
         elif "run" in step and not step["name"].startswith("Install"):
-            r = subprocess.run(["bash", "-euo", "pipefail", "-c", step["run"]], cwd=workdir, env=env, capture_output=True,
-                               text=True, timeout=600)
+            r = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", step["run"]],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             if step["name"] == "Gate":
                 gate = r
             else:
@@ -326,8 +413,14 @@ def test_the_example_workflow_runs_end_to_end_against_a_local_server(tmp_path):
 
     store = tmp_path / "artifact"
     with sim_server("--seed", "3") as (url, _):
-        env = {"STAGING_URL": url, "STAGING_MODEL": "dsbench-sim", "STAGING_API_KEY": "sk-secret-42",
-               "DSBENCH_RUNS": "2", "DSBENCH_DURATION": "2", "DSBENCH_WARMUP": "0.5"}
+        env = {
+            "STAGING_URL": url,
+            "STAGING_MODEL": "dsbench-sim",
+            "STAGING_API_KEY": "sk-secret-42",
+            "DSBENCH_RUNS": "2",
+            "DSBENCH_DURATION": "2",
+            "DSBENCH_WARMUP": "0.5",
+        }
         main, pr = tmp_path / "main", tmp_path / "pr"
         for d in (main, pr):
             (d / "docs").mkdir(parents=True)

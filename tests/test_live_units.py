@@ -1,13 +1,19 @@
 """Pure parts of live measurement: Prometheus parsing and deltas, per-request and per-point figures."""
 
-import pytest
-
 import json
 
-from dsbench.core.loadstats import (chunk_consistency, latency_pool, request_metrics, summarise, timing_warning,
-                                    tokens_in_window)
-from dsbench.live.client import RequestRecord, _parse_events
+import pytest
+
+from dsbench.core.loadstats import (
+    chunk_consistency,
+    latency_pool,
+    request_metrics,
+    summarise,
+    timing_warning,
+    tokens_in_window,
+)
 from dsbench.live import engines, prom
+from dsbench.live.client import RequestRecord, _parse_events
 
 # vLLM's counters as prometheus_client exposes them (two DP engines, with _created samples).
 VLLM_TEXT = """# HELP vllm:spec_decode_num_drafts_total Number of spec decoding drafts.
@@ -39,9 +45,16 @@ def test_vllm_counters_summed_over_engines_and_deltas():
     assert engines.detect(after) == "vllm"
     assert after.values["vllm:spec_decode_num_drafts_total"] == 100
     assert "vllm:spec_decode_num_drafts_created" not in after.values
-    zero = prom.parse(VLLM_TEXT.replace(" 60.0", " 0.0").replace(" 40.0", " 0.0").replace(" 180.0", " 0.0")
-                      .replace(" 120.0", " 0.0").replace(" 100.0", " 0.0").replace(" 50.0", " 0.0").replace(" 30.0", " 0.0")
-                      .replace(" 20.0", " 0.0"))
+    zero = prom.parse(
+        VLLM_TEXT.replace(" 60.0", " 0.0")
+        .replace(" 40.0", " 0.0")
+        .replace(" 180.0", " 0.0")
+        .replace(" 120.0", " 0.0")
+        .replace(" 100.0", " 0.0")
+        .replace(" 50.0", " 0.0")
+        .replace(" 30.0", " 0.0")
+        .replace(" 20.0", " 0.0")
+    )
     d = engines.counter_window("vllm", zero, after)
     assert d.tau_drafted == pytest.approx(2.5) and d.acceptance_rate == pytest.approx(0.5)
     assert d.survival == pytest.approx([0.8, 0.5, 0.2])
@@ -57,9 +70,17 @@ def test_counter_reset_is_reported_not_used():
 def _rec(start, chunks, tokens, n, error=None):
     """A record starting at `start` s with content chunks at absolute times `chunks` (s)."""
     ns = lambda t: int(t * 1e9)  # noqa: E731
-    return {"start_ns": ns(start), "scheduled_ns": ns(start) - ns(0.01), "first_chunk_ns": ns(chunks[0]),
-            "last_chunk_ns": ns(chunks[-1]), "end_ns": ns(chunks[-1]) + 1, "chunk_offsets_s": [c - start for c in chunks],
-            "chunk_tokens": tokens, "output_tokens": n, "error": error}
+    return {
+        "start_ns": ns(start),
+        "scheduled_ns": ns(start) - ns(0.01),
+        "first_chunk_ns": ns(chunks[0]),
+        "last_chunk_ns": ns(chunks[-1]),
+        "end_ns": ns(chunks[-1]) + 1,
+        "chunk_offsets_s": [c - start for c in chunks],
+        "chunk_tokens": tokens,
+        "output_tokens": n,
+        "error": error,
+    }
 
 
 def test_request_metrics_use_usage_tokens_not_chunks():
@@ -71,8 +92,12 @@ def test_request_metrics_use_usage_tokens_not_chunks():
 
 
 def test_window_counts_tokens_by_arrival_and_tail_percentiles():
-    recs = [_rec(0.0, [0.5, 1.5, 2.5], [1, 5, 5], 11), _rec(1.0, [1.1, 1.2], [1, 3], 4),
-            _rec(1.0, [1.2, 3.0], [1, 9], 10), _rec(0.5, [0.6], [1], 1, error="http_5xx")]
+    recs = [
+        _rec(0.0, [0.5, 1.5, 2.5], [1, 5, 5], 11),
+        _rec(1.0, [1.1, 1.2], [1, 3], 4),
+        _rec(1.0, [1.2, 3.0], [1, 9], 10),
+        _rec(0.5, [0.6], [1], 1, error="http_5xx"),
+    ]
     assert tokens_in_window(recs[0], int(1e9), int(2e9)) == 5
     s = summarise(recs, int(1e9), int(2.9e9), slo=20, concurrency=3)
     assert s["window_s"] == pytest.approx(1.9)
@@ -124,21 +149,41 @@ def _events(*payloads):
     return [(1_000_000 * (i + 1), json.dumps(p).encode()) for i, p in enumerate(payloads)]
 
 
-@pytest.mark.parametrize("tokens, why", [(10**15, "exceeds max_tokens"), (-7, "negative"), (1, "below the 3 content chunks"),
-                                         (2.5, "not a whole number")])
+@pytest.mark.parametrize(
+    "tokens, why",
+    [(10**15, "exceeds max_tokens"), (-7, "negative"), (1, "below the 3 content chunks"), (2.5, "not a whole number")],
+)
 def test_impossible_usage_is_flagged_not_reported(tokens, why):
     rec = RequestRecord(id=0, point="c=1", scheduled_ns=0, max_tokens=64)
     chunk = {"choices": [{"delta": {"content": "x"}}]}
-    _parse_events(rec, _events(chunk, chunk, chunk, {"choices": [{"delta": {}, "finish_reason": "length"}]},
-                               {"choices": [], "usage": {"completion_tokens": tokens, "prompt_tokens": 3}}), True, True)
+    _parse_events(
+        rec,
+        _events(
+            chunk,
+            chunk,
+            chunk,
+            {"choices": [{"delta": {}, "finish_reason": "length"}]},
+            {"choices": [], "usage": {"completion_tokens": tokens, "prompt_tokens": 3}},
+        ),
+        True,
+        True,
+    )
     assert rec.output_tokens is None and why in rec.usage_error and rec.error is None
 
 
 def test_per_request_statistics_are_kept_from_the_last_event():
     rec = RequestRecord(id=0, point="c=1", scheduled_ns=0, max_tokens=64)
     timings = {"predicted_n": 3, "draft_n": 4, "draft_n_accepted": 1}
-    _parse_events(rec, _events({"choices": [{"delta": {"content": "x"}}]}, {"choices": [{"delta": {"content": "y"}}]},
-                               {"choices": [], "usage": {"completion_tokens": 3}, "timings": timings}), True, True)
+    _parse_events(
+        rec,
+        _events(
+            {"choices": [{"delta": {"content": "x"}}]},
+            {"choices": [{"delta": {"content": "y"}}]},
+            {"choices": [], "usage": {"completion_tokens": 3}, "timings": timings},
+        ),
+        True,
+        True,
+    )
     assert rec.server_stats == {"timings": timings} and rec.output_tokens == 3
 
 

@@ -15,8 +15,12 @@ from dsbench.core.policies import Policy, dspark_lengths, schedule
 from dsbench.speculative.sampling import stop_inside_drafts, verify
 
 V = 4
-P = torch.tensor([[0.50, 0.20, 0.20, 0.10], [0.10, 0.60, 0.20, 0.10], [0.25, 0.25, 0.25, 0.25], [0.05, 0.15, 0.30, 0.50]])
-Q = torch.tensor([[0.30, 0.30, 0.20, 0.20], [0.20, 0.50, 0.10, 0.20], [0.40, 0.10, 0.40, 0.10], [0.10, 0.10, 0.20, 0.60]])
+P = torch.tensor(
+    [[0.50, 0.20, 0.20, 0.10], [0.10, 0.60, 0.20, 0.10], [0.25, 0.25, 0.25, 0.25], [0.05, 0.15, 0.30, 0.50]]
+)
+Q = torch.tensor(
+    [[0.30, 0.30, 0.20, 0.20], [0.20, 0.50, 0.10, 0.20], [0.40, 0.10, 0.40, 0.10], [0.10, 0.10, 0.20, 0.60]]
+)
 CONF = np.array([0.9, 0.6, 0.3, 0.8])  # confidence of the next draft given the previous token
 N = 200_000
 
@@ -66,13 +70,16 @@ def _pvalue(pairs):
 STEP = np.array([1.0, 1.0, 1.3, 1.75, 2.1])
 
 
-@pytest.mark.parametrize("name,lengths_fn", [
-    ("fixed", lambda c: schedule(Policy("fixed"), c[:, None, :])[:, 0]),
-    ("fixed:1", lambda c: schedule(Policy("fixed", 1), c[:, None, :])[:, 0]),
-    ("threshold:0.5", lambda c: schedule(Policy("threshold", 0.5), c[:, None, :])[:, 0]),
-    ("dspark", lambda c: dspark_lengths(c[:, None, :], STEP)[:, 0]),
-    ("none", lambda c: np.zeros(len(c), dtype=np.int64)),
-])
+@pytest.mark.parametrize(
+    "name,lengths_fn",
+    [
+        ("fixed", lambda c: schedule(Policy("fixed"), c[:, None, :])[:, 0]),
+        ("fixed:1", lambda c: schedule(Policy("fixed", 1), c[:, None, :])[:, 0]),
+        ("threshold:0.5", lambda c: schedule(Policy("threshold", 0.5), c[:, None, :])[:, 0]),
+        ("dspark", lambda c: dspark_lengths(c[:, None, :], STEP)[:, 0]),
+        ("none", lambda c: np.zeros(len(c), dtype=np.int64)),
+    ],
+)
 def test_emitted_tokens_follow_the_target(name, lengths_fn):
     pairs = _first_two(lengths_fn)
     assert _pvalue(pairs) > 1e-3, name

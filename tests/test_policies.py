@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dsbench.core.acceptance import RoundSampler
 from dsbench.core.policies import (
     Policy,
     dspark_async_lengths,
@@ -13,7 +14,6 @@ from dsbench.core.policies import (
     threshold_lengths,
     topk_lengths,
 )
-from dsbench.core.acceptance import RoundSampler
 from dsbench.readers import read_acceptance, read_profile
 from tests.conftest import smooth_verify_table
 
@@ -72,7 +72,9 @@ def test_early_stop_is_optimal_where_throughput_is_unimodal_along_the_path():
     for _ in range(300):
         r, g = int(rng.integers(1, 64)), int(rng.integers(2, 10))
         conf = _random_conf(rng, r, g)
-        table = smooth_verify_table(r, g, knee=int(rng.integers(r, r * (1 + g))), per_token_s=10 ** rng.uniform(-5.5, -4))
+        table = smooth_verify_table(
+            r, g, knee=int(rng.integers(r, r * (1 + g))), per_token_s=10 ** rng.uniform(-5.5, -4)
+        )
         s = np.sort(np.cumprod(conf, -1).ravel())[::-1][None, :]
         theta = expected_throughput_path(s, r, table)[0]
         if not _unimodal(theta):
@@ -105,8 +107,10 @@ def test_early_stop_shortfall_on_jagged_profile_is_reported(record_property):
     shortfalls = np.array(shortfalls)
     record_property("jagged_shortfall_mean", float(shortfalls.mean()))
     record_property("jagged_shortfall_max", float(shortfalls.max()))
-    print(f"Algorithm 1 on the jagged H100 roofline: mean shortfall {shortfalls.mean():.2%}, max {shortfalls.max():.2%}, "
-          f"short in {np.mean(shortfalls > 0):.0%} of rounds")
+    print(
+        f"Algorithm 1 on the jagged H100 roofline: mean shortfall {shortfalls.mean():.2%}, max {shortfalls.max():.2%}, "
+        f"short in {np.mean(shortfalls > 0):.0%} of rounds"
+    )
     assert shortfalls.max() > 0  # the profile really is jagged enough to show the effect
     assert shortfalls.mean() < 0.02
 
@@ -116,7 +120,9 @@ def test_dspark_never_worse_than_full_block_on_smooth_profiles():
     for _ in range(200):
         r, g = int(rng.integers(1, 128)), int(rng.integers(1, 12))
         conf = _random_conf(rng, r, g)
-        table = smooth_verify_table(r, g, knee=int(rng.integers(r, r * (1 + g))), per_token_s=10 ** rng.uniform(-5.5, -4))
+        table = smooth_verify_table(
+            r, g, knee=int(rng.integers(r, r * (1 + g))), per_token_s=10 ** rng.uniform(-5.5, -4)
+        )
         fixed_s = float(rng.uniform(0, 0.005))
         d = _expected_theta(conf, dspark_lengths(conf, table, fixed_s), table, fixed_s)
         f = _expected_theta(conf, fixed_lengths(conf), table, fixed_s)
@@ -155,8 +161,15 @@ def test_async_capacity_lags_two_rounds():
     np.testing.assert_array_equal(l.sum(-1)[:2], cap[:2])
 
 
-@pytest.mark.parametrize("text,expected", [("dspark", Policy("dspark")), ("fixed:3", Policy("fixed", 3.0)),
-                                           ("threshold:0.6", Policy("threshold", 0.6)), ("dspark-async", Policy("dspark-async"))])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("dspark", Policy("dspark")),
+        ("fixed:3", Policy("fixed", 3.0)),
+        ("threshold:0.6", Policy("threshold", 0.6)),
+        ("dspark-async", Policy("dspark-async")),
+    ],
+)
 def test_policy_parse(text, expected):
     assert Policy.parse(text) == expected
 

@@ -9,13 +9,25 @@ from dsbench.cli import app
 from dsbench.config import ProfileConfig
 from dsbench.profile.measure import load_hf_config, profile_target, torch_dtype
 from dsbench.profile.run import run_profile
-from dsbench.store import Store
 from dsbench.readers import read_profile
+from dsbench.store import Store
 
 runner = CliRunner()
-TINY = {"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": 256, "intermediate_size": 768,
-        "num_hidden_layers": 6, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 4096,
-        "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": True}
+TINY = {
+    "architectures": ["Qwen3ForCausalLM"],
+    "model_type": "qwen3",
+    "hidden_size": 256,
+    "intermediate_size": 768,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+    "vocab_size": 4096,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 10000.0,
+    "tie_word_embeddings": True,
+}
 
 
 @pytest.fixture
@@ -27,18 +39,63 @@ def tiny_config(tmp_path):
 
 def test_profile_end_to_end_writes_a_profile_sweep_reads(tiny_config, tmp_path):
     out = tmp_path / "cpu.json"
-    r = runner.invoke(app, ["profile", "--target", str(tiny_config), "--device", "cpu", "--concurrency", "1,4", "--batch-tokens", "1,4,16",
-                            "--context", "256", "--repeats", "5", "--warmup-passes", "2", "--threads", "1", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--target",
+            str(tiny_config),
+            "--device",
+            "cpu",
+            "--concurrency",
+            "1,4",
+            "--batch-tokens",
+            "1,4,16",
+            "--context",
+            "256",
+            "--repeats",
+            "5",
+            "--warmup-passes",
+            "2",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "measured" in r.output and "step ms" in r.output
     p = read_profile(out)
     assert p.source == "measured" and p.context_len == 256 and p.raw["complete"] is True
     assert p.device["threads"] == 1 and p.device["torch"] and p.raw["dtype"] == "fp32"
-    assert [(pt["requests"], pt["batch_tokens"]) for pt in p.raw["points"]] == [(1, 1), (1, 4), (1, 16), (4, 4), (4, 16)]
+    assert [(pt["requests"], pt["batch_tokens"]) for pt in p.raw["points"]] == [
+        (1, 1),
+        (1, 4),
+        (1, 16),
+        (4, 4),
+        (4, 16),
+    ]
     assert all(pt["step_s"] > 0 and pt["repeats"] == 5 for pt in p.raw["points"])
     assert "dsbench profile" in p.raw["provenance"]["command"] or p.raw["provenance"]["command"]
-    s = runner.invoke(app, ["sweep", "--profile", str(out), "--methods", "no-spec", "--baseline", "no-spec", "--slo", "10",
-                            "--max-concurrency", "8", "--json", "--out", str(tmp_path / "s")])
+    s = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--profile",
+            str(out),
+            "--methods",
+            "no-spec",
+            "--baseline",
+            "no-spec",
+            "--slo",
+            "10",
+            "--max-concurrency",
+            "8",
+            "--json",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     doc = json.loads(s.stdout)
     assert s.exit_code == 0 and doc["inputs"]["profile_source"] == "measured" and doc["methods"]["no-spec"]["feasible"]
 
@@ -82,8 +139,18 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
         if n == 2:
             raise KeyboardInterrupt
 
-    cfg = ProfileConfig(target=str(tiny_config), device="cpu", dtype="fp32", batch_tokens=[1, 4, 16], concurrency=[1],
-                        context=128, repeats=3, warmup_passes=1, threads=1, out=out)
+    cfg = ProfileConfig(
+        target=str(tiny_config),
+        device="cpu",
+        dtype="fp32",
+        batch_tokens=[1, 4, 16],
+        concurrency=[1],
+        context=128,
+        repeats=3,
+        warmup_passes=1,
+        threads=1,
+        out=out,
+    )
     with pytest.raises(KeyboardInterrupt):
         run_profile(cfg, stop_after_two, Store(out, single="profile.json"))
     doc = json.loads(out.read_text())
@@ -91,19 +158,33 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
     assert read_profile(out).source == "measured"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--target", "no/such/config.json"], "model config not found"),
-    (["--device", "cuda"], "no CUDA device is available"),
-    (["--device", "tpu"], "--device must be auto, cpu or cuda"),
-    (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
-    (["--dtype", "fp8"], "--dtype must be one of bf16, fp16, fp32"),
-    (["--layers", "1"], "--layers must be >= 2"),
-    (["--repeats", "1"], "--repeats must be >= 2"),
-    (["--batch-tokens", "x"], "--batch-tokens: expected comma-separated numbers"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--target", "no/such/config.json"], "model config not found"),
+        (["--device", "cuda"], "no CUDA device is available"),
+        (["--device", "tpu"], "--device must be auto, cpu or cuda"),
+        (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
+        (["--dtype", "fp8"], "--dtype must be one of bf16, fp16, fp32"),
+        (["--layers", "1"], "--layers must be >= 2"),
+        (["--repeats", "1"], "--repeats must be >= 2"),
+        (["--batch-tokens", "x"], "--batch-tokens: expected comma-separated numbers"),
+    ],
+)
 def test_bad_profile_inputs_are_one_line(args, message, tiny_config, tmp_path):
-    base = ["profile", "--target", str(tiny_config), "--device", "cpu", "--out", str(tmp_path / "p.json"), "--concurrency", "1",
-            "--batch-tokens", "1"]
+    base = [
+        "profile",
+        "--target",
+        str(tiny_config),
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "p.json"),
+        "--concurrency",
+        "1",
+        "--batch-tokens",
+        "1",
+    ]
     r = runner.invoke(app, base + args)
     assert r.exit_code == 2 and message in r.output, r.output
     assert "Traceback" not in r.output
@@ -122,9 +203,31 @@ def test_cuda_profile_with_graphs(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     out = tmp_path / "gpu.json"
-    r = runner.invoke(app, ["profile", "--target", "tiny-qwen3", "--device", "cuda", "--dtype", "bf16", "--concurrency", "1,8",
-                            "--batch-tokens", "8,64", "--context", "512", "--cuda-graph", "--draft", "dflash", "--gamma", "1,7",
-                            "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--target",
+            "tiny-qwen3",
+            "--device",
+            "cuda",
+            "--dtype",
+            "bf16",
+            "--concurrency",
+            "1,8",
+            "--batch-tokens",
+            "8,64",
+            "--context",
+            "512",
+            "--cuda-graph",
+            "--draft",
+            "dflash",
+            "--gamma",
+            "1,7",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     p = read_profile(out)
     assert p.device["kind"] == "cuda" and p.device["cuda"] and p.raw["cuda_graph"] is True
@@ -147,8 +250,26 @@ def test_out_of_memory_keeps_the_points_that_fit(tiny_config, monkeypatch, tmp_p
     failing.calls = 0
     monkeypatch.setattr(measure, "time_calls", failing)
     out = tmp_path / "oom.json"
-    r = runner.invoke(app, ["profile", "--target", str(tiny_config), "--device", "cpu", "--concurrency", "1", "--batch-tokens", "1,4,16,64",
-                            "--context", "64", "--repeats", "3", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "profile",
+            "--target",
+            str(tiny_config),
+            "--device",
+            "cpu",
+            "--concurrency",
+            "1",
+            "--batch-tokens",
+            "1,4,16,64",
+            "--context",
+            "64",
+            "--repeats",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "out of memory at 1 requests x 16 tokens" in r.output and "largest batch that fit: 4 tokens" in r.output
     doc = json.loads(out.read_text())

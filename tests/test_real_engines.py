@@ -31,7 +31,7 @@ def models(request):
 def counters(url: str) -> dict[str, float]:
     """Speculative counters summed over label sets, read with a plain regex (not dsbench's parser)."""
     out: dict[str, float] = {}
-    for m in re.finditer(r'^(\w+:spec_decode_\w+_total)(\{[^}]*\})? (\S+)$', httpx.get(url + "/metrics").text, re.M):
+    for m in re.finditer(r"^(\w+:spec_decode_\w+_total)(\{[^}]*\})? (\S+)$", httpx.get(url + "/metrics").text, re.M):
         pos = re.search(r'position="(\d+)"', m.group(2) or "")
         key = m.group(1) + (f"[{pos.group(1)}]" if pos else "")
         out[key] = out.get(key, 0.0) + float(m.group(3))
@@ -58,8 +58,28 @@ def vllm_logged(log, accepted: float, timeout_s: float = 30.0) -> tuple[int, int
 
 
 def load(url, out, *args):
-    r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--workload", "code", "--out", str(out),
-                            "--quiet", "--max-tokens", "64", "--warmup-s", "0", *map(str, args)])
+    r = runner.invoke(
+        app,
+        [
+            "load",
+            "--url",
+            url,
+            "--model",
+            "tiny",
+            "--workload",
+            "chat",
+            "--workload",
+            "code",
+            "--out",
+            str(out),
+            "--quiet",
+            "--max-tokens",
+            "64",
+            "--warmup-s",
+            "0",
+            *map(str, args),
+        ],
+    )
     assert r.exit_code == 0, r.output
     return read_load(out)
 
@@ -84,12 +104,33 @@ def chain(run, tmp_path, method: str, slo: float) -> None:
     assert r.exit_code == 0, r.output
     fit = json.loads(r.stdout)
     spec = {p["label"]: p["spec"] for p in read_load(run)["points"]}
-    assert all(p["tau"] == pytest.approx(spec[p["label"]]["tau"]) and "engine" in p["tau_source"] for p in fit["points"])
-    r = runner.invoke(app, ["sweep", "--fit", str(tmp_path / "fit" / "fit.json"), "--slo", str(slo), "--methods", method,
-                            "--baseline", method, "--max-concurrency", "16", "--out", str(tmp_path / "sweep"), "--json"])
+    assert all(
+        p["tau"] == pytest.approx(spec[p["label"]]["tau"]) and "engine" in p["tau_source"] for p in fit["points"]
+    )
+    r = runner.invoke(
+        app,
+        [
+            "sweep",
+            "--fit",
+            str(tmp_path / "fit" / "fit.json"),
+            "--slo",
+            str(slo),
+            "--methods",
+            method,
+            "--baseline",
+            method,
+            "--max-concurrency",
+            "16",
+            "--out",
+            str(tmp_path / "sweep"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["inputs"]["results_source"] == "predicted (fitted model)"
-    r = runner.invoke(app, ["report", str(run), str(tmp_path / "fit"), str(tmp_path / "sweep"), "-o", str(tmp_path / "r.html")])
+    r = runner.invoke(
+        app, ["report", str(run), str(tmp_path / "fit"), str(tmp_path / "sweep"), "-o", str(tmp_path / "r.html")]
+    )
     assert r.exit_code == 0, r.output
     html = (tmp_path / "r.html").read_text()
     assert "Tokens per chunk vs tau" in html and "temperature 0.0" in html
@@ -102,12 +143,43 @@ def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_
     spec = {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3, "prompt_lookup_min": 1}
     with vllm_server(target, spec, tmp_path / "vllm.log") as (url, log):
         before = counters(url)
-        run = load(url, tmp_path / "run", "--concurrency", "1,2,3,4,8", "--requests", "16", "--temperature", "0", "--method", "dflash")
+        run = load(
+            url,
+            tmp_path / "run",
+            "--concurrency",
+            "1,2,3,4,8",
+            "--requests",
+            "16",
+            "--temperature",
+            "0",
+            "--method",
+            "dflash",
+        )
         d = delta(before, counters(url))
         logged = vllm_logged(log, d["vllm:spec_decode_num_accepted_tokens_total"])
-        r = runner.invoke(app, ["accept", "--backend", url, "--model", "tiny", "--method", "dflash", "--workload", "chat",
-                                "--samples", "8", "--max-new-tokens", "64", "--temperature", "0", "--out", str(tmp_path / "acc"),
-                                "--json"])
+        r = runner.invoke(
+            app,
+            [
+                "accept",
+                "--backend",
+                url,
+                "--model",
+                "tiny",
+                "--method",
+                "dflash",
+                "--workload",
+                "chat",
+                "--samples",
+                "8",
+                "--max-new-tokens",
+                "64",
+                "--temperature",
+                "0",
+                "--out",
+                str(tmp_path / "acc"),
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
     assert run["engine"] == "vllm" and run["sampling"]["temperature"] == 0.0
     pts = run["points"]
@@ -115,8 +187,11 @@ def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_
     tot = pooled(pts)
     drafts = d["vllm:spec_decode_num_drafts_total"]
     assert tot["drafted"] == pytest.approx(drafts, rel=0.02) and tot["accepted"] == pytest.approx(
-        d["vllm:spec_decode_num_accepted_tokens_total"], rel=0.02)
-    assert tot["per_pos"] == pytest.approx([d[f"vllm:spec_decode_num_accepted_tokens_per_pos_total[{k}]"] for k in range(3)], rel=0.02)
+        d["vllm:spec_decode_num_accepted_tokens_total"], rel=0.02
+    )
+    assert tot["per_pos"] == pytest.approx(
+        [d[f"vllm:spec_decode_num_accepted_tokens_per_pos_total[{k}]"] for k in range(3)], rel=0.02
+    )
     assert (tot["accepted"], tot["draft_tokens"]) == pytest.approx(logged, rel=0.02)  # vLLM's own log lines
     for p in pts:  # n-gram drafting: many steps draft nothing, so tokens per decode step < vLLM's per drafted step
         s, c = p["spec"], p["spec_counters"]
@@ -137,13 +212,24 @@ def test_vllm_draft_model_and_a_tau_drop_fails_the_gate(models, tmp_path):
         spec = {"method": "draft_model", "model": str(draft), "num_speculative_tokens": k}
         with vllm_server(target, spec, tmp_path / f"vllm-{k}.log") as (url, _):
             before = counters(url)
-            runs[k] = load(url, tmp_path / f"k{k}", "--concurrency", "1,2,3,4,6" if k == 3 else "2", "--requests", "12",
-                           "--temperature", "0", "--method", "eagle3")
+            runs[k] = load(
+                url,
+                tmp_path / f"k{k}",
+                "--concurrency",
+                "1,2,3,4,6" if k == 3 else "2",
+                "--requests",
+                "12",
+                "--temperature",
+                "0",
+                "--method",
+                "eagle3",
+            )
             d = delta(before, counters(url))
         tot = pooled(runs[k]["points"])
         assert tot["drafted"] == pytest.approx(d["vllm:spec_decode_num_drafts_total"], rel=0.02)
         assert 1 + tot["accepted"] / tot["drafted"] == pytest.approx(
-            1 + d["vllm:spec_decode_num_accepted_tokens_total"] / d["vllm:spec_decode_num_drafts_total"], rel=0.02)
+            1 + d["vllm:spec_decode_num_accepted_tokens_total"] / d["vllm:spec_decode_num_drafts_total"], rel=0.02
+        )
     s3, s1 = runs[3]["points"][1]["spec"], runs[1]["points"][0]["spec"]  # both at c=2
     assert s3["tau"] > s1["tau"] and len(s3["survival"]) == 3 and len(s1["survival"]) == 1
     r = runner.invoke(app, ["gate", str(tmp_path / "k1"), "--baseline", str(tmp_path / "k3")])
@@ -153,18 +239,81 @@ def test_vllm_draft_model_and_a_tau_drop_fails_the_gate(models, tmp_path):
 
 def test_vllm_without_speculation_is_vllm_and_its_missing_tau_fails_the_gate(models, tmp_path):
     target, _ = models
-    with vllm_server(target, {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3, "prompt_lookup_min": 1},
-                     tmp_path / "a.log") as (url, _):
+    with vllm_server(
+        target,
+        {"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3, "prompt_lookup_min": 1},
+        tmp_path / "a.log",
+    ) as (url, _):
         load(url, tmp_path / "spec", "--concurrency", "2", "--requests", "8", "--temperature", "0")
     with vllm_server(target, None, tmp_path / "b.log") as (url, _):
         run = load(url, tmp_path / "plain", "--concurrency", "2", "--requests", "8", "--temperature", "0")
-        forced = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--out", str(tmp_path / "forced"),
-                                     "--concurrency", "1", "--requests", "2", "--engine", "sglang", "--max-tokens", "8"])
-        wrong = runner.invoke(app, ["load", "--url", url, "--model", "nope", "--workload", "chat", "--out", str(tmp_path / "wrong"),
-                                    "--concurrency", "1", "--requests", "2"])
-        acc = runner.invoke(app, ["accept", "--backend", url, "--model", "tiny", "--workload", "chat", "--samples", "2",
-                                  "--max-new-tokens", "8", "--temperature", "0", "--engine", "vllm", "--out", str(tmp_path / "acc")])
-    assert acc.exit_code == 2 and "no speculative-decoding figures" in acc.output and not list((tmp_path / "acc").glob("*.json"))
+        forced = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                "tiny",
+                "--workload",
+                "chat",
+                "--out",
+                str(tmp_path / "forced"),
+                "--concurrency",
+                "1",
+                "--requests",
+                "2",
+                "--engine",
+                "sglang",
+                "--max-tokens",
+                "8",
+            ],
+        )
+        wrong = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                "nope",
+                "--workload",
+                "chat",
+                "--out",
+                str(tmp_path / "wrong"),
+                "--concurrency",
+                "1",
+                "--requests",
+                "2",
+            ],
+        )
+        acc = runner.invoke(
+            app,
+            [
+                "accept",
+                "--backend",
+                url,
+                "--model",
+                "tiny",
+                "--workload",
+                "chat",
+                "--samples",
+                "2",
+                "--max-new-tokens",
+                "8",
+                "--temperature",
+                "0",
+                "--engine",
+                "vllm",
+                "--out",
+                str(tmp_path / "acc"),
+            ],
+        )
+    assert (
+        acc.exit_code == 2
+        and "no speculative-decoding figures" in acc.output
+        and not list((tmp_path / "acc").glob("*.json"))
+    )
     assert run["engine"] == "vllm" and run["points"][0]["spec"]["state"] == "unknown"
     assert forced.exit_code == 0 and "--engine sglang: no sglang speculative series" in forced.output
     assert wrong.exit_code == 2 and "model 'nope' is not served" in wrong.output and "it serves: tiny" in wrong.output
@@ -178,17 +327,52 @@ def test_llama_cpp_load_reads_its_counters_and_timings_and_the_chain_runs(models
     target, draft = models
     with llama_server(target, draft, 4, tmp_path / "llama.log") as (url, _):
         before = counters(url)
-        run = load(url, tmp_path / "run", "--concurrency", "1,2,3,4,6", "--requests", "12", "--temperature", "0", "--method", "eagle3")
+        run = load(
+            url,
+            tmp_path / "run",
+            "--concurrency",
+            "1,2,3,4,6",
+            "--requests",
+            "12",
+            "--temperature",
+            "0",
+            "--method",
+            "eagle3",
+        )
         d = delta(before, counters(url))
-        default = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--workload", "chat", "--out", str(tmp_path / "t08"),
-                                      "--quiet", "--max-tokens", "64", "--warmup-s", "0", "--concurrency", "2", "--requests", "12",
-                                      "--temperature", "-1"])
+        default = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                "tiny",
+                "--workload",
+                "chat",
+                "--out",
+                str(tmp_path / "t08"),
+                "--quiet",
+                "--max-tokens",
+                "64",
+                "--warmup-s",
+                "0",
+                "--concurrency",
+                "2",
+                "--requests",
+                "12",
+                "--temperature",
+                "-1",
+            ],
+        )
     assert default.exit_code == 0, default.output
     assert run["engine"] == "llama.cpp"
     pts = run["points"]
     assert all(p["spec"]["source"] == "per-request" and p["spec"]["state"] == "active" for p in pts)
     timings = [r["server_stats"]["timings"] for r in read_requests(tmp_path / "run") if not r.get("error")]
-    assert sum(t["draft_n"] for t in timings) == d["llamacpp:spec_decode_num_draft_tokens_total"]  # every request's, exactly
+    assert (
+        sum(t["draft_n"] for t in timings) == d["llamacpp:spec_decode_num_draft_tokens_total"]
+    )  # every request's, exactly
     assert sum(t["draft_n_accepted"] for t in timings) == d["llamacpp:spec_decode_num_accepted_tokens_total"]
     acc = sum(p["spec"]["accepted_tokens"] for p in pts)
     assert acc == pytest.approx(d["llamacpp:spec_decode_num_accepted_tokens_total"], rel=0.02)

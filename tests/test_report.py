@@ -32,13 +32,36 @@ def results(tmp_path_factory):
     prof = json.loads((REPO / "profiles" / "h100-qwen3-8b.json").read_text())
     prof["model"]["name"] = EVIL
     (root / "evil-profile.json").write_text(json.dumps(prof))
-    for args, out in ((["--profile", str(root / "evil-profile.json"), "--acceptance", "qwen3-8b"], run / "sweep"),
-                      (["--profile", "h200-qwen3-8b"], root / "run-b" / "sweep")):
+    for args, out in (
+        (["--profile", str(root / "evil-profile.json"), "--acceptance", "qwen3-8b"], run / "sweep"),
+        (["--profile", "h200-qwen3-8b"], root / "run-b" / "sweep"),
+    ):
         r = runner.invoke(app, ["sweep", *args, "--methods", "mtp-1,dflash,dspark", "--out", str(out), "--json"])
         assert r.exit_code == 0, r.output
     with sim_server("--domain", "chat", "--model-name", EVIL) as (url, _):
-        r = runner.invoke(app, ["load", "--url", url, "--model", EVIL, "--workload", "chat", "--concurrency", "1,2,4,8,16,32",
-                                "--max-tokens", "64", "--duration-s", "2", "--warmup-s", "0.5", "--out", str(run / "load"), "--quiet"])
+        r = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                EVIL,
+                "--workload",
+                "chat",
+                "--concurrency",
+                "1,2,4,8,16,32",
+                "--max-tokens",
+                "64",
+                "--duration-s",
+                "2",
+                "--warmup-s",
+                "0.5",
+                "--out",
+                str(run / "load"),
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["fit", f"dspark={run / 'load'}", "--out", str(run / "fit")])
     assert r.exit_code == 0, r.output
@@ -47,8 +70,25 @@ def results(tmp_path_factory):
     torch.manual_seed(0)
     d = BlockModel(target.config, draft_layers=1, n_features=1, markov_rank=16, confidence=True, mask_token_id=0)
     draft_dir = save_drafter(d, "dspark", target.config, root / "dspark", [0], 4)
-    r = runner.invoke(app, ["accept", "--target", str(target_dir), "--draft", str(draft_dir), "--workload", "code",
-                            "--samples", "4", "--max-new-tokens", "40", "--out", str(run / "accept"), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(target_dir),
+            "--draft",
+            str(draft_dir),
+            "--workload",
+            "code",
+            "--samples",
+            "4",
+            "--max-new-tokens",
+            "40",
+            "--out",
+            str(run / "accept"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["calibrate", "--acceptance", str(run / "accept"), "--out", str(run / "calibration.json")])
     assert r.exit_code == 0, r.output
@@ -58,7 +98,9 @@ def results(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(results):
     out = results / "report.html"
-    r = runner.invoke(app, ["report", str(results / "run-a"), str(results / "run-b"), "-o", str(out), "--title", "H100 <vs> H200"])
+    r = runner.invoke(
+        app, ["report", str(results / "run-a"), str(results / "run-b"), "-o", str(out), "--title", "H100 <vs> H200"]
+    )
     assert r.exit_code == 0, r.output
     return out.read_text()
 
@@ -86,9 +128,18 @@ def html_escaped(s: str) -> str:
 
 
 def test_report_has_every_section_side_by_side(report):
-    for title in ("Best throughput at the SLO", "Throughput vs per-user speed", "Verification budget per request vs concurrency",
-                  "Conditional acceptance per position", "Confidence calibration", "Latency and per-user speed per load point",
-                  "Tokens per chunk vs tau", "SPS(B) profile", "Fitted latency model", "Inputs and provenance"):
+    for title in (
+        "Best throughput at the SLO",
+        "Throughput vs per-user speed",
+        "Verification budget per request vs concurrency",
+        "Conditional acceptance per position",
+        "Confidence calibration",
+        "Latency and per-user speed per load point",
+        "Tokens per chunk vs tau",
+        "SPS(B) profile",
+        "Fitted latency model",
+        "Inputs and provenance",
+    ):
         assert f"<h2>{html_escaped(title)}" in report, title
     assert "repeat(2,1fr)" in report and "run-a" in report and "run-b" in report
     for source in ("simulated", "measured", "roofline", "paper", "fitted"):
@@ -117,8 +168,21 @@ def test_chromium_renders_the_figures(results, report, tmp_path):
     from dsbench.report.plots import METHOD_COLORS
 
     shot = results / "report.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,3000",
-                    f"--screenshot={shot}", (results / "report.html").as_uri()], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1400,3000",
+            f"--screenshot={shot}",
+            (results / "report.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     img = (mpimg.imread(shot)[..., :3] * 255).astype(int)
     for method in ("dspark", "dflash"):
         rgb = np.array([int(METHOD_COLORS[method][i : i + 2], 16) for i in (1, 3, 5)])

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
+from dsbench.config import SweepConfig
 from dsbench.core.acceptance import RoundSampler, Spread
 from dsbench.core.methods import DraftCost
 from dsbench.core.policies import Policy
 from dsbench.core.simulator import Scenario, closed_form, simulate
 from dsbench.readers import read_acceptance, read_profile
-from dsbench.config import SweepConfig
 from dsbench.sweep import build_scenarios
 
 CURVES = read_acceptance("qwen3-8b")

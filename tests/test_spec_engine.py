@@ -6,9 +6,9 @@ import torch
 
 from dsbench.core.policies import Policy
 from dsbench.profile.measure import build_model, load_hf_config
-from dsbench.speculative.models import build_draft_model
 from dsbench.speculative.drafters import NgramDrafter, Proposal, drafter_for
 from dsbench.speculative.engine import SpecDecoder
+from dsbench.speculative.models import build_draft_model
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,26 @@ def _drafter(method, target, gamma):
 def _plain_greedy(target, prompt, n):
     ids = torch.tensor([prompt])
     with torch.inference_mode():
-        out = target.generate(ids, max_new_tokens=n, do_sample=False, min_new_tokens=n, eos_token_id=None, pad_token_id=0)
-    return out[0, len(prompt):].tolist()
+        out = target.generate(
+            ids, max_new_tokens=n, do_sample=False, min_new_tokens=n, eos_token_id=None, pad_token_id=0
+        )
+    return out[0, len(prompt) :].tolist()
 
 
-@pytest.mark.parametrize("method,policy", [("dflash", Policy("fixed")), ("dspark", Policy("fixed")), ("eagle3", Policy("fixed")),
-                                           ("eagle3", Policy("fixed", 2)), ("mtp-1", Policy("fixed")),
-                                           ("dspark", Policy("threshold", 0.5)), ("dspark", Policy("dspark")), ("ngram", Policy("fixed")),
-                                           (None, Policy("fixed"))])
+@pytest.mark.parametrize(
+    "method,policy",
+    [
+        ("dflash", Policy("fixed")),
+        ("dspark", Policy("fixed")),
+        ("eagle3", Policy("fixed")),
+        ("eagle3", Policy("fixed", 2)),
+        ("mtp-1", Policy("fixed")),
+        ("dspark", Policy("threshold", 0.5)),
+        ("dspark", Policy("dspark")),
+        ("ngram", Policy("fixed")),
+        (None, Policy("fixed")),
+    ],
+)
 def test_greedy_output_equals_plain_target_decoding(target, method, policy):
     torch.manual_seed(0)
     drafter = _drafter(method, target, 5)
@@ -87,8 +99,14 @@ def test_batched_rows_decode_as_if_alone(target, method):
     decoding of it alone would."""
     torch.manual_seed(1)
     drafter = _drafter(method, target, 4)
-    dec = SpecDecoder(target, drafter, policy=Policy("dspark"), verify_s=lambda r: np.linspace(0.01, 0.03, r * 5 + 1),
-                      temperature=0.0, max_len=256)
+    dec = SpecDecoder(
+        target,
+        drafter,
+        policy=Policy("dspark"),
+        verify_s=lambda r: np.linspace(0.01, 0.03, r * 5 + 1),
+        temperature=0.0,
+        max_len=256,
+    )
     prompts = [[5, 17, 99], [3, 250, 1024, 7, 8, 9, 10], [42], [7, 7, 7, 7], [300, 301]]
     first = dec.start_many(prompts[:3])
     dec.step_all()

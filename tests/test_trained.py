@@ -5,7 +5,6 @@ import sys
 import time
 
 import httpx
-
 import numpy as np
 import pytest
 import torch
@@ -47,9 +46,27 @@ def test_training_pass_equals_the_inference_pass():
 def test_trained_drafters_are_accepted_and_the_markov_head_helps_late_positions(trained, tmp_path, record_property):
     figures = {}
     for method in ("dflash", "dspark"):
-        r = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained[method]), "--workload", "math",
-                                "--workload", "chat", "--samples", "10", "--max-new-tokens", "40", "--out", str(tmp_path / method),
-                                "--json"])
+        r = runner.invoke(
+            app,
+            [
+                "accept",
+                "--target",
+                str(trained["target"]),
+                "--draft",
+                str(trained[method]),
+                "--workload",
+                "math",
+                "--workload",
+                "chat",
+                "--samples",
+                "10",
+                "--max-new-tokens",
+                "40",
+                "--out",
+                str(tmp_path / method),
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
         figures[method] = json.loads(r.stdout)["datasets"]
     for method, ds in figures.items():
@@ -66,21 +83,62 @@ def test_dspark_policy_runs_on_real_confidences(trained, tmp_path, write_json):
     """Algorithm 1 inside the engine on the trained head's confidences. On a memory-bound H100 at
     one request it verifies the whole block; on a profile where every verified token costs 60 %
     more time it truncates, varying the length with the confidences."""
-    steep = write_json("steep.json", {"schema": "dsbench.profile/1", "source": "measured", "device": {"name": "test"},
-                                      "model": {"name": "tiny"}, "context_len": 64,
-                                      "points": [{"batch_tokens": b, "requests": 1, "step_s": 0.001 * (1 + 0.6 * (b - 1))}
-                                                 for b in range(1, 6)]})
+    steep = write_json(
+        "steep.json",
+        {
+            "schema": "dsbench.profile/1",
+            "source": "measured",
+            "device": {"name": "test"},
+            "model": {"name": "tiny"},
+            "context_len": 64,
+            "points": [{"batch_tokens": b, "requests": 1, "step_s": 0.001 * (1 + 0.6 * (b - 1))} for b in range(1, 6)],
+        },
+    )
     proposals = {}
     for profile in ("h100-qwen3-8b", str(steep)):
-        r = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]), "--workload", "chat",
-                                "--samples", "4", "--max-new-tokens", "30", "--policy", "dspark", "--profile", profile,
-                                "--out", str(tmp_path / "acc"), "--json"])
+        r = runner.invoke(
+            app,
+            [
+                "accept",
+                "--target",
+                str(trained["target"]),
+                "--draft",
+                str(trained["dspark"]),
+                "--workload",
+                "chat",
+                "--samples",
+                "4",
+                "--max-new-tokens",
+                "30",
+                "--policy",
+                "dspark",
+                "--profile",
+                profile,
+                "--out",
+                str(tmp_path / "acc"),
+                "--json",
+            ],
+        )
         assert r.exit_code == 0, r.output
         proposals[profile] = json.loads(r.stdout)["datasets"]["chat"]["mean_proposal"]
     assert proposals["h100-qwen3-8b"] == 4.0
     assert 0.0 < proposals[str(steep)] < 3.0
-    bad = runner.invoke(app, ["accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]), "--workload", "chat",
-                              "--policy", "dspark", "--out", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app,
+        [
+            "accept",
+            "--target",
+            str(trained["target"]),
+            "--draft",
+            str(trained["dspark"]),
+            "--workload",
+            "chat",
+            "--policy",
+            "dspark",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert bad.exit_code == 2 and "--policy dspark needs --profile" in bad.output
 
 
@@ -91,29 +149,79 @@ def test_serve_real_engine_under_load(trained, tmp_path):
     from dsbench.readers import read_load
     from tests.servers import _server
 
-    cmd = [sys.executable, "-m", "dsbench.cli", "serve", "--target", str(trained["target"]), "--draft", str(trained["dspark"]),
-           "--port", "{port}", "--model-name", "tiny", "--seed", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dsbench.cli",
+        "serve",
+        "--target",
+        str(trained["target"]),
+        "--draft",
+        str(trained["dspark"]),
+        "--port",
+        "{port}",
+        "--model-name",
+        "tiny",
+        "--seed",
+        "3",
+    ]
     with _server(cmd, 60) as (url, _):
-        r = runner.invoke(app, ["load", "--url", url, "--model", "tiny", "--concurrency", "2", "--workload", "chat",
-                                "--requests", "6", "--max-tokens", "24", "--warmup-s", "0", "--out", str(tmp_path), "--quiet"])
+        r = runner.invoke(
+            app,
+            [
+                "load",
+                "--url",
+                url,
+                "--model",
+                "tiny",
+                "--concurrency",
+                "2",
+                "--workload",
+                "chat",
+                "--requests",
+                "6",
+                "--max-tokens",
+                "24",
+                "--warmup-s",
+                "0",
+                "--out",
+                str(tmp_path),
+                "--quiet",
+            ],
+        )
         assert r.exit_code == 0, r.output
-        body = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12,
-                                                              "messages": [{"role": "user", "content": "Write a haiku"}]}, timeout=30).json()
-        too_long = httpx.post(url + "/v1/chat/completions", json={"model": "tiny", "max_tokens": 12, "messages": [
-            {"role": "user", "content": "word " * 5000}]}, timeout=30)
+        body = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "tiny", "max_tokens": 12, "messages": [{"role": "user", "content": "Write a haiku"}]},
+            timeout=30,
+        ).json()
+        too_long = httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "tiny", "max_tokens": 12, "messages": [{"role": "user", "content": "word " * 5000}]},
+            timeout=30,
+        )
         assert too_long.status_code == 400 and "holds at most" in too_long.text
-        with httpx.stream("POST", url + "/v1/completions", json={"model": "tiny", "max_tokens": 400, "prompt": "Once",
-                                                                 "stream": True}, timeout=30) as r:
+        with httpx.stream(
+            "POST",
+            url + "/v1/completions",
+            json={"model": "tiny", "max_tokens": 400, "prompt": "Once", "stream": True},
+            timeout=30,
+        ) as r:
             next(line for line in r.iter_lines() if line.startswith("data: {"))  # one chunk, then hang up
         running = None
         for _ in range(50):  # the engine notices the cancelled request and frees its row
             time.sleep(0.1)
-            running = next(float(line.rsplit(" ", 1)[1]) for line in httpx.get(url + "/metrics").text.splitlines()
-                           if line.startswith("vllm:num_requests_running"))
+            running = next(
+                float(line.rsplit(" ", 1)[1])
+                for line in httpx.get(url + "/metrics").text.splitlines()
+                if line.startswith("vllm:num_requests_running")
+            )
             if running == 0:
                 break
         assert running == 0
-        still = httpx.post(url + "/v1/completions", json={"model": "tiny", "max_tokens": 5, "prompt": "Hello"}, timeout=30)
+        still = httpx.post(
+            url + "/v1/completions", json={"model": "tiny", "max_tokens": 5, "prompt": "Hello"}, timeout=30
+        )
         assert still.status_code == 200 and still.json()["usage"]["completion_tokens"] <= 5
     recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and all(rec["error"] is None and 1 <= rec["output_tokens"] <= 24 for rec in recs)
@@ -143,7 +251,9 @@ TEMPERATURE = 3.0  # the trained target is nearly deterministic at 1.0; a flatte
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["dflash", "dspark", "dspark-threshold", "dspark-biased", "eagle3", "mtp-1", "eagle3-biased"])
+@pytest.mark.parametrize(
+    "method", ["dflash", "dspark", "dspark-threshold", "dspark-biased", "eagle3", "mtp-1", "eagle3-biased"]
+)
 def test_engine_output_follows_the_target(trained, method, monkeypatch):
     """Through the whole batched engine (drafter, policy, target pass, rejection sampling): the
     first token of a round follows the target's distribution given the anchor. Chi-square over the
@@ -176,15 +286,19 @@ def test_engine_output_follows_the_target(trained, method, monkeypatch):
         layer_ids, gamma = info.target_layer_ids, info.gamma
     policy = Policy("threshold", 0.5) if method == "dspark-threshold" else Policy("fixed")
     if method.endswith("-biased"):
+
         def biased(p, q, drafts, lengths, gen):
             acc, _ = verify(p, q, drafts, lengths, gen)
             return acc, torch.multinomial(p[torch.arange(len(acc)), acc], 1, generator=gen)[:, 0]  # p, not the residual
+
         monkeypatch.setattr(engine_mod, "verify", biased)
     dec = SpecDecoder(target, drafter_for(drafter, target, layer_ids, gamma), policy, None, TEMPERATURE, max_len=128)
     prompt = render(tok, "Give me three ideas for a rainy weekend with two children.")
     anchor, firsts = _first_round_tokens(dec, prompt, 3000)
     with torch.no_grad():
-        p = torch.softmax(target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].double() / TEMPERATURE, -1).numpy()
+        p = torch.softmax(
+            target(input_ids=torch.tensor([prompt + [anchor]])).logits[0, -1].double() / TEMPERATURE, -1
+        ).numpy()
     expected = p * len(firsts)
     big = expected >= 30  # well-filled cells: sparse ones give the statistic heavy tails
     obs = np.bincount(firsts, minlength=len(p))

@@ -38,8 +38,12 @@ def _render(tok, user: str, answer: str | None = None) -> list[int]:
 
 
 def _prompts() -> list[str]:
-    return [json.loads(line)["prompt"] for name in ("math", "code", "chat")
-            for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)["prompt"]
+        for name in ("math", "code", "chat")
+        for line in (REPO / "workloads" / f"{name}.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 def train_target(out: Path, steps: int = 300, **shape) -> Path:
@@ -68,8 +72,10 @@ def train_target(out: Path, steps: int = 300, **shape) -> Path:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
-        loss = sum(model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss * (n / total)
-                   for ids, labels, n in buckets)
+        loss = sum(
+            model(input_ids=ids, attention_mask=(labels != -100).long(), labels=labels).loss * (n / total)
+            for ids, labels, n in buckets
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -90,8 +96,15 @@ def target_samples(target_dir: Path) -> list[tuple]:
     with torch.no_grad():  # (not inference_mode: these tensors feed training)
         for p in _prompts():
             prompt = torch.tensor([_render(tok, p)])
-            seq = target.generate(prompt, max_new_tokens=40, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                                  pad_token_id=tok.pad_token_id)[0]
+            seq = target.generate(
+                prompt,
+                max_new_tokens=40,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                pad_token_id=tok.pad_token_id,
+            )[0]
             out_t = target(input_ids=seq[None], output_hidden_states=True)
             feats = torch.cat([out_t.hidden_states[i + 1][0] for i in LAYER_IDS], -1)
             probs = torch.softmax(out_t.logits[0].float(), -1)  # probs[t] predicts token t+1
@@ -106,8 +119,14 @@ def distill(target_dir: Path, out: Path, markov: bool, data: list[tuple], epochs
 
     tok = AutoTokenizer.from_pretrained(target_dir)
     target = AutoModelForCausalLM.from_pretrained(target_dir)  # for its config, embedding and head
-    d = BlockModel(target.config, draft_layers=1, n_features=len(LAYER_IDS), markov_rank=32 if markov else 0,
-                     confidence=markov, mask_token_id=tok.pad_token_id)
+    d = BlockModel(
+        target.config,
+        draft_layers=1,
+        n_features=len(LAYER_IDS),
+        markov_rank=32 if markov else 0,
+        confidence=markov,
+        mask_token_id=tok.pad_token_id,
+    )
     with torch.no_grad():  # frozen copies of the target's embedding and head, as DeepSpec keeps them
         d.embed_tokens.weight.copy_(target.get_input_embeddings().weight)
         d.lm_head.weight.copy_(target.get_output_embeddings().weight)
@@ -121,8 +140,9 @@ def distill(target_dir: Path, out: Path, markov: bool, data: list[tuple], epochs
             logits, _, corrected, conf = block_train_forward(d, seq, feats, anchors, GAMMA)
             out_logits = corrected if corrected is not None else logits
             tgt_pos = anchors[:, None] + torch.arange(1, GAMMA + 1)[None, :]
-            ce = torch.nn.functional.cross_entropy(out_logits.reshape(-1, out_logits.shape[-1]), seq[tgt_pos].reshape(-1),
-                                                   reduction="none").view(-1, GAMMA)
+            ce = torch.nn.functional.cross_entropy(
+                out_logits.reshape(-1, out_logits.shape[-1]), seq[tgt_pos].reshape(-1), reduction="none"
+            ).view(-1, GAMMA)
             loss = (ce * w).mean()
             if conf is not None:
                 p_t = probs[tgt_pos - 1]  # the target's distribution for each slot's token

@@ -15,7 +15,8 @@ app = typer.Typer(
     name="dsbench",
     help="Benchmark and plan capacity for speculative decoding: no-spec, MTP-1, DFlash, Eagle3, DSpark.",
     epilog="Exit codes, every command: 0 done (gate: passed), 1 regressed (gate only), 2 unusable input (a bad "
-    "file, option or path; a server that could not be measured as asked), 70 an internal error (a bug), 130 interrupted.",
+    "file, option or path; a server that could not be measured as asked), 70 an internal error (a bug), 130 "
+    "interrupted.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -59,8 +60,12 @@ def handles_input_errors(fn):
         except Exception as e:
             if os.environ.get("DSBENCH_TRACEBACK"):
                 raise
-            err.print(f"[bold red]internal error:[/] {type(e).__name__}: {e} (a bug in dsbench; DSBENCH_TRACEBACK=1 "
-                      "shows where)", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]internal error:[/] {type(e).__name__}: {e} (a bug in dsbench; DSBENCH_TRACEBACK=1 "
+                "shows where)",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
@@ -76,8 +81,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.", is_eager=True,
-                                          callback=_print_version)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True, callback=_print_version)
+    ] = False,
 ):
     pass
 
@@ -98,8 +104,14 @@ def option(cfg, name: str, **extra):
     if meta.get("csv") and isinstance(default, (list, tuple)):
         default = ",".join(str(x) for x in default)
     decls = [flag_of(f)] + ([meta["short"]] if meta.get("short") else [])
-    return typer.Option(... if default is MISSING else default, *decls, help=meta.get("help"),
-                        rich_help_panel=meta.get("panel"), show_default=default not in (None, MISSING, "", []), **extra)
+    return typer.Option(
+        ... if default is MISSING else default,
+        *decls,
+        help=meta.get("help"),
+        rich_help_panel=meta.get("panel"),
+        show_default=default not in (None, MISSING, "", []),
+        **extra,
+    )
 
 
 def argument(cfg, name: str, **extra):
@@ -108,7 +120,9 @@ def argument(cfg, name: str, **extra):
 
     f = _field(cfg, name)
     default = default_of(f)
-    return typer.Argument(... if default is MISSING else default, help=f.metadata.get("help"), show_default=False, **extra)
+    return typer.Argument(
+        ... if default is MISSING else default, help=f.metadata.get("help"), show_default=False, **extra
+    )
 
 
 def config(cfg, values: dict):
@@ -139,8 +153,14 @@ def progress_bar(verb: str, show: bool = True):
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(f"{verb} [bold]{{task.fields[label]}}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as bar:
+    with Progress(
+        TextColumn(f"{verb} [bold]{{task.fields[label]}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
         task = bar.add_task(verb, total=None, label="")
 
         def progress(label: str, done: int, total: int | None) -> None:
@@ -150,7 +170,9 @@ def progress_bar(verb: str, show: bool = True):
 
 
 def json_flag():
-    return typer.Option(False, "--json", help="Print the result as one JSON object on stdout (no table).", rich_help_panel="Output")
+    return typer.Option(
+        False, "--json", help="Print the result as one JSON object on stdout (no table).", rich_help_panel="Output"
+    )
 
 
 def quiet_flag():

@@ -14,8 +14,10 @@ from ._common import app, config, handles_input_errors, json_flag, json_object, 
 
 @app.command(
     epilog="Examples:\n\n"
-    "  dsbench accept --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --workload math --workload chat --samples 50 --out acc/\n\n"
-    "  dsbench accept --backend http://127.0.0.1:8000 --model Qwen/Qwen3-8B --method dspark --workload chat --samples 100 --out acc-live/\n\n"
+    "  dsbench accept --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --workload math --workload chat --samples "
+    "50 --out acc/\n\n"
+    "  dsbench accept --backend http://127.0.0.1:8000 --model Qwen/Qwen3-8B --method dspark --workload chat "
+    "--samples 100 --out acc-live/\n\n"
     "  dsbench sweep --acceptance acc/ --methods mtp-1,dspark --domain math --slo 80"
 )
 @handles_input_errors

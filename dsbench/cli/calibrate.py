@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+
 from ..config import CalibrateConfig
 from . import present
 from ._common import app, config, handles_input_errors, json_flag, option
@@ -32,8 +33,12 @@ def calibrate(
     doc = run_calibrate(cfg)
     path = save(doc, Store(cfg.out, cfg.force, single="calibration.json"))
     if as_json:
-        sys.stdout.write(json.dumps({k: doc[k] for k in ("temperatures", "rounds_fit", "rounds_held_out")}
-                                    | {"ece_before": doc["before"]["ece_mean"], "ece_after": doc["after"]["ece_mean"],
-                                       "file": str(path)}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {k: doc[k] for k in ("temperatures", "rounds_fit", "rounds_held_out")}
+                | {"ece_before": doc["before"]["ece_mean"], "ece_after": doc["after"]["ece_mean"], "file": str(path)}
+            )
+            + "\n"
+        )
         return
     present.calibration(doc, path)

@@ -57,13 +57,23 @@ def gate(
         rows = make_plan(cfg.baseline, cfg.rules, cfg.max_drop_pct, cfg.alpha)
         sys.stdout.write(json.dumps([asdict(r) for r in rows]) + "\n" if as_json else plan_markdown(rows, cfg.baseline))
         return
-    res = run_gate(cfg.candidate, cfg.baseline, cfg.rules, cfg.max_drop_pct, cfg.allow_missing, cfg.alpha,
-                   cfg.allow_different, cfg.run_noise_pct)
+    res = run_gate(
+        cfg.candidate,
+        cfg.baseline,
+        cfg.rules,
+        cfg.max_drop_pct,
+        cfg.allow_missing,
+        cfg.alpha,
+        cfg.allow_different,
+        cfg.run_noise_pct,
+    )
     write_outputs(res, cfg.summary, cfg.junit)
     sys.stdout.write(json.dumps(res.to_dict()) + "\n" if as_json else markdown(res))
     if res.inconclusive:
-        err.print(f"[yellow]inconclusive[/]: {len(res.inconclusive)} metric(s) the runs cannot resolve (see the table)",
-                  highlight=False)
+        err.print(
+            f"[yellow]inconclusive[/]: {len(res.inconclusive)} metric(s) the runs cannot resolve (see the table)",
+            highlight=False,
+        )
     if res.regressed:
         err.print(f"[bold red]regressed[/]: {len(res.regressed)} metric(s)", highlight=False)
         raise typer.Exit(EXIT_REGRESSED)

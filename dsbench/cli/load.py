@@ -11,15 +11,30 @@ import typer
 
 from ..config import LoadConfig
 from . import present
-from ._common import (EXIT_INPUT, EXIT_INTERRUPTED, app, config, console, err, handles_input_errors, json_flag, json_object,
-                      option, progress_bar, quiet_flag)
+from ._common import (
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    app,
+    config,
+    console,
+    err,
+    handles_input_errors,
+    json_flag,
+    json_object,
+    option,
+    progress_bar,
+    quiet_flag,
+)
 
 
 @app.command(
     epilog="Examples:\n\n"
-    "  dsbench load --url http://127.0.0.1:8000 --model dsbench-sim --concurrency 1,4,16 --workload math --duration-s 20\n\n"
-    "  dsbench load --url http://127.0.0.1:8000 --model Qwen/Qwen3-8B --rate 2,4 --workload workloads/chat.jsonl --requests 200 --api-key-env OPENAI_API_KEY\n\n"
-    "  dsbench load --url http://127.0.0.1:30000 --model m --concurrency 8 --workload code --duration-s 60 --engine sglang --json"
+    "  dsbench load --url http://127.0.0.1:8000 --model dsbench-sim --concurrency 1,4,16 --workload math "
+    "--duration-s 20\n\n"
+    "  dsbench load --url http://127.0.0.1:8000 --model Qwen/Qwen3-8B --rate 2,4 --workload workloads/chat.jsonl "
+    "--requests 200 --api-key-env OPENAI_API_KEY\n\n"
+    "  dsbench load --url http://127.0.0.1:30000 --model m --concurrency 8 --workload code --duration-s 60 --engine "
+    "sglang --json"
 )
 @handles_input_errors
 def load(
@@ -69,20 +84,29 @@ def load(
     show = not (quiet or as_json)
     try:
         with progress_bar("load point", show) as progress:
-            doc = run_load(cfg, writer, progress, (lambda s: err.print(present.load_point(s), highlight=False)) if show else None)
+            doc = run_load(
+                cfg, writer, progress, (lambda s: err.print(present.load_point(s), highlight=False)) if show else None
+            )
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]: kept {cfg.out}/requests.jsonl and the finished points in {cfg.out}/load.json")
+        err.print(
+            f"[yellow]interrupted[/]: kept {cfg.out}/requests.jsonl and the finished points in {cfg.out}/load.json"
+        )
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         sys.stdout.write(json.dumps(doc) + "\n")
     else:
         present.load(doc)
-        console.print(f"wrote {cfg.out}/load.json, {cfg.out}/requests.jsonl, {cfg.out}/points/", style="dim", highlight=False)
+        console.print(
+            f"wrote {cfg.out}/load.json, {cfg.out}/requests.jsonl, {cfg.out}/points/", style="dim", highlight=False
+        )
     if doc.get("stopped"):
         err.print(f"[bold red]error:[/] {doc['stopped']}; results so far are in {cfg.out}", highlight=False)
         raise typer.Exit(EXIT_INPUT)  # the server could not be measured as asked (1 is only ever gate's "regressed")
     cancelled = sum(s.get("requests_cancelled", 0) for s in doc["points"])
     if cancelled:
-        err.print(f"[bold red]error:[/] {cancelled} requests were still running when --drain-s ran out and were cancelled "
-                  "(stalled streams, or raise --drain-s); their partial records are in requests.jsonl", highlight=False)
+        err.print(
+            f"[bold red]error:[/] {cancelled} requests were still running when --drain-s ran out and were cancelled "
+            "(stalled streams, or raise --drain-s); their partial records are in requests.jsonl",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_INPUT)

@@ -23,17 +23,30 @@ def fit(doc: dict) -> None:
     console.print(params)
     poor = [n for n, p in doc["params"].items() if "poorly" in p.get("note", "")]
     if poor:
-        console.print(f"[yellow]poorly determined[/] (1 sigma > value): {', '.join(poor)} — these points cannot tell them apart; "
-                  "measure where they differ (more concurrency levels, another policy, no-spec points)", highlight=False)
-    pts = Table(title=f"Per point: MAPE {doc['mape_pct']:.1f} %, {doc['flagged']} flagged (> {doc['flag_pct']:g} %)",
-                caption="round time = tau x mean TPOT (measured) vs the model (fitted)", caption_justify="left")
+        console.print(
+            f"[yellow]poorly determined[/] (1 sigma > value): {', '.join(poor)} — these points cannot tell them apart; "
+            "measure where they differ (more concurrency levels, another policy, no-spec points)",
+            highlight=False,
+        )
+    pts = Table(
+        title=f"Per point: MAPE {doc['mape_pct']:.1f} %, {doc['flagged']} flagged (> {doc['flag_pct']:g} %)",
+        caption="round time = tau x mean TPOT (measured) vs the model (fitted)",
+        caption_justify="left",
+    )
     for col in ("method", "point", "R", "B", "tau", "round ms", "fitted ms", "error"):
         pts.add_column(col, justify="left" if col in ("method", "point") else "right")
     for p in doc["points"]:
         err_s = f"{p['rel_error'] * 100:+.1f} %"
-        pts.add_row(p["method"], str(p["label"]), f"{p['requests']:.0f}", f"{p['batch_tokens']:.0f}", f"{p['tau']:.2f}",
-                    f"{p['round_s'] * 1e3:.2f}", f"{p['round_s_fitted'] * 1e3:.2f}",
-                    f"[yellow]{err_s} flagged[/]" if p["flagged"] else err_s)
+        pts.add_row(
+            p["method"],
+            str(p["label"]),
+            f"{p['requests']:.0f}",
+            f"{p['batch_tokens']:.0f}",
+            f"{p['tau']:.2f}",
+            f"{p['round_s'] * 1e3:.2f}",
+            f"{p['round_s_fitted'] * 1e3:.2f}",
+            f"[yellow]{err_s} flagged[/]" if p["flagged"] else err_s,
+        )
     console.print(pts)
 
 
@@ -41,9 +54,12 @@ def calibration(doc: dict, path) -> None:
     """`dsbench calibrate`: the temperatures and the held-out ECE before and after."""
     before, after = doc["before"], doc["after"]
     console.print(f"temperatures per position: {' '.join(f'{t:.2f}' for t in doc['temperatures'])}", highlight=False)
-    console.print(f"held-out ECE {fmt(before['ece_mean'], '.2%')} -> {fmt(after['ece_mean'], '.2%')} (per position "
-                  f"before: {' '.join(fmt(x, '.3f') for x in before['ece'])}; "
-                  f"after: {' '.join(fmt(x, '.3f') for x in after['ece'])})", highlight=False)
+    console.print(
+        f"held-out ECE {fmt(before['ece_mean'], '.2%')} -> {fmt(after['ece_mean'], '.2%')} (per position "
+        f"before: {' '.join(fmt(x, '.3f') for x in before['ece'])}; "
+        f"after: {' '.join(fmt(x, '.3f') for x in after['ece'])})",
+        highlight=False,
+    )
     console.print(f"wrote {path}", style="dim", highlight=False)
 
 
@@ -51,54 +67,95 @@ def sweep(s: dict) -> None:
     """`dsbench sweep`: per method, the best throughput at the SLO and what it takes."""
     inp = s["inputs"]
     table = Table(
-        title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  ({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
-        caption=(f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
-                 + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
-                 + "; per-user speed = tau / round time; budget = tokens verified per request per round"
-                 + (f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
-                    if inp["profiled_max_requests"] < max(inp["concurrency"]) else "")
-                 + ("; concurrency capped at %d where the KV cache fills memory" % inp["max_concurrency_memory"] if inp["capped_by_memory"] else "")),
+        title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  "
+        f"({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
+        caption=(
+            f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
+            + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
+            + "; per-user speed = tau / round time; budget = tokens verified per request per round"
+            + (
+                f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
+                if inp["profiled_max_requests"] < max(inp["concurrency"])
+                else ""
+            )
+            + (
+                f"; concurrency capped at {inp['max_concurrency_memory']} where the KV cache fills memory"
+                if inp["capped_by_memory"]
+                else ""
+            )
+        ),
         caption_justify="left",
     )
-    for col, just in [("method", "left"), ("policy", "left"), ("tok/s/GPU", "right"), ("conc.", "right"),
-                      ("tok/s/user", "right"), ("budget", "right"), (f"vs {s['baseline']}", "right"),
-                      ("peak/user", "right")]:
+    for col, just in [
+        ("method", "left"),
+        ("policy", "left"),
+        ("tok/s/GPU", "right"),
+        ("conc.", "right"),
+        ("tok/s/user", "right"),
+        ("budget", "right"),
+        (f"vs {s['baseline']}", "right"),
+        ("peak/user", "right"),
+    ]:
         table.add_column(col, justify=just, no_wrap=True)
     for name, m in s["methods"].items():
         if m["feasible"]:
-            table.add_row(name, m["policy"], fmt(m["throughput"], ",.0f"), str(m["concurrency"]), fmt(m["tps_user"], ".1f"),
-                          fmt(m["verify_budget"], ".2f"), fmt(m["ratio"], ".2f", "—") + ("x" if m["ratio"] is not None else ""),
-                          fmt(m["peak_tps_user"], ".0f"))
+            table.add_row(
+                name,
+                m["policy"],
+                fmt(m["throughput"], ",.0f"),
+                str(m["concurrency"]),
+                fmt(m["tps_user"], ".1f"),
+                fmt(m["verify_budget"], ".2f"),
+                fmt(m["ratio"], ".2f", "—") + ("x" if m["ratio"] is not None else ""),
+                fmt(m["peak_tps_user"], ".0f"),
+            )
         else:
-            table.add_row(name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f"))
+            table.add_row(
+                name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f")
+            )
     console.print(table)
 
 
 def profile(doc: dict, path) -> None:
     """`dsbench profile`: a roofline profile in one line; a measured one as its table of step times."""
     if doc["source"] == "roofline":
-        console.print(f"wrote {path}: roofline profile of {doc['model']['name']} on {doc['device']['name']}, "
-                      f"{len(doc['points'])} points, KV cache fits {doc['max_requests']} requests at context "
-                      f"{doc['context_len']}", highlight=False)
+        console.print(
+            f"wrote {path}: roofline profile of {doc['model']['name']} on {doc['device']['name']}, "
+            f"{len(doc['points'])} points, KV cache fits {doc['max_requests']} requests at context "
+            f"{doc['context_len']}",
+            highlight=False,
+        )
         return
-    table = Table(title=f"Verification step time — {doc['model']['name']} on {doc['device']['name']} "
-                        f"({doc['dtype']}, context {doc['context_len']}, {doc['device']['threads']} threads; measured)")
+    table = Table(
+        title=f"Verification step time — {doc['model']['name']} on {doc['device']['name']} "
+        f"({doc['dtype']}, context {doc['context_len']}, {doc['device']['threads']} threads; measured)"
+    )
     for col in ("requests", "batch tokens", "tokens/request", "step ms", "SPS", "cv"):
         table.add_column(col, justify="right")
     for p in doc["points"]:
-        table.add_row(str(p["requests"]), str(p["batch_tokens"]), str(p["tokens_per_request"]),
-                      f"{p['step_s'] * 1e3:.3f}", f"{1 / p['step_s']:.1f}", f"{p['cv']:.1%}")
+        table.add_row(
+            str(p["requests"]),
+            str(p["batch_tokens"]),
+            str(p["tokens_per_request"]),
+            f"{p['step_s'] * 1e3:.3f}",
+            f"{1 / p['step_s']:.1f}",
+            f"{p['cv']:.1%}",
+        )
     console.print(table)
     for method, drafts in doc.get("draft", {}).items():
         cells = ", ".join(f"R={p['requests']} g={p['gamma']}: {p['step_s'] * 1e3:.2f} ms" for p in drafts["points"])
         console.print(f"draft {method}: {cells}", highlight=False)
     scaling = doc["scaling"]
     if scaling["measured_layers"] != [scaling["model_layers"]]:
-        console.print(f"extrapolated from {scaling['measured_layers']} layers to {scaling['model_layers']}: "
-                      f"{scaling['formula']}", highlight=False)
+        console.print(
+            f"extrapolated from {scaling['measured_layers']} layers to {scaling['model_layers']}: {scaling['formula']}",
+            highlight=False,
+        )
     if doc.get("oom"):
-        err.print(f"[yellow]stopped:[/] {doc['oom']}; largest batch that fit: {doc['largest_batch_tokens']} tokens",
-                  highlight=False)
+        err.print(
+            f"[yellow]stopped:[/] {doc['oom']}; largest batch that fit: {doc['largest_batch_tokens']} tokens",
+            highlight=False,
+        )
     console.print(f"wrote {path}", style="dim", highlight=False)
 
 
@@ -108,8 +165,13 @@ def accept(summary: dict) -> None:
     for col in ("dataset", "rounds", "tau", "mean proposal", "survival by position"):
         table.add_column(col, justify="left" if col in ("dataset", "survival by position") else "right")
     for name, f in summary["datasets"].items():
-        table.add_row(name, str(f["rounds"]), fmt(f["tau"], ".3f"), fmt(f["mean_proposal"], ".2f"),
-                      " ".join(fmt(s, ".2f") for s in f["survival"]))
+        table.add_row(
+            name,
+            str(f["rounds"]),
+            fmt(f["tau"], ".3f"),
+            fmt(f["mean_proposal"], ".2f"),
+            " ".join(fmt(s, ".2f") for s in f["survival"]),
+        )
     console.print(table)
     console.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)
 
@@ -118,9 +180,12 @@ def accept_backend(summary: dict) -> None:
     """`dsbench accept --backend`: what the server's counters say, per workload."""
     for name, d in summary["datasets"].items():
         sp = d["spec"]
-        console.print(f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} "
-                      f"per decode step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} "
-                      f"requests, {d['engine']}, {sp['source']})", highlight=False)
+        console.print(
+            f"{name}: tau {fmt(sp['tau_drafted'] or sp['tau'], '.3f')} per drafted step, {fmt(sp['tau'], '.3f')} "
+            f"per decode step, acceptance {fmt(sp['acceptance_rate'], '.1%')} ({d['requests_ok']}/{d['requests']} "
+            f"requests, {d['engine']}, {sp['source']})",
+            highlight=False,
+        )
     console.print("wrote " + ", ".join(summary["files"]), style="dim", highlight=False)
 
 
@@ -141,25 +206,57 @@ def load(doc: dict) -> None:
 
     shown = sampling_text(doc.get("sampling"))
     source = (doc.get("server") or {}).get("source", "measured")
-    what = "all figures SIMULATED: the server is dsbench's simulator" if source == "simulated" else "all figures measured"
-    table = Table(title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} ({what})",
-                  caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
-                          "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
-                          "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",
-                  caption_justify="left")
-    for col in ("point", "ok", "failed", "cancel", "req/s", "tok/s", "tok/s/user", "p90/user", "TTFT50", "TTFT99",
-                "TPOT50", "tau", "τ/draft", "accept", "src", "tok/chunk"):
+    what = (
+        "all figures SIMULATED: the server is dsbench's simulator" if source == "simulated" else "all figures measured"
+    )
+    table = Table(
+        title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} ({what})",
+        caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
+        "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
+        "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",
+        caption_justify="left",
+    )
+    for col in (
+        "point",
+        "ok",
+        "failed",
+        "cancel",
+        "req/s",
+        "tok/s",
+        "tok/s/user",
+        "p90/user",
+        "TTFT50",
+        "TTFT99",
+        "TPOT50",
+        "tau",
+        "τ/draft",
+        "accept",
+        "src",
+        "tok/chunk",
+    ):
         table.add_column(col, justify="left" if col == "point" else "right", no_wrap=True)
     for s in doc["points"]:
         spec = s.get("spec") or {}
         src = {"server counters": "c", "per-request": "r", "client proxy": "p"}.get(spec.get("source"), "—")
         tau = fmt(spec.get("tau"), ".2f") if spec.get("state") != "unreadable" else "?"
-        table.add_row(s["label"], str(s["requests_ok"]), str(s["requests_failed"]), str(s.get("requests_cancelled", 0)),
-                      fmt(s.get("request_throughput_s"), ".2f"), fmt(s.get("output_tok_s"), ",.0f"), fmt(s.get("tps_user_mean"), ".1f"),
-                      fmt(s.get("tps_user_p90"), ".1f"), fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms",
-                      fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
-                      fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms", tau, fmt(spec.get("tau_drafted"), ".2f"),
-                      fmt(spec.get("acceptance_rate"), ".0%"), src, fmt(s.get("tokens_per_chunk_mean"), ".2f"))
+        table.add_row(
+            s["label"],
+            str(s["requests_ok"]),
+            str(s["requests_failed"]),
+            str(s.get("requests_cancelled", 0)),
+            fmt(s.get("request_throughput_s"), ".2f"),
+            fmt(s.get("output_tok_s"), ",.0f"),
+            fmt(s.get("tps_user_mean"), ".1f"),
+            fmt(s.get("tps_user_p90"), ".1f"),
+            fmt(s.get("ttft_s_p50") and s["ttft_s_p50"] * 1e3, ".0f") + " ms",
+            fmt(s.get("ttft_s_p99") and s["ttft_s_p99"] * 1e3, ".0f") + " ms",
+            fmt(s.get("tpot_s_p50") and s["tpot_s_p50"] * 1e3, ".1f") + " ms",
+            tau,
+            fmt(spec.get("tau_drafted"), ".2f"),
+            fmt(spec.get("acceptance_rate"), ".0%"),
+            src,
+            fmt(s.get("tokens_per_chunk_mean"), ".2f"),
+        )
     console.print(table)
     for note in doc.get("server_notes") or []:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
@@ -171,9 +268,15 @@ def load(doc: dict) -> None:
         for w in spec.get("warnings") or []:
             err.print(f"[yellow]{s['label']}:[/] {w}", highlight=False)
         if spec.get("state") == "unreadable" and spec.get("unreadable_series"):
-            err.print(f"[yellow]{s['label']}:[/] speculative series not understood: {', '.join(spec['unreadable_series'])}", highlight=False)
+            err.print(
+                f"[yellow]{s['label']}:[/] speculative series not understood: {', '.join(spec['unreadable_series'])}",
+                highlight=False,
+            )
         if s.get("requests_bad_usage"):
-            err.print(f"[yellow]{s['label']}:[/] {s['requests_bad_usage']} responses reported impossible token counts "
-                      "(left out of token figures; see requests.jsonl usage_error)", highlight=False)
+            err.print(
+                f"[yellow]{s['label']}:[/] {s['requests_bad_usage']} responses reported impossible token counts "
+                "(left out of token figures; see requests.jsonl usage_error)",
+                highlight=False,
+            )
         if s["requests_failed"] or s.get("requests_cancelled"):
             err.print(f"[yellow]{load_point(s)}[/]", highlight=False)

@@ -14,11 +14,14 @@ from ._common import app, config, handles_input_errors, json_flag, option, progr
 
 @app.command(
     epilog="Examples:\n\n"
-    "  dsbench profile --target qwen3-8b --layers 2 --concurrency 1,8 --batch-tokens 1,8,64 --context 1024 --out cpu-8b.json\n\n"
-    "  dsbench profile --target ./my-model/ --device cuda --dtype bf16 --concurrency 1,8,64,256 --out h100-measured.json\n\n"
+    "  dsbench profile --target qwen3-8b --layers 2 --concurrency 1,8 --batch-tokens 1,8,64 --context 1024 --out "
+    "cpu-8b.json\n\n"
+    "  dsbench profile --target ./my-model/ --device cuda --dtype bf16 --concurrency 1,8,64,256 --out "
+    "h100-measured.json\n\n"
     "  dsbench profile --target tiny-qwen3 --device cpu --draft all --gamma 1,4,7 --out cpu-tiny.json\n\n"
     "  dsbench profile --roofline H200 --target qwen3-8b --out h200.json\n\n"
-    "  dsbench profile --roofline MI300X --target profiles/models/qwen3-30b-a3b.json --context 8192 --out mi300x-moe.json"
+    "  dsbench profile --roofline MI300X --target profiles/models/qwen3-30b-a3b.json --context 8192 --out "
+    "mi300x-moe.json"
 )
 @handles_input_errors
 def profile(
@@ -58,9 +61,21 @@ def profile(
     path = save(doc, store)
     pts = doc["points"]
     if as_json:
-        sys.stdout.write(json.dumps({"file": str(path), "source": doc["source"], "device": doc["device"]["name"],
-                                     "model": doc["model"]["name"], "context_len": doc["context_len"], "points": len(pts),
-                                     "max_requests": doc.get("max_requests"), "oom": doc.get("oom"),
-                                     "max_cv": max((p.get("cv", 0.0) for p in pts), default=None)}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "source": doc["source"],
+                    "device": doc["device"]["name"],
+                    "model": doc["model"]["name"],
+                    "context_len": doc["context_len"],
+                    "points": len(pts),
+                    "max_requests": doc.get("max_requests"),
+                    "oom": doc.get("oom"),
+                    "max_cv": max((p.get("cv", 0.0) for p in pts), default=None),
+                }
+            )
+            + "\n"
+        )
         return
     present.profile(doc, path)

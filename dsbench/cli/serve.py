@@ -51,5 +51,9 @@ def serve(
     cfg = config(ServeConfig, locals())
     faults = build_faults(cfg)
     engine = build_engine(cfg, lambda line: err.print(line, highlight=False))
-    run_server(create_app(engine, faults), cfg.host, cfg.port,
-               on_ready=lambda _s: err.print(f"listening on http://{cfg.host}:{cfg.port}", highlight=False))
+    run_server(
+        create_app(engine, faults),
+        cfg.host,
+        cfg.port,
+        on_ready=lambda _s: err.print(f"listening on http://{cfg.host}:{cfg.port}", highlight=False),
+    )

@@ -9,8 +9,7 @@ from typing import Optional
 
 from ..config import SweepConfig
 from . import present
-from ._common import (app, config, console, csv_list, handles_input_errors, json_flag, option, progress_bar,
-                      quiet_flag)
+from ._common import app, config, console, csv_list, handles_input_errors, json_flag, option, progress_bar, quiet_flag
 
 
 @app.command(
@@ -54,8 +53,12 @@ def sweep(
         result = run_sweep(cfg, progress, store)
     paths = save(result, store)
     if as_json:
-        sys.stdout.write(json.dumps({"schema": SWEEP_SCHEMA, **result.summary, "frontier": result.rows,
-                                     "files": [str(p) for p in paths]}) + "\n")
+        sys.stdout.write(
+            json.dumps(
+                {"schema": SWEEP_SCHEMA, **result.summary, "frontier": result.rows, "files": [str(p) for p in paths]}
+            )
+            + "\n"
+        )
         return
     present.sweep(result.summary)
     console.print("wrote " + ", ".join(str(p) for p in paths), style="dim", highlight=False)

@@ -106,7 +106,7 @@ def _solve_offsets(conditional: np.ndarray, spread: Spread, n: int) -> np.ndarra
         def pos_mean(m):  # E[p_k | u] at each u node
             return expit(m + su * x[:, None] + se * x[None, :]) @ w
 
-        def gap(m):
+        def gap(m, carry=carry, k=k):
             return float(w @ (carry * pos_mean(m))) - target[k]
 
         offsets[k] = brentq(gap, -40.0, 40.0, xtol=1e-10)

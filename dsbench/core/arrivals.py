@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def poisson_arrivals(rate: float, seed: int = 0, count: int | None = None, duration_s: float | None = None) -> np.ndarray:
+def poisson_arrivals(
+    rate: float, seed: int = 0, count: int | None = None, duration_s: float | None = None
+) -> np.ndarray:
     """Send times (seconds after the point starts) of a Poisson process of `rate` requests/s:
     the first `count`, or every one before `duration_s`. Seeded: the same schedule every run."""
     if not rate > 0 or (count is None) == (duration_s is None):

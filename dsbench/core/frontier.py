@@ -44,14 +44,18 @@ def best_at_slo(concurrency, tps_user, throughput, verify_budget, slo: float) ->
     if not ok.any():
         return SloChoice(False)
     i = int(np.flatnonzero(ok)[np.argmax(thr[ok])])
-    return SloChoice(True, float(thr[i]), int(np.asarray(concurrency)[i]), float(tps[i]), float(np.asarray(verify_budget)[i]))
+    return SloChoice(
+        True, float(thr[i]), int(np.asarray(concurrency)[i]), float(tps[i]), float(np.asarray(verify_budget)[i])
+    )
 
 
 def pareto_mask(tps_user, throughput) -> np.ndarray:
     """Points not dominated in both per-user speed and throughput (the frontier proper)."""
     tps = np.asarray(tps_user, dtype=float)
     thr = np.asarray(throughput, dtype=float)
-    dominated = (tps[None, :] >= tps[:, None]) & (thr[None, :] >= thr[:, None]) & (
-        (tps[None, :] > tps[:, None]) | (thr[None, :] > thr[:, None])
+    dominated = (
+        (tps[None, :] >= tps[:, None])
+        & (thr[None, :] >= thr[:, None])
+        & ((tps[None, :] > tps[:, None]) | (thr[None, :] > thr[:, None]))
     )
     return ~dominated.any(axis=1)

@@ -75,7 +75,7 @@ def pool(values, ses=None, reasons=None, longer=None, between: tuple[float, floa
     within = float(np.mean(np.square(ses))) if known else 0.0
     tau2, df = between if between is not None else (0.0, math.inf)
     var = (within + tau2) / k
-    eff = var ** 2 / ((tau2 / k) ** 2 / df) if tau2 > 0 and math.isfinite(df) else math.inf
+    eff = var**2 / ((tau2 / k) ** 2 / df) if tau2 > 0 and math.isfinite(df) else math.inf
     return Side(float(v.mean()), var, eff, k)
 
 
@@ -108,24 +108,38 @@ class Verdict:
     worse: float = 0.0  # how much worse the candidate is, metric's unit (< 0: better)
 
 
-def compare(baseline: Side, candidate: Side, direction: str = "higher", allowed: float = 0.0,
-            alpha: float = 0.05, metrics: int = 1) -> Verdict:
+def compare(
+    baseline: Side,
+    candidate: Side,
+    direction: str = "higher",
+    allowed: float = 0.0,
+    alpha: float = 0.05,
+    metrics: int = 1,
+) -> Verdict:
     """The comparison's figures; `decide` sets the status (Holm over all the gate's metrics).
     `metrics`: how many the gate compares (the MDC is at alpha / metrics, Holm's first step)."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', got {direction!r}")
     mb, mc = baseline.value, candidate.value
     worse = (mb - mc) if direction == "higher" else (mc - mb)  # > 0: the candidate is worse
-    v = Verdict("pass", mb, mc, mc - mb, (mc - mb) / abs(mb) * 100 if mb else None, float(allowed),
-                runs=(baseline.runs, candidate.runs), worse=worse)
+    v = Verdict(
+        "pass",
+        mb,
+        mc,
+        mc - mb,
+        (mc - mb) / abs(mb) * 100 if mb else None,
+        float(allowed),
+        runs=(baseline.runs, candidate.runs),
+        worse=worse,
+    )
     if baseline.var is None or candidate.var is None:
         side = baseline if baseline.var is None else candidate
         v.status, v.reason, v.longer = "inconclusive", side.reason, side.longer
         return v
     var = baseline.var + candidate.var
     # Welch-Satterthwaite: terms from a run's own bootstrap carry infinite degrees of freedom
-    denom = sum(x.var ** 2 / x.df for x in (baseline, candidate) if math.isfinite(x.df) and x.var)
-    df = var ** 2 / denom if denom > 0 else math.inf
+    denom = sum(x.var**2 / x.df for x in (baseline, candidate) if math.isfinite(x.df) and x.var)
+    df = var**2 / denom if denom > 0 else math.inf
     v.se = math.sqrt(var)
     dist = student_t(df) if math.isfinite(df) else norm
     if v.se == 0:
@@ -139,7 +153,9 @@ def compare(baseline: Side, candidate: Side, direction: str = "higher", allowed:
     return v
 
 
-def judge(baseline: Side, candidate: Side, direction: str = "higher", allowed: float = 0.0, alpha: float = 0.05) -> Verdict:
+def judge(
+    baseline: Side, candidate: Side, direction: str = "higher", allowed: float = 0.0, alpha: float = 0.05
+) -> Verdict:
     """One metric compared and decided on its own."""
     v = compare(baseline, candidate, direction, allowed, alpha)
     decide([v], alpha)

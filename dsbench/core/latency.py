@@ -76,8 +76,14 @@ def _names(methods: list[str], pinned: str | None, known: bool) -> list[str]:
     return names
 
 
-def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarray, round_s: np.ndarray,
-                tile: float = 0.0, verify_known: np.ndarray | None = None) -> LatencyFit:
+def fit_latency(
+    method: np.ndarray,
+    requests: np.ndarray,
+    batch_tokens: np.ndarray,
+    round_s: np.ndarray,
+    tile: float = 0.0,
+    verify_known: np.ndarray | None = None,
+) -> LatencyFit:
     """Fit the model to points (method label, R, B, measured round seconds; optionally a
     profile's verification seconds per point). Raises ValueError when there are no more points
     than parameters."""
@@ -89,8 +95,10 @@ def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarr
     pinned = spec[0] if spec and "no-spec" not in methods and known is None else None
     names = _names(methods, pinned, known is not None)
     if len(y) <= len(names):
-        raise ValueError(f"{len(y)} load points cannot fit {len(names)} parameters ({', '.join(names)}); "
-                         f"measure at least {len(names) + 1}")
+        raise ValueError(
+            f"{len(y)} load points cannot fit {len(names)} parameters ({', '.join(names)}); "
+            f"measure at least {len(names) + 1}"
+        )
 
     def unpack(p):
         vals = dict(zip(names, p))
@@ -104,8 +112,14 @@ def fit_latency(method: np.ndarray, requests: np.ndarray, batch_tokens: np.ndarr
         return out / y  # relative: points at 1 and 512 users weigh alike
 
     best = None
-    starts = [[1.0]] if known is not None else [  # the hinge is not convex: start from several knees
-        [float(y.min()), float(np.ptp(y) / max(np.ptp(b), 1.0)), float(knee)] for knee in np.quantile(b, np.linspace(0, 1, 9))]
+    starts = (
+        [[1.0]]
+        if known is not None
+        else [  # the hinge is not convex: start from several knees
+            [float(y.min()), float(np.ptp(y) / max(np.ptp(b), 1.0)), float(knee)]
+            for knee in np.quantile(b, np.linspace(0, 1, 9))
+        ]
+    )
     for head in starts:
         p0 = head + [0.0] * (len(names) - len(head))
         lo = [0.0] * len(names)  # times and slopes are never negative

@@ -27,14 +27,23 @@ def _pct(x: np.ndarray, q: float) -> float | None:
 
 
 def _dist(x: np.ndarray, prefix: str) -> dict:
-    return {f"{prefix}_mean": float(x.mean()) if len(x) else None,
-            **{f"{prefix}_p{q}": _pct(x, q) for q in (50, 90, 99)}}
+    return {
+        f"{prefix}_mean": float(x.mean()) if len(x) else None,
+        **{f"{prefix}_p{q}": _pct(x, q) for q in (50, 90, 99)},
+    }
 
 
 def request_metrics(r: dict) -> dict:
     """Derived per-request figures (seconds, tokens) from one raw record dict."""
-    out = {"ttft_s": None, "e2e_s": None, "tpot_s": None, "tps_user": None, "queue_s": None,
-           "chunks": len(r.get("chunk_offsets_s") or []), "tokens_per_chunk": None}
+    out = {
+        "ttft_s": None,
+        "e2e_s": None,
+        "tpot_s": None,
+        "tps_user": None,
+        "queue_s": None,
+        "chunks": len(r.get("chunk_offsets_s") or []),
+        "tokens_per_chunk": None,
+    }
     if r.get("start_ns") and r.get("scheduled_ns") is not None:
         out["queue_s"] = max(0.0, (r["start_ns"] - r["scheduled_ns"]) / NS)
     if r.get("error") or r.get("first_chunk_ns") is None:
@@ -103,8 +112,9 @@ def latency_pool(records: list[dict], t0_ns: int) -> tuple[list[dict], str | Non
     return pool, None
 
 
-def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1,
-              concurrency: int | None = None) -> dict:
+def summarise(
+    records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1, concurrency: int | None = None
+) -> dict:
     """Figures of one load point; [t0_ns, t1_ns] is its steady-state window.
 
     Request rate and goodput are completed requests over the run (first send to last
@@ -121,8 +131,10 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
     run_s = (max(ends) - min(starts)) / NS if ends and starts else None
     pool, pool_note = latency_pool(records, t0_ns)
     derived = [request_metrics(r) for r in pool]
-    col = {k: np.array([d[k] for d in derived if d[k] is not None], dtype=float)
-           for k in ("ttft_s", "e2e_s", "tpot_s", "tps_user", "queue_s", "tokens_per_chunk")}
+    col = {
+        k: np.array([d[k] for d in derived if d[k] is not None], dtype=float)
+        for k in ("ttft_s", "e2e_s", "tpot_s", "tps_user", "queue_s", "tokens_per_chunk")
+    }
     tokens = sum(tokens_in_window(r, t0_ns, t1_ns) for r in records if r.get("error") in (None, "cancelled"))
     thr = tokens / window_s if window_s > 0 else None
     run_tokens = sum(r.get("output_tokens") or 0 for r in done)
@@ -130,7 +142,9 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
     tps = np.sort(col["tps_user"])
     # decode tokens over decode time, pooled: one request whose chunks arrive together adds its
     # tokens but next to no time, so it cannot run away with the mean (a mean of 1/TPOT can)
-    dec = [(r.get("output_tokens") - 1, d["e2e_s"] - d["ttft_s"]) for r, d in zip(pool, derived) if d["tpot_s"] is not None]
+    dec = [
+        (r.get("output_tokens") - 1, d["e2e_s"] - d["ttft_s"]) for r, d in zip(pool, derived) if d["tpot_s"] is not None
+    ]
     dec_time = sum(t for _, t in dec)
     out = {
         "window_s": window_s,
@@ -159,7 +173,9 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         **_dist(col["queue_s"], "queue_s"),
         "tokens_per_chunk_mean": float(col["tokens_per_chunk"].mean()) if len(col["tokens_per_chunk"]) else None,
         "chunks_in_window": chunks_in_window(records, t0_ns, t1_ns),
-        "first_tokens_in_window": sum(1 for r in records if r.get("first_chunk_ns") and t0_ns <= r["first_chunk_ns"] <= t1_ns),
+        "first_tokens_in_window": sum(
+            1 for r in records if r.get("first_chunk_ns") and t0_ns <= r["first_chunk_ns"] <= t1_ns
+        ),
     }
     out["uncertainty"] = _uncertainty(records, t0_ns, t1_ns, col, out)
     lags = np.concatenate([np.asarray(r["chunk_lag_s"]) for r in records if r.get("chunk_lag_s")] or [np.zeros(0)])
@@ -169,8 +185,11 @@ def summarise(records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = N
         good = int((tps >= slo).sum())
         out["slo"] = slo
         out["slo_attainment"] = good / len(tps) if len(tps) else None
-        out["goodput_requests_s"] = out["request_throughput_s"] * out["slo_attainment"] \
-            if out["request_throughput_s"] is not None and out["slo_attainment"] is not None else None
+        out["goodput_requests_s"] = (
+            out["request_throughput_s"] * out["slo_attainment"]
+            if out["request_throughput_s"] is not None and out["slo_attainment"] is not None
+            else None
+        )
     return out
 
 
@@ -188,11 +207,15 @@ def _uncertainty(records: list[dict], t0_ns: int, t1_ns: int, col: dict, out: di
         per_bin = tokens_per_bin(records, t0_ns, t1_ns, THROUGHPUT_BINS)
         width = window_s / THROUGHPUT_BINS
         life = float(np.median(col["e2e_s"])) / width if len(col["e2e_s"]) else THROUGHPUT_BINS
-        est["output_tok_s"] = block_ratio_se(per_bin, np.full(THROUGHPUT_BINS, width), block_length(THROUGHPUT_BINS, life))
+        est["output_tok_s"] = block_ratio_se(
+            per_bin, np.full(THROUGHPUT_BINS, width), block_length(THROUGHPUT_BINS, life)
+        )
     return {k: vars(v) for k, v in est.items()}
 
 
-def timing_warning(tpot_s: float | None, lag_s: float | None, tokens: float | None, what: str, limit: float = 0.05) -> str | None:
+def timing_warning(
+    tpot_s: float | None, lag_s: float | None, tokens: float | None, what: str, limit: float = 0.05
+) -> str | None:
     """A warning when the client's own timing error could move TPOT by more than `limit` of it.
 
     A stamp late by `lag_s` moves a request's TPOT by at most lag_s / (N - 1), N its tokens.
@@ -202,8 +225,11 @@ def timing_warning(tpot_s: float | None, lag_s: float | None, tokens: float | No
     err = lag_s / (tokens - 1)
     if err <= limit * tpot_s:
         return None
-    return (f"client timing error ({what} p99 {lag_s * 1e3:.2f} ms, {err * 1e3:.3f} ms per token) exceeds {limit:.0%} of "
-            f"TPOT p50 ({tpot_s * 1e3:.3f} ms): latency figures reflect the client, not the server (a starved or shared CPU?)")
+    return (
+        f"client timing error ({what} p99 {lag_s * 1e3:.2f} ms, {err * 1e3:.3f} ms per token) exceeds {limit:.0%} of "
+        f"TPOT p50 ({tpot_s * 1e3:.3f} ms): latency figures reflect the client, not the server (a starved or shared "
+        "CPU?)"
+    )
 
 
 def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, tolerance: float = 0.15) -> str | None:
@@ -216,8 +242,13 @@ def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, toleran
         return None
     ratio = tokens_per_chunk / tau
     if ratio > 1 + tolerance:
-        return (f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: chunks are being coalesced "
-                "(buffering proxy or server stream interval); per-chunk latency is not per-step latency")
+        return (
+            f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: chunks are being coalesced "
+            "(buffering proxy or server stream interval); per-chunk latency is not per-step latency"
+        )
     if ratio < 1 - tolerance:
-        return f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: the server splits decode steps into several chunks"
+        return (
+            f"chunks carry {tokens_per_chunk:.2f} tokens but tau is {tau:.2f}: "
+            "the server splits decode steps into several chunks"
+        )
     return None

@@ -120,7 +120,9 @@ def _padded(tokens, tile: int) -> np.ndarray:
     return np.ceil(np.asarray(tokens, float) / tile) * tile
 
 
-def verify_step_s(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, batch_tokens, requests, context_len: int) -> np.ndarray:
+def verify_step_s(
+    hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, batch_tokens, requests, context_len: int
+) -> np.ndarray:
     """Seconds for one target pass over `batch_tokens` tokens of `requests` requests at `context_len`."""
     b = np.asarray(batch_tokens, float)
     r = np.asarray(requests, float)
@@ -132,7 +134,18 @@ def verify_step_s(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, batch_token
     return _pass_s(hw, kn, weights, kv, flops, kn.step_overhead_s + r * kn.per_request_overhead_s)
 
 
-def _layer_pass_s(hw, m: ModelSpec, kn: RooflineKnobs, tokens, requests, context_len, layers, attn_in=1, extra_params=0, heads_out=True):
+def _layer_pass_s(
+    hw,
+    m: ModelSpec,
+    kn: RooflineKnobs,
+    tokens,
+    requests,
+    context_len,
+    layers,
+    attn_in=1,
+    extra_params=0,
+    heads_out=True,
+):
     """One drafter forward: `layers` Qwen3-style layers (+ extra projections, + the LM head)."""
     attn_params = m.attn_params + (attn_in - 1) * m.hidden * (m.heads + 2 * m.kv_heads) * m.head_dim
     params = layers * (attn_params + m.dense_mlp_params) + extra_params + (m.head_params if heads_out else 0)
@@ -142,7 +155,9 @@ def _layer_pass_s(hw, m: ModelSpec, kn: RooflineKnobs, tokens, requests, context
     return _pass_s(hw, kn, params * kn.dtype_bytes, kv, flops, kn.draft_forward_overhead_s)
 
 
-def draft_step_s(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, drafting: str, requests, gamma: int, context_len: int) -> np.ndarray:
+def draft_step_s(
+    hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, drafting: str, requests, gamma: int, context_len: int
+) -> np.ndarray:
     """Drafter seconds per round, built the way DeepSpec builds each drafter from the target config.
 
     mtp: one target-like layer + 2H->H projection + shared LM head over R tokens, once.
@@ -160,7 +175,9 @@ def draft_step_s(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, drafting: st
         return _layer_pass_s(hw, m, kn, r, r, context_len, 1, extra_params=2 * h * h)
     if drafting == "autoregressive":
         step = _layer_pass_s(hw, m, kn, r, r, context_len, 1, attn_in=2)
-        feat = 2.0 * ctx_feat * r / (hw.peak_flops * kn.flops_efficiency) + ctx_feat * kn.dtype_bytes / (hw.mem_bw * kn.bw_efficiency)
+        feat = 2.0 * ctx_feat * r / (hw.peak_flops * kn.flops_efficiency) + ctx_feat * kn.dtype_bytes / (
+            hw.mem_bw * kn.bw_efficiency
+        )
         return gamma * step + feat
     if drafting in ("parallel", "parallel+markov"):
         t = _layer_pass_s(hw, m, kn, r * gamma, r, context_len, kn.draft_layers, extra_params=ctx_feat)

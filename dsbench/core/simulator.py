@@ -68,8 +68,15 @@ def _draw_confidences(sc: Scenario, rng: np.random.Generator, rounds: int, c: in
     return p
 
 
-def simulate(sc: Scenario, concurrency: int, samples: int = 20_000, min_rounds: int = 64, seed: int = 0,
-             target_rel_se: float | None = 0.004, max_samples: int = 400_000) -> SimPoint:
+def simulate(
+    sc: Scenario,
+    concurrency: int,
+    samples: int = 20_000,
+    min_rounds: int = 64,
+    seed: int = 0,
+    target_rel_se: float | None = 0.004,
+    max_samples: int = 400_000,
+) -> SimPoint:
     """Simulate `concurrency` always-busy requests for about `samples` request-rounds.
 
     With `target_rel_se`, rounds are added until the Monte-Carlo relative standard error of the

@@ -42,8 +42,14 @@ def percentile_se(x, q: float, seed: int = 0, reps: int = REPS) -> Estimate:
     value = float(np.percentile(x, q)) if n else None
     need = int(np.ceil(MIN_TAIL / (min(q, 100 - q) / 100))) if 0 < q < 100 else n + 1
     if n < need:
-        return Estimate(value, None, n, "bootstrap over requests",
-                        f"{n} requests are too few for the {q:g}th percentile (needs {need})", need / max(n, 1))
+        return Estimate(
+            value,
+            None,
+            n,
+            "bootstrap over requests",
+            f"{n} requests are too few for the {q:g}th percentile (needs {need})",
+            need / max(n, 1),
+        )
     rng = np.random.default_rng(seed)
     reps_ = np.percentile(x[rng.integers(n, size=(reps, n))], q, axis=1)
     return Estimate(value, float(reps_.std(ddof=1)), n, "bootstrap over requests")
@@ -57,8 +63,14 @@ def ratio_se(num, den) -> Estimate:
         return Estimate(None, None, n, "delta method over requests", "nothing counted")
     r = num.sum() / den.sum()
     if n < 2 * MIN_TAIL:
-        return Estimate(float(r), None, n, "delta method over requests", f"{n} requests are too few (needs {2 * MIN_TAIL})",
-                        2 * MIN_TAIL / max(n, 1))
+        return Estimate(
+            float(r),
+            None,
+            n,
+            "delta method over requests",
+            f"{n} requests are too few (needs {2 * MIN_TAIL})",
+            2 * MIN_TAIL / max(n, 1),
+        )
     resid = (num - r * den) / den.mean()
     return Estimate(float(r), float(resid.std(ddof=1) / np.sqrt(n)), n, "delta method over requests")
 
@@ -88,8 +100,14 @@ def block_ratio_se(num, den, block: int, seed: int = 0, reps: int = REPS, what: 
     value = float(num.sum() / den.sum())
     blocks = n // max(1, block)
     if blocks < MIN_BLOCKS:
-        return Estimate(value, None, n, method, f"the window holds {blocks} independent blocks (needs {MIN_BLOCKS})",
-                        MIN_BLOCKS / max(blocks, 0.5))
+        return Estimate(
+            value,
+            None,
+            n,
+            method,
+            f"the window holds {blocks} independent blocks (needs {MIN_BLOCKS})",
+            MIN_BLOCKS / max(blocks, 0.5),
+        )
     rng = np.random.default_rng(seed)
     k = -(-n // block)  # blocks per replicate, wrapping round the end
     starts = rng.integers(n, size=(reps, k))

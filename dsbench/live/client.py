@@ -18,7 +18,6 @@ import httpx
 
 from .engines import PER_REQUEST_KEYS
 
-
 # what malformed event data raises while it is read (json's JSONDecodeError is a ValueError)
 _MALFORMED = (ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError)
 
@@ -43,7 +42,9 @@ class RequestRecord:
     error_detail: str | None = None
     domain: str | None = None
     chunk_lag_s: list[float] | None = None  # receive - server send stamp, when the server stamps chunks (dsbench)
-    server_stats: dict | None = None  # per-request statistics fields of the last event carrying them (engines.PER_REQUEST_KEYS)
+    server_stats: dict | None = (
+        None  # per-request statistics fields of the last event carrying them (engines.PER_REQUEST_KEYS)
+    )
     usage_error: str | None = None  # the server's usage was impossible (then output_tokens is None)
     max_tokens: int | None = None  # what was asked for (usage above it is impossible)
 
@@ -65,8 +66,14 @@ def _content(event: dict, chat: bool) -> str:
     return c.get("text") or ""
 
 
-async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec: RequestRecord,
-                         headers: dict | None = None, chat: bool = True) -> RequestRecord:
+async def stream_request(
+    client: httpx.AsyncClient,
+    url: str,
+    payload: dict,
+    rec: RequestRecord,
+    headers: dict | None = None,
+    chat: bool = True,
+) -> RequestRecord:
     """Send one streaming completion and fill `rec` with what happened (never raises for
     server or network failures: they become `rec.error`).
 
@@ -82,7 +89,9 @@ async def stream_request(client: httpx.AsyncClient, url: str, payload: dict, rec
             rec.status = resp.status_code
             if resp.status_code >= 400:
                 body = (await resp.aread())[:300].decode(errors="replace")
-                rec.error = "http_429" if resp.status_code == 429 else ("http_4xx" if resp.status_code < 500 else "http_5xx")
+                rec.error = (
+                    "http_429" if resp.status_code == 429 else ("http_4xx" if resp.status_code < 500 else "http_5xx")
+                )
                 rec.error_detail = f"HTTP {resp.status_code}: {body.strip()}"
                 return rec
             buf = b""
@@ -184,8 +193,9 @@ def _check_usage(rec: RequestRecord) -> None:
         rec.output_tokens, rec.chunk_tokens = None, None
 
 
-def build_payload(model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None,
-                  continuous_usage: bool = False) -> dict:
+def build_payload(
+    model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None, continuous_usage: bool = False
+) -> dict:
     """Request body for /v1/chat/completions (api='chat') or /v1/completions.
 
     `continuous_usage` asks for usage on every chunk (vLLM's extension, which dsbench serve

@@ -85,8 +85,11 @@ def _combine(a: SpecCounts, b: SpecCounts, sign: float) -> SpecCounts:
 
 def _zero_like(c: SpecCounts) -> SpecCounts:
     """Counts of the same shape as `c` with every known value zero."""
-    z = {f.name: (None if v is None else [0.0] * len(v) if isinstance(v, list) else type(v)(0))
-         for f in fields(SpecCounts) for v in [getattr(c, f.name)]}
+    z = {
+        f.name: (None if v is None else [0.0] * len(v) if isinstance(v, list) else type(v)(0))
+        for f in fields(SpecCounts)
+        for v in [getattr(c, f.name)]
+    }
     return SpecCounts(**z)
 
 
@@ -154,14 +157,22 @@ class Adapter:
         if self.name == "sglang":
             if "sglang:spec_verify_calls_total" not in v:
                 return None
-            return SpecCounts(decode_steps=v["sglang:spec_verify_calls_total"], generated=v.get("sglang:generation_tokens_total"))
+            return SpecCounts(
+                decode_steps=v["sglang:spec_verify_calls_total"], generated=v.get("sglang:generation_tokens_total")
+            )
         p = self.prefix
         if f"{p}spec_decode_num_drafts_total" not in v:
             return None
         per_pos = _positions(sc.per_pos.get(f"{p}spec_decode_num_accepted_tokens_per_pos_total"))
-        c = SpecCounts(drafted_steps=v[f"{p}spec_decode_num_drafts_total"], draft_tokens=v.get(f"{p}spec_decode_num_draft_tokens_total"),
-                       accepted=v.get(f"{p}spec_decode_num_accepted_tokens_total"), accepted_per_pos=per_pos,
-                       generated=v.get(f"{p}generation_tokens_total" if self.name != "llama.cpp" else "llamacpp:tokens_predicted_total"))
+        c = SpecCounts(
+            drafted_steps=v[f"{p}spec_decode_num_drafts_total"],
+            draft_tokens=v.get(f"{p}spec_decode_num_draft_tokens_total"),
+            accepted=v.get(f"{p}spec_decode_num_accepted_tokens_total"),
+            accepted_per_pos=per_pos,
+            generated=v.get(
+                f"{p}generation_tokens_total" if self.name != "llama.cpp" else "llamacpp:tokens_predicted_total"
+            ),
+        )
         if self.name == "dsbench":
             c.decode_steps = v.get("dsbench:spec_rounds_total")
             c.reached_per_pos = _positions(sc.per_pos.get("dsbench:spec_reached_per_pos_total"))
@@ -173,18 +184,43 @@ class Adapter:
         return sorted(n for n in spec_like if n not in self.spec_names or n in sc.bad_labels)
 
 
-_VLLM_SPEC = ("spec_decode_num_drafts_total", "spec_decode_num_draft_tokens_total", "spec_decode_num_accepted_tokens_total",
-              "spec_decode_num_accepted_tokens_per_pos_total")
+_VLLM_SPEC = (
+    "spec_decode_num_drafts_total",
+    "spec_decode_num_draft_tokens_total",
+    "spec_decode_num_accepted_tokens_total",
+    "spec_decode_num_accepted_tokens_per_pos_total",
+)
 ADAPTERS = {
     "vllm": Adapter("vllm", "vllm:", tuple(f"vllm:{n}" for n in _VLLM_SPEC), owned_by=("vllm",)),
-    "llama.cpp": Adapter("llama.cpp", "llamacpp:", tuple(f"llamacpp:{n}" for n in _VLLM_SPEC), counters_at_request_end=True,
-                         owned_by=("llamacpp", "llama.cpp"), server_headers=("llama.cpp",)),
-    "sglang": Adapter("sglang", "sglang:", ("sglang:spec_verify_calls_total", "sglang:spec_accept_length", "sglang:spec_accept_rate",
-                                             "sglang:spec_cap_length", "sglang:spec_block_accept_length", "sglang:spec_num_steps",
-                                             "sglang:spec_num_draft_tokens"),
-                      counters_at_request_end=True, owned_by=("sglang",)),
-    "dsbench": Adapter("dsbench", "vllm:", (*(f"vllm:{n}" for n in _VLLM_SPEC), "dsbench:spec_rounds_total",
-                                            "dsbench:spec_reached_per_pos_total"), owned_by=("dsbench",)),
+    "llama.cpp": Adapter(
+        "llama.cpp",
+        "llamacpp:",
+        tuple(f"llamacpp:{n}" for n in _VLLM_SPEC),
+        counters_at_request_end=True,
+        owned_by=("llamacpp", "llama.cpp"),
+        server_headers=("llama.cpp",),
+    ),
+    "sglang": Adapter(
+        "sglang",
+        "sglang:",
+        (
+            "sglang:spec_verify_calls_total",
+            "sglang:spec_accept_length",
+            "sglang:spec_accept_rate",
+            "sglang:spec_cap_length",
+            "sglang:spec_block_accept_length",
+            "sglang:spec_num_steps",
+            "sglang:spec_num_draft_tokens",
+        ),
+        counters_at_request_end=True,
+        owned_by=("sglang",),
+    ),
+    "dsbench": Adapter(
+        "dsbench",
+        "vllm:",
+        (*(f"vllm:{n}" for n in _VLLM_SPEC), "dsbench:spec_rounds_total", "dsbench:spec_reached_per_pos_total"),
+        owned_by=("dsbench",),
+    ),
 }
 
 
@@ -221,23 +257,33 @@ def _num(d: dict, key: str) -> float | None:
 def _survival_from_histogram(hist) -> list[float] | None:
     """Steps whose draft k was accepted, from a histogram of steps by drafts accepted (index j =
     steps accepting exactly j drafts)."""
-    if not isinstance(hist, list) or not hist or len(hist) > 257 or not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1e12 for x in hist):
+    if (
+        not isinstance(hist, list)
+        or not hist
+        or len(hist) > 257
+        or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0 <= x <= 1e12 for x in hist)
+    ):
         return None
-    return [float(sum(hist[k + 1:])) for k in range(len(hist) - 1)]
+    return [float(sum(hist[k + 1 :])) for k in range(len(hist) - 1)]
 
 
-def _stepwise(d: dict, output_tokens: int | None, steps_as: str, steps: str, accepted: str, drafted: str,
-              histogram: str) -> SpecCounts | None:
+def _stepwise(
+    d: dict, output_tokens: int | None, steps_as: str, steps: str, accepted: str, drafted: str, histogram: str
+) -> SpecCounts | None:
     """Counts from a per-request record of steps, accepted and drafted tokens and a histogram of
     steps by drafts accepted (vLLM's and SGLang's shapes, under their own field names); `steps_as`
     says which kind of step the engine counts."""
     n, acc = _num(d, steps), _num(d, accepted)
     if n is None or acc is None:
         return None
-    return SpecCounts(**{steps_as: n}, draft_tokens=_num(d, drafted), accepted=acc,
-                      accepted_per_pos=_survival_from_histogram(d.get(histogram)),
-                      generated=float(output_tokens) if output_tokens else None, requests=1)
+    return SpecCounts(
+        **{steps_as: n},
+        draft_tokens=_num(d, drafted),
+        accepted=acc,
+        accepted_per_pos=_survival_from_histogram(d.get(histogram)),
+        generated=float(output_tokens) if output_tokens else None,
+        requests=1,
+    )
 
 
 def request_counts(engine: str | None, stats: dict | None, output_tokens: int | None) -> SpecCounts | None:
@@ -247,8 +293,15 @@ def request_counts(engine: str | None, stats: dict | None, output_tokens: int | 
         return None
     sd = (stats.get("metrics") or {}).get("speculative_decoding") if isinstance(stats.get("metrics"), dict) else None
     if isinstance(sd, dict) and (engine in (None, "vllm", "dsbench")):  # vLLM counts steps that drafted
-        return _stepwise(sd, output_tokens, "drafted_steps", "num_spec_steps", "num_accepted_draft_tokens",
-                         "num_draft_tokens", "acceptance_histogram")
+        return _stepwise(
+            sd,
+            output_tokens,
+            "drafted_steps",
+            "num_spec_steps",
+            "num_accepted_draft_tokens",
+            "num_draft_tokens",
+            "acceptance_histogram",
+        )
     t = stats.get("timings")
     if isinstance(t, dict) and "draft_n" in t and engine in (None, "llama.cpp"):
         n, drafted, acc = _num(t, "predicted_n"), _num(t, "draft_n"), _num(t, "draft_n_accepted")
@@ -259,8 +312,15 @@ def request_counts(engine: str | None, stats: dict | None, output_tokens: int | 
     det = (sg or {}).get("spec_tokens_details") if isinstance(sg, dict) else None
     det = det if isinstance(det, dict) else stats.get("meta_info") if isinstance(stats.get("meta_info"), dict) else None
     if det and "spec_verify_ct" in det and engine in (None, "sglang"):  # SGLang counts every verify call
-        return _stepwise(det, output_tokens, "decode_steps", "spec_verify_ct", "spec_num_correct_drafts",
-                         "spec_num_proposed_drafts", "spec_correct_drafts_histogram")
+        return _stepwise(
+            det,
+            output_tokens,
+            "decode_steps",
+            "spec_verify_ct",
+            "spec_num_correct_drafts",
+            "spec_num_proposed_drafts",
+            "spec_correct_drafts_histogram",
+        )
     return None
 
 
@@ -276,7 +336,9 @@ def _impossible(c: SpecCounts) -> str | None:
     if c.accepted is not None and c.draft_tokens is not None and c.accepted > c.draft_tokens:
         return f"the engine reports more accepted drafts ({c.accepted:g}) than drafted tokens ({c.draft_tokens:g})"
     if c.drafted_steps is not None and c.draft_tokens is not None and c.draft_tokens < c.drafted_steps:
-        return f"the engine reports fewer draft tokens ({c.draft_tokens:g}) than steps that drafted ({c.drafted_steps:g})"
+        return (
+            f"the engine reports fewer draft tokens ({c.draft_tokens:g}) than steps that drafted ({c.drafted_steps:g})"
+        )
     if c.accepted_per_pos and c.drafted_steps is not None and max(c.accepted_per_pos) > c.drafted_steps:
         return "the engine reports a position accepted more often than drafts were verified"
     if c.accepted_per_pos and c.reached_per_pos and any(a > r for a, r in zip(c.accepted_per_pos, c.reached_per_pos)):
@@ -286,8 +348,14 @@ def _impossible(c: SpecCounts) -> str | None:
     return None
 
 
-def figures(engine: str | None, c: SpecCounts | None, source: str, first_tokens: float = 0.0,
-            unreadable: list[str] | None = None, warnings: list[str] | None = None):
+def figures(
+    engine: str | None,
+    c: SpecCounts | None,
+    source: str,
+    first_tokens: float = 0.0,
+    unreadable: list[str] | None = None,
+    warnings: list[str] | None = None,
+):
     """The engine-neutral SpecWindow for counts `c` (None: the engine exposes nothing).
 
     `first_tokens`: requests whose first token fell inside the counted span; each came from a
@@ -297,13 +365,20 @@ def figures(engine: str | None, c: SpecCounts | None, source: str, first_tokens:
 
     warnings = list(warnings or [])
     if unreadable:
-        return SpecWindow(engine=engine, state="unreadable", source=source, unreadable_series=unreadable, warnings=warnings)
+        return SpecWindow(
+            engine=engine, state="unreadable", source=source, unreadable_series=unreadable, warnings=warnings
+        )
     if c is None:
         return SpecWindow(engine=engine, state="unknown", source=None, warnings=warnings)
     bad = c.negative()
     if bad:
-        return SpecWindow(engine=engine, state="unreadable", source=source, unreadable_series=bad,
-                          warnings=[*warnings, "a counter went down between scrapes (server restarted?)"])
+        return SpecWindow(
+            engine=engine,
+            state="unreadable",
+            source=source,
+            unreadable_series=bad,
+            warnings=[*warnings, "a counter went down between scrapes (server restarted?)"],
+        )
     impossible = _impossible(c)
     if impossible:
         return SpecWindow(engine=engine, state="unreadable", source=source, warnings=[*warnings, impossible])
@@ -316,9 +391,14 @@ def figures(engine: str | None, c: SpecCounts | None, source: str, first_tokens:
     if steps is None and c.generated is not None and accepted is not None:
         delivered = max(0.0, c.generated - first_tokens)
         steps = max(delivered - accepted, c.drafted_steps or 0.0)
-        notes.append("decode steps = tokens - accepted drafts - first tokens (each step commits 1 + its accepted drafts)"
-                     + ("; at least the drafted steps: tokens accepted past max_tokens or a stop were dropped"
-                        if c.drafted_steps and steps > delivered - accepted else ""))
+        notes.append(
+            "decode steps = tokens - accepted drafts - first tokens (each step commits 1 + its accepted drafts)"
+            + (
+                "; at least the drafted steps: tokens accepted past max_tokens or a stop were dropped"
+                if c.drafted_steps and steps > delivered - accepted
+                else ""
+            )
+        )
     active = bool(c.draft_tokens) or bool(accepted)
     surv = None
     if c.accepted_per_pos and c.drafted_steps:
@@ -327,16 +407,31 @@ def figures(engine: str | None, c: SpecCounts | None, source: str, first_tokens:
     if c.accepted_per_pos and c.reached_per_pos:
         cond, exact = [a / r if r else None for a, r in zip(c.accepted_per_pos, c.reached_per_pos)], True
     return SpecWindow(
-        engine=engine, state="active" if active else "inactive", source=source, requests=c.requests or None,
-        decode_steps=steps, drafted_steps=c.drafted_steps, draft_tokens=c.draft_tokens, accepted_tokens=accepted,
-        tau=max(1.0, delivered / steps if delivered is not None else 1.0 + accepted / steps) if steps and accepted is not None else None,
+        engine=engine,
+        state="active" if active else "inactive",
+        source=source,
+        requests=c.requests or None,
+        decode_steps=steps,
+        drafted_steps=c.drafted_steps,
+        draft_tokens=c.draft_tokens,
+        accepted_tokens=accepted,
+        tau=max(1.0, delivered / steps if delivered is not None else 1.0 + accepted / steps)
+        if steps and accepted is not None
+        else None,
         tau_drafted=1.0 + accepted / c.drafted_steps if c.drafted_steps and accepted is not None else None,
-        acceptance_rate=_ratio(accepted, c.draft_tokens), draft_tokens_per_step=_ratio(c.draft_tokens, steps),
-        survival=surv, conditional=cond, conditional_exact=exact, warnings=warnings, notes=notes)
+        acceptance_rate=_ratio(accepted, c.draft_tokens),
+        draft_tokens_per_step=_ratio(c.draft_tokens, steps),
+        survival=surv,
+        conditional=cond,
+        conditional_exact=exact,
+        warnings=warnings,
+        notes=notes,
+    )
 
 
-def counter_delta(engine: str | None, before: Scrape, after: Scrape, after_drain: Scrape | None = None,
-                  tokens_in_window: float = 0.0) -> tuple[SpecCounts | None, list[str], list[str]]:
+def counter_delta(
+    engine: str | None, before: Scrape, after: Scrape, after_drain: Scrape | None = None, tokens_in_window: float = 0.0
+) -> tuple[SpecCounts | None, list[str], list[str]]:
     """(counts over a window, unreadable series, warnings) from the engine's counters scraped at
     the window's edges; counts None when the engine exposes none.
 
@@ -349,27 +444,43 @@ def counter_delta(engine: str | None, before: Scrape, after: Scrape, after_drain
     warnings = []
     if a.counters_at_request_end and after_drain is not None:
         after = after_drain
-        warnings.append(f"{engine} counts when a request finishes: counters read from the window's start to the end of "
-                        "the point's last request (requests running at the window's start count in full)")
+        warnings.append(
+            f"{engine} counts when a request finishes: counters read from the window's start to the end of "
+            "the point's last request (requests running at the window's start count in full)"
+        )
     elif a.counters_at_request_end:
-        warnings.append(f"{engine} updates these counters when a request finishes: requests straddling the window "
-                        "edges are counted in the window they finished in")
+        warnings.append(
+            f"{engine} updates these counters when a request finishes: requests straddling the window "
+            "edges are counted in the window they finished in"
+        )
     bad = a.unreadable(after)
     c0, c1 = a.counts(before), a.counts(after)
     if c1 is None:
         return None, bad, warnings
     # series that appear mid-run (llama.cpp's per-position ones, after a first request) start at 0
     zero = _zero_like(c1)
-    c0 = SpecCounts(**{f.name: getattr(zero, f.name) if c0 is None or getattr(c0, f.name) is None else getattr(c0, f.name)
-                       for f in fields(SpecCounts)})
+    c0 = SpecCounts(
+        **{
+            f.name: getattr(zero, f.name) if c0 is None or getattr(c0, f.name) is None else getattr(c0, f.name)
+            for f in fields(SpecCounts)
+        }
+    )
     delta = c1 - c0
     if not (delta.drafted_steps or delta.decode_steps or delta.draft_tokens) and tokens_in_window > 0:
-        warnings.append(f"{tokens_in_window:.0f} tokens arrived in the window but the speculative counters did not move")
+        warnings.append(
+            f"{tokens_in_window:.0f} tokens arrived in the window but the speculative counters did not move"
+        )
     return delta, bad, warnings
 
 
-def counter_window(engine: str | None, before: Scrape, after: Scrape, first_tokens: float = 0.0,
-                   after_drain: Scrape | None = None, tokens_in_window: float = 0.0):
+def counter_window(
+    engine: str | None,
+    before: Scrape,
+    after: Scrape,
+    first_tokens: float = 0.0,
+    after_drain: Scrape | None = None,
+    tokens_in_window: float = 0.0,
+):
     """SpecWindow from the engine's counters scraped at a window's edges (see counter_delta)."""
     delta, bad, warnings = counter_delta(engine, before, after, after_drain, tokens_in_window)
     return figures(engine, delta, "server counters", first_tokens=first_tokens, unreadable=bad, warnings=warnings)
@@ -382,7 +493,9 @@ FILLABLE = ("drafted_steps", "accepted_per_pos", "reached_per_pos")
 def request_window(engine: str | None, records: list[dict], fill: SpecCounts | None = None):
     """SpecWindow pooled over requests that carried per-request statistics, or None. Fields the
     requests' statistics lack are taken from `fill` (the server counters over the same span)."""
-    parts = [request_counts(engine, r.get("server_stats"), r.get("output_tokens")) for r in records if not r.get("error")]
+    parts = [
+        request_counts(engine, r.get("server_stats"), r.get("output_tokens")) for r in records if not r.get("error")
+    ]
     parts = [p for p in parts if p is not None]
     if not parts:
         return None

@@ -50,8 +50,12 @@ class PointRun:
     client_cpu_s: float = 0.0
     wall_s: float = 0.0
     aborted: str | None = None  # why issuing stopped early (server unreachable)
-    loop_lag_s: list[float] = field(default_factory=list)  # how late the event loop woke for a timer (client timing error)
-    after_drain: prom.Snapshot | None = None  # a scrape once the point's requests ended (engines that count at request end)
+    loop_lag_s: list[float] = field(
+        default_factory=list
+    )  # how late the event loop woke for a timer (client timing error)
+    after_drain: prom.Snapshot | None = (
+        None  # a scrape once the point's requests ended (engines that count at request end)
+    )
     # (monotonic ns, scrape) inside the window, `before` first and `after` last: the counters over time
     scrapes: list[tuple[int, prom.Snapshot]] = field(default_factory=list)
 
@@ -78,8 +82,17 @@ class _Window:
     window (opens `warmup_s` after the start, closes when the load stops being what was asked
     for), scrapes /metrics through it and watches the event loop's lateness."""
 
-    def __init__(self, client: httpx.AsyncClient, target: Target, spec: PointPlan, prompts: list, start_ns: int,
-                 id_offset: int, on_record, on_progress):
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        spec: PointPlan,
+        prompts: list,
+        start_ns: int,
+        id_offset: int,
+        on_record,
+        on_progress,
+    ):
         self.client, self.target, self.spec, self.prompts = client, target, spec, prompts
         self.start_ns, self.id_offset = start_ns, id_offset
         self.on_record, self.on_progress = on_record, on_progress
@@ -102,8 +115,13 @@ class _Window:
             return None
         i = self.id_offset + self.issued
         self.issued += 1
-        return RequestRecord(id=i, point=spec.label, scheduled_ns=scheduled_ns, max_tokens=self.target.max_tokens,
-                             domain=getattr(self.prompts[i % len(self.prompts)], "domain", None))
+        return RequestRecord(
+            id=i,
+            point=spec.label,
+            scheduled_ns=scheduled_ns,
+            max_tokens=self.target.max_tokens,
+            domain=getattr(self.prompts[i % len(self.prompts)], "domain", None),
+        )
 
     async def send(self, rec: RequestRecord) -> None:
         t = self.target
@@ -172,7 +190,7 @@ class _Window:
             while not self.closed.is_set():
                 try:  # the period follows the scrapes' cost (smoothed: one slow scrape does not set it)
                     await asyncio.wait_for(self.closed.wait(), max(min_period_s, cost / cost_share))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     t = time.perf_counter()
                     await self.scrape()
                     cost = 0.8 * cost + 0.2 * (time.perf_counter() - t)
@@ -197,7 +215,8 @@ class _Window:
         timer = None
         if spec.duration_s is not None:  # the window ends on time even while every request is still running
             timer = asyncio.get_running_loop().call_later(
-                max(0.0, (self.start_ns + spec.duration_s * 1e9 - time.monotonic_ns()) / 1e9), self.close)
+                max(0.0, (self.start_ns + spec.duration_s * 1e9 - time.monotonic_ns()) / 1e9), self.close
+            )
         try:
             tasks = await (self.closed_loop() if spec.concurrency is not None else self.open_loop())
             await self.closed.wait()
@@ -222,8 +241,15 @@ class _Window:
         return run
 
 
-async def run_point(target: Target, spec: PointPlan, prompts: list, on_record: Callable[[RequestRecord], None] | None = None,
-                    on_progress: Callable[[int], None] | None = None, start_ns: int | None = None, id_offset: int = 0) -> PointRun:
+async def run_point(
+    target: Target,
+    spec: PointPlan,
+    prompts: list,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    start_ns: int | None = None,
+    id_offset: int = 0,
+) -> PointRun:
     """Drive one load point and return its records, window and metric snapshots.
 
     `start_ns` (monotonic) lets several processes start one point together; `id_offset` keeps

@@ -19,7 +19,7 @@ import httpx
 
 from . import prom
 from .client import RequestRecord
-from .loadgen import PointRun, PointPlan, Target, run_point
+from .loadgen import PointPlan, PointRun, Target, run_point
 
 _SPAWN_SLACK_S = 3.0  # workers start this long after the parent decides: time to spawn and import
 _ID_STRIDE = 10_000_000
@@ -44,9 +44,14 @@ def _worker(target: Target, spec: PointPlan, prompts: list, start_ns: int, id_of
         queue.put(("done", {"cpu_s": 0.0, "aborted": f"worker failed: {type(e).__name__}: {e}"}))
 
 
-async def run_point_sharded(target: Target, spec: PointPlan, prompts: list, workers: int,
-                            on_record: Callable[[RequestRecord], None] | None = None,
-                            on_progress: Callable[[int], None] | None = None) -> PointRun:
+async def run_point_sharded(
+    target: Target,
+    spec: PointPlan,
+    prompts: list,
+    workers: int,
+    on_record: Callable[[RequestRecord], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> PointRun:
     """Run one point over `workers` processes and merge their records into one PointRun."""
     if spec.duration_s is None:
         raise ValueError("a sharded load point needs a duration")
@@ -54,8 +59,12 @@ async def run_point_sharded(target: Target, spec: PointPlan, prompts: list, work
     queue = ctx.Queue()
     start_ns = time.monotonic_ns() + int(_SPAWN_SLACK_S * 1e9)
     worker_target = replace(target, metrics_url=None)  # the parent scrapes, once
-    procs = [ctx.Process(target=_worker, args=(worker_target, s, prompts, start_ns, (i + 1) * _ID_STRIDE, queue), daemon=True)
-             for i, s in enumerate(shares(spec, workers))]
+    procs = [
+        ctx.Process(
+            target=_worker, args=(worker_target, s, prompts, start_ns, (i + 1) * _ID_STRIDE, queue), daemon=True
+        )
+        for i, s in enumerate(shares(spec, workers))
+    ]
     wall0 = time.perf_counter()
     for p in procs:
         p.start()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Progress, ProfileConfig
+from ..config import ProfileConfig, Progress
 from ..errors import InputError
 from ..shipped import resolve_shipped
 from .timing import time_calls
@@ -126,8 +126,14 @@ def _verify_fn(level: _Level, q: int, device: str) -> Callable[[], object]:
             layer.cumulative_length.fill_(level.context)
         with torch.inference_mode():
             # logits for every verified position, as verification needs
-            return level.model(input_ids=ids, past_key_values=level.cache, cache_position=pos,
-                               position_ids=position_ids, use_cache=True, logits_to_keep=0).logits
+            return level.model(
+                input_ids=ids,
+                past_key_values=level.cache,
+                cache_position=pos,
+                position_ids=position_ids,
+                use_cache=True,
+                logits_to_keep=0,
+            ).logits
 
     return fn
 
@@ -147,9 +153,19 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
-def profile_target(config, device: str, dtype, batch_tokens: list[int], requests: list[int], context: int,
-                   layers: int | None = None, repeats: int = 10, warmup: int = 3,
-                   on_point: Callable[[dict], None] | None = None, cuda_graph: bool = False) -> dict:
+def profile_target(
+    config,
+    device: str,
+    dtype,
+    batch_tokens: list[int],
+    requests: list[int],
+    context: int,
+    layers: int | None = None,
+    repeats: int = 10,
+    warmup: int = 3,
+    on_point: Callable[[dict], None] | None = None,
+    cuda_graph: bool = False,
+) -> dict:
     """Measure step time over the (B, R) grid. Returns {"points": [...], "scaling": {...}, "oom": ...}.
 
     Each point: batch_tokens actually run (R * q), requests, q, step_s (median, scaled to full
@@ -195,9 +211,18 @@ def profile_target(config, device: str, dtype, batch_tokens: list[int], requests
                 d1, dk = depths
                 per_layer = (timings[dk].median_s - timings[d1].median_s) / (dk - d1)
                 t, main = timings[d1].median_s + per_layer * (full - d1), timings[dk]
-            pt = {"batch_tokens": r * q, "requests": r, "tokens_per_request": q, "step_s": t, "cv": main.cv, "robust_cv": main.robust_cv,
-                  "p10_s": main.pct(10) * t / main.median_s, "p90_s": main.pct(90) * t / main.median_s,
-                  "repeats": repeats, "measured_depth_s": {str(d): timings[d].median_s for d in depths}}
+            pt = {
+                "batch_tokens": r * q,
+                "requests": r,
+                "tokens_per_request": q,
+                "step_s": t,
+                "cv": main.cv,
+                "robust_cv": main.robust_cv,
+                "p10_s": main.pct(10) * t / main.median_s,
+                "p90_s": main.pct(90) * t / main.median_s,
+                "repeats": repeats,
+                "measured_depth_s": {str(d): timings[d].median_s for d in depths},
+            }
             points.append(pt)
             if on_point:
                 on_point(pt)
@@ -205,8 +230,11 @@ def profile_target(config, device: str, dtype, batch_tokens: list[int], requests
             break
         del levels
     largest = max((p["batch_tokens"] for p in points), default=None)
-    scaling = {"model_layers": full, "measured_layers": depths,
-               "formula": "t(L) = t(1) + (t(K) - t(1)) * (L - 1) / (K - 1)" if len(depths) > 1 else "full depth measured"}
+    scaling = {
+        "model_layers": full,
+        "measured_layers": depths,
+        "formula": "t(L) = t(1) + (t(K) - t(1)) * (L - 1) / (K - 1)" if len(depths) > 1 else "full depth measured",
+    }
     return {"points": points, "scaling": scaling, "oom": oom, "largest_batch_tokens": largest}
 
 
@@ -214,8 +242,13 @@ def device_info(device: str) -> dict:
     """Name, versions and thread count of the measuring device."""
     import torch
 
-    info = {"kind": "cuda" if device.startswith("cuda") else "cpu", "torch": torch.__version__,
-            "cuda": torch.version.cuda, "threads": torch.get_num_threads(), "gpus": 1}
+    info = {
+        "kind": "cuda" if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "gpus": 1,
+    }
     if info["kind"] == "cuda":  # pragma: no cover - needs a GPU
         info["name"] = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -233,8 +266,9 @@ def _cpu_name() -> str:
     return "CPU " + (platform.processor() or platform.machine())
 
 
-def measured_profile(cfg: ProfileConfig, progress: Progress | None = None, keep: Callable[[dict], None] | None = None
-                     ) -> dict:
+def measured_profile(
+    cfg: ProfileConfig, progress: Progress | None = None, keep: Callable[[dict], None] | None = None
+) -> dict:
     """Measure a profile of `cfg.target`; `keep(doc)` after every point (`complete` false until
     done), so an interrupted profile keeps what it measured. With `cfg.draft`, also T_draft(R,
     gamma) of each drafter built from the config (full depth: drafters are 1-5 layers)."""
@@ -255,13 +289,26 @@ def measured_profile(cfg: ProfileConfig, progress: Progress | None = None, keep:
     total = sum(1 for r in set(requests) for _ in {max(1, round(b / r)) for b in batch_tokens if b >= r})
     total += sum(len(set(requests)) * (1 if m == "mtp-1" else len(set(cfg.gamma))) for m in cfg.draft)
     model_name = Path(cfg.target).stem if str(cfg.target).endswith(".json") else Path(cfg.target).name
-    doc = {"schema": PROFILE_SCHEMA, "source": "measured", "device": device_info(device),
-           "model": {"name": model_name, "layers": config.num_hidden_layers, "hidden": config.hidden_size,
-                     "vocab": config.vocab_size, "architecture": (config.architectures or [config.model_type])[0]},
-           "dtype": name, "context_len": cfg.context, "points": [], "complete": False, "cuda_graph": cfg.cuda_graph,
-           "composition": "R requests x q tokens each, B = R * q, one batched forward with logits at every position; "
-                          "every request has a StaticCache of context_len random keys/values",
-           "provenance": provenance()}
+    doc = {
+        "schema": PROFILE_SCHEMA,
+        "source": "measured",
+        "device": device_info(device),
+        "model": {
+            "name": model_name,
+            "layers": config.num_hidden_layers,
+            "hidden": config.hidden_size,
+            "vocab": config.vocab_size,
+            "architecture": (config.architectures or [config.model_type])[0],
+        },
+        "dtype": name,
+        "context_len": cfg.context,
+        "points": [],
+        "complete": False,
+        "cuda_graph": cfg.cuda_graph,
+        "composition": "R requests x q tokens each, B = R * q, one batched forward with logits at every position; "
+        "every request has a StaticCache of context_len random keys/values",
+        "provenance": provenance(),
+    }
     points = doc["points"]
     keep = keep or (lambda _doc: None)
 
@@ -272,12 +319,25 @@ def measured_profile(cfg: ProfileConfig, progress: Progress | None = None, keep:
             progress(f"R={pt['requests']} B={pt['batch_tokens']}", len(points), total)
 
     try:
-        res = profile_target(config, device, dt, batch_tokens, requests, cfg.context, cfg.layers, cfg.repeats,
-                             cfg.warmup_passes, point, cfg.cuda_graph)
+        res = profile_target(
+            config,
+            device,
+            dt,
+            batch_tokens,
+            requests,
+            cfg.context,
+            cfg.layers,
+            cfg.repeats,
+            cfg.warmup_passes,
+            point,
+            cfg.cuda_graph,
+        )
     except (RuntimeError, MemoryError) as e:
         if not is_oom(e):
             raise
-        raise InputError(f"out of memory building {model_name} on {device}: profile fewer layers with --layers K") from None
+        raise InputError(
+            f"out of memory building {model_name} on {device}: profile fewer layers with --layers K"
+        ) from None
     doc.update(scaling=res["scaling"], oom=res["oom"], largest_batch_tokens=res["largest_batch_tokens"])
     keep(doc)
     done = [len(points)]
@@ -289,15 +349,37 @@ def measured_profile(cfg: ProfileConfig, progress: Progress | None = None, keep:
 
     doc["draft"] = {}
     for method in cfg.draft:
-        doc["draft"].update(profile_drafters(config, [method], requests, list(cfg.gamma), cfg.context, device, dt,
-                                             cfg.repeats, cfg.warmup_passes, draft_point))
+        doc["draft"].update(
+            profile_drafters(
+                config,
+                [method],
+                requests,
+                list(cfg.gamma),
+                cfg.context,
+                device,
+                dt,
+                cfg.repeats,
+                cfg.warmup_passes,
+                draft_point,
+            )
+        )
         keep(doc)
     doc["complete"] = res["oom"] is None
     return doc
 
 
-def profile_drafters(config, methods: list[str], requests: list[int], gammas: list[int], context: int, device: str, dtype,
-                     repeats: int = 10, warmup: int = 3, on_point: Callable[[dict], None] | None = None) -> dict:
+def profile_drafters(
+    config,
+    methods: list[str],
+    requests: list[int],
+    gammas: list[int],
+    context: int,
+    device: str,
+    dtype,
+    repeats: int = 10,
+    warmup: int = 3,
+    on_point: Callable[[dict], None] | None = None,
+) -> dict:
     """T_draft(R, gamma) per method on the full grid (MTP-1: gamma 1), as the profile's `draft` table."""
     import torch
 
@@ -320,6 +402,9 @@ def profile_drafters(config, methods: list[str], requests: list[int], gammas: li
                 pts.append(pt)
                 if on_point:
                     on_point(pt)
-        tables[method] = {"drafting": METHODS[method].drafting, "points": [{k: v for k, v in p.items() if k != "method"} for p in pts]}
+        tables[method] = {
+            "drafting": METHODS[method].drafting,
+            "points": [{k: v for k, v in p.items() if k != "method"} for p in pts],
+        }
         del drafter
     return tables

@@ -29,8 +29,13 @@ def batch_points(requests: int, tile: int, max_gamma: int = MAX_GAMMA) -> np.nda
     return np.unique(pts[(pts >= lo) & (pts <= hi)]).astype(int)
 
 
-def roofline_profile(hw: rl.HardwareSpec, model: rl.ModelSpec, context_len: int = 2048,
-                     knobs: rl.RooflineKnobs | None = None, command: list[str] | None = None) -> dict:
+def roofline_profile(
+    hw: rl.HardwareSpec,
+    model: rl.ModelSpec,
+    context_len: int = 2048,
+    knobs: rl.RooflineKnobs | None = None,
+    command: list[str] | None = None,
+) -> dict:
     """A complete `dsbench.profile/1` document from the roofline model."""
     kn = knobs or rl.RooflineKnobs()
     points = []
@@ -45,23 +50,34 @@ def roofline_profile(hw: rl.HardwareSpec, model: rl.ModelSpec, context_len: int 
         gammas = (m.fixed_gamma,) if m.fixed_gamma else DRAFT_GAMMAS
         pts = [
             {"requests": r, "gamma": g, "step_s": float(rl.draft_step_s(hw, model, kn, m.drafting, r, g, context_len))}
-            for r in REQUEST_LEVELS for g in gammas
+            for r in REQUEST_LEVELS
+            for g in gammas
         ]
         draft[m.name] = {"drafting": m.drafting, "points": pts}
     return {
         "schema": PROFILE_SCHEMA,
         "source": "roofline",
-        "device": {"name": hw.name, "gpus": 1, "peak_bf16_flops": hw.peak_flops, "mem_bw_bytes_s": hw.mem_bw, "mem_bytes": hw.mem_bytes},
-        "model": {"name": model.name, **asdict(model), "total_params": model.total_params,
-                  "kv_bytes_per_token": model.kv_bytes_per_token(kn.dtype_bytes)},
+        "device": {
+            "name": hw.name,
+            "gpus": 1,
+            "peak_bf16_flops": hw.peak_flops,
+            "mem_bw_bytes_s": hw.mem_bw,
+            "mem_bytes": hw.mem_bytes,
+        },
+        "model": {
+            "name": model.name,
+            **asdict(model),
+            "total_params": model.total_params,
+            "kv_bytes_per_token": model.kv_bytes_per_token(kn.dtype_bytes),
+        },
         "dtype": "bf16",
         "context_len": context_len,
         "max_requests": rl.max_requests(hw, model, kn, context_len),
         "roofline": {
             "formula": "step_s = max(bytes / (mem_bw * bw_efficiency), flops / (peak_bf16_flops * flops_efficiency))"
-                       " + step_overhead_s + requests * per_request_overhead_s; bytes = weights touched + requests * context_len"
-                       " * kv_bytes_per_token; flops = 2 * active matmul params * ceil(B / token_tile) * token_tile"
-                       " + 4 * layers * heads * head_dim * context_len * B",
+            " + step_overhead_s + requests * per_request_overhead_s; bytes = weights touched + requests * context_len"
+            " * kv_bytes_per_token; flops = 2 * active matmul params * ceil(B / token_tile) * token_tile"
+            " + 4 * layers * heads * head_dim * context_len * B",
             "knobs": kn.as_dict(),
             "note": "modelled, not measured: efficiencies and overheads are assumptions stated here",
         },

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import Progress, ProfileConfig
+from ..config import ProfileConfig, Progress
 from ..store import Store
 
 

@@ -9,11 +9,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 # One colour per method everywhere dsbench draws.
-METHOD_COLORS = {"no-spec": "#7f7f7f", "mtp-1": "#1f77b4", "dflash": "#2ca02c", "eagle3": "#ff7f0e", "dspark": "#d62728"}
+METHOD_COLORS = {
+    "no-spec": "#7f7f7f",
+    "mtp-1": "#1f77b4",
+    "dflash": "#2ca02c",
+    "eagle3": "#ff7f0e",
+    "dspark": "#d62728",
+}
 
 
-def frontier_figure(rows: list[dict], slo: float | None, title: str, subtitle: str = "",
-                    best: dict[str, dict] | None = None) -> Figure:
+def frontier_figure(
+    rows: list[dict], slo: float | None, title: str, subtitle: str = "", best: dict[str, dict] | None = None
+) -> Figure:
     """Throughput per GPU vs per-user speed, one line per method, the SLO as a vertical line.
 
     `rows`: dicts with method, tps_user, throughput_tok_s_gpu (ordered by concurrency).
@@ -24,15 +31,28 @@ def frontier_figure(rows: list[dict], slo: float | None, title: str, subtitle: s
     for m in methods:
         pts = [r for r in rows if r["method"] == m]
         color = METHOD_COLORS.get(m)
-        ax.plot([r["tps_user"] for r in pts], [r["throughput_tok_s_gpu"] for r in pts], "-o", ms=2.5, lw=1.6,
-                color=color, label=m)
+        ax.plot(
+            [r["tps_user"] for r in pts],
+            [r["throughput_tok_s_gpu"] for r in pts],
+            "-o",
+            ms=2.5,
+            lw=1.6,
+            color=color,
+            label=m,
+        )
         b = (best or {}).get(m)
         if b and b.get("feasible"):
             ax.plot([b["tps_user"]], [b["throughput"]], "*", ms=13, color=color, mec="black", mew=0.6, zorder=5)
     if slo:
         ax.axvline(slo, color="black", ls="--", lw=1)
-        ax.annotate(f"SLO {slo:g} tok/s/user", (slo, 0), xycoords=("data", "axes fraction"), xytext=(4, 6),
-                    textcoords="offset points", fontsize=8)
+        ax.annotate(
+            f"SLO {slo:g} tok/s/user",
+            (slo, 0),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, 6),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.set_xlabel("per-user speed (tokens/s per user)")
     ax.set_ylabel("throughput (tokens/s per GPU)")
     ax.set_title(title, fontsize=11)
@@ -71,15 +91,26 @@ def _finish(fig: Figure, ax, title: str, source: str) -> Figure:
     return fig
 
 
-def frontier_with_measured(model_rows: list[dict], measured: list[dict], slo: float | None, title: str, source: str) -> Figure:
+def frontier_with_measured(
+    model_rows: list[dict], measured: list[dict], slo: float | None, title: str, source: str
+) -> Figure:
     """Modelled frontier lines (sweep rows) and measured load points ({method, tps_user, throughput})."""
     fig = frontier_figure(model_rows, slo, title) if model_rows else plt.figure(figsize=(8.5, 5.5), dpi=110)
     ax = fig.axes[0] if fig.axes else fig.add_subplot()
     for m in dict.fromkeys(p["method"] for p in measured):
         pts = [p for p in measured if p["method"] == m]
         pts.sort(key=lambda p: p.get("concurrency") or 0)
-        ax.plot([p["tps_user"] for p in pts], [p["throughput"] for p in pts], "D:", ms=6, mfc="white", mew=1.6, lw=1,
-                color=_color(m), label=m)
+        ax.plot(
+            [p["tps_user"] for p in pts],
+            [p["throughput"] for p in pts],
+            "D:",
+            ms=6,
+            mfc="white",
+            mew=1.6,
+            lw=1,
+            color=_color(m),
+            label=m,
+        )
     if measured:
         ax.legend(fontsize=8)
         ax.set_xlabel("per-user speed (tokens/s per user)")
@@ -92,12 +123,25 @@ def budget_figure(rows: list[dict], measured: list[dict], title: str, source: st
     fig, ax = plt.subplots(figsize=(8.5, 4.2), dpi=110)
     for m in dict.fromkeys(r["method"] for r in rows):
         pts = [r for r in rows if r["method"] == m]
-        ax.plot([r["concurrency"] for r in pts], [r["verify_budget"] for r in pts], "-", lw=1.6,
-                color=METHOD_COLORS.get(m), label=m)
+        ax.plot(
+            [r["concurrency"] for r in pts],
+            [r["verify_budget"] for r in pts],
+            "-",
+            lw=1.6,
+            color=METHOD_COLORS.get(m),
+            label=m,
+        )
     for m in dict.fromkeys(p["method"] for p in measured):
         pts = [p for p in measured if p["method"] == m]
-        ax.plot([p["concurrency"] for p in pts], [p["budget"] for p in pts], "D", mfc="white", mew=1.6,
-                color=_color(m), label=m)
+        ax.plot(
+            [p["concurrency"] for p in pts],
+            [p["budget"] for p in pts],
+            "D",
+            mfc="white",
+            mew=1.6,
+            color=_color(m),
+            label=m,
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("tokens verified per request per round (1 + l)")
@@ -113,8 +157,15 @@ def acceptance_figure(curves: list[dict], title: str, source: str) -> Figure:
     seen: dict[str, int] = {}
     for c in curves:
         k = seen[c["method"]] = seen.get(c["method"], -1) + 1
-        ax.plot(range(1, len(c["conditional"]) + 1), c["conditional"], styles[k % 4], marker="o", ms=3,
-                color=METHOD_COLORS.get(c["method"]), label=c["label"])
+        ax.plot(
+            range(1, len(c["conditional"]) + 1),
+            c["conditional"],
+            styles[k % 4],
+            marker="o",
+            ms=3,
+            color=METHOD_COLORS.get(c["method"]),
+            label=c["label"],
+        )
     ax.set_xlabel("draft position k")
     ax.set_ylabel("P(accept k | positions < k accepted)")
     ax.set_ylim(0, 1.02)
@@ -122,8 +173,9 @@ def acceptance_figure(curves: list[dict], title: str, source: str) -> Figure:
     return _finish(fig, ax, title, source)
 
 
-def reliability_figure(reliability: list[dict], ece_before: float | None, ece_after: float | None, title: str,
-                       source: str) -> Figure:
+def reliability_figure(
+    reliability: list[dict], ece_before: float | None, ece_after: float | None, title: str, source: str
+) -> Figure:
     """Reliability diagram pooled over positions: predicted survival vs observed, before/after."""
     fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=110)
     ax.plot([0, 1], [0, 1], color="#999999", lw=1, label="perfect calibration")
@@ -131,8 +183,14 @@ def reliability_figure(reliability: list[dict], ece_before: float | None, ece_af
         pts = [b for pos in reliability for b in pos.get(key, [])]
         ece = ece_before if key == "before" else ece_after
         label = f"{key} STS" + (f" (ECE {ece:.1%})" if ece is not None else "")
-        ax.scatter([b["pred"] for b in pts], [b["observed"] for b in pts], s=[8 + 40 * b["n"] / max(1, max(p["n"] for p in pts)) for b in pts],
-                   color=color, alpha=0.7, label=label)
+        ax.scatter(
+            [b["pred"] for b in pts],
+            [b["observed"] for b in pts],
+            s=[8 + 40 * b["n"] / max(1, max(p["n"] for p in pts)) for b in pts],
+            color=color,
+            alpha=0.7,
+            label=label,
+        )
     ax.set_xlabel("predicted survival (confidence product)")
     ax.set_ylabel("observed survival")
     ax.set_xlim(0, 1)
@@ -145,8 +203,9 @@ def distributions_figure(per_point: dict[str, dict[str, list[float]]], title: st
     """Box plots of TTFT (ms), TPOT (ms) and per-user speed (tok/s) per load point."""
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.8), dpi=110)
     labels = list(per_point)
-    for ax, (key, name, scale) in zip(axes, (("ttft_s", "TTFT (ms)", 1e3), ("tpot_s", "TPOT (ms)", 1e3),
-                                             ("tps_user", "per-user speed (tok/s)", 1.0))):
+    for ax, (key, name, scale) in zip(
+        axes, (("ttft_s", "TTFT (ms)", 1e3), ("tpot_s", "TPOT (ms)", 1e3), ("tps_user", "per-user speed (tok/s)", 1.0))
+    ):
         data = [[v * scale for v in per_point[lab].get(key, [])] or [float("nan")] for lab in labels]
         ax.boxplot(data, showfliers=True, flierprops={"markersize": 2})
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=45, fontsize=7)
@@ -165,7 +224,9 @@ def chunk_tau_figure(points: list[dict], title: str, source: str) -> Figure:
     ys = [p["tokens_per_chunk"] for p in points]
     ax.scatter(xs, ys, color="#d62728", zorder=3)
     for p in points:
-        ax.annotate(p["label"], (p["tau"], p["tokens_per_chunk"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            p["label"], (p["tau"], p["tokens_per_chunk"]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     hi = max(xs + ys + [1.0]) * 1.1
     ax.plot([1, hi], [1, hi], color="#999999", lw=1, label="tokens per chunk = tau")
     ax.set_xlabel("tau (server counters)")
@@ -192,7 +253,12 @@ def fit_figure(points: list[dict], title: str, source: str) -> Figure:
     fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=110)
     for m in dict.fromkeys(p["method"] for p in points):
         pts = [p for p in points if p["method"] == m]
-        ax.scatter([p["round_s"] * 1e3 for p in pts], [p["round_s_fitted"] * 1e3 for p in pts], color=METHOD_COLORS.get(m), label=m)
+        ax.scatter(
+            [p["round_s"] * 1e3 for p in pts],
+            [p["round_s_fitted"] * 1e3 for p in pts],
+            color=METHOD_COLORS.get(m),
+            label=m,
+        )
     lo = min(min(p["round_s"], p["round_s_fitted"]) for p in points) * 1e3 * 0.9
     hi = max(max(p["round_s"], p["round_s_fitted"]) for p in points) * 1e3 * 1.1
     ax.plot([lo, hi], [lo, hi], color="#999999", lw=1)
@@ -213,7 +279,7 @@ def svg_text(fig: Figure) -> str:
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     svg = buf.getvalue()
-    svg = svg[svg.index("<svg"):]
+    svg = svg[svg.index("<svg") :]
     svg = re.sub(r"<metadata>.*?</metadata>|<!--.*?-->", "", svg, flags=re.S)  # comments echo the figure's text
     svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
     return svg.replace("xlink:href=", "href=")

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from .engine import SimEngine  # or any engine with the same interface (serve/real.py)
 
+
 @dataclass
 class Faults:
     """Injected failures: {status: probability} per request, and stalls after N chunks."""
@@ -70,27 +71,40 @@ class _SpecCollector:
         yield counter("vllm:spec_decode_num_drafts", "Number of spec decoding drafts.", c.drafts)
         yield counter("vllm:spec_decode_num_draft_tokens", "Number of draft tokens.", c.draft_tokens)
         yield counter("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens.", c.accepted)
-        per_pos = CounterMetricFamily("vllm:spec_decode_num_accepted_tokens_per_pos", "Accepted tokens per draft position.",
-                                      labels=labels + ["position"])
-        reached = CounterMetricFamily("dsbench:spec_reached_per_pos",
-                                      "Decode steps that verified draft k after drafts 1..k-1 were accepted.",
-                                      labels=labels + ["position"])
+        per_pos = CounterMetricFamily(
+            "vllm:spec_decode_num_accepted_tokens_per_pos",
+            "Accepted tokens per draft position.",
+            labels=labels + ["position"],
+        )
+        reached = CounterMetricFamily(
+            "dsbench:spec_reached_per_pos",
+            "Decode steps that verified draft k after drafts 1..k-1 were accepted.",
+            labels=labels + ["position"],
+        )
         for k in range(c.gamma):
             per_pos.add_metric(lv + [str(k)], float(c.accepted_per_pos[k]))
             reached.add_metric(lv + [str(k)], float(c.reached_per_pos[k]))
         yield per_pos
         yield reached
-        yield counter("dsbench:spec_rounds", "Decode steps of all requests, including those that verified no draft.", c.rounds)
+        yield counter(
+            "dsbench:spec_rounds", "Decode steps of all requests, including those that verified no draft.", c.rounds
+        )
         yield counter("vllm:prompt_tokens", "Number of prefill tokens processed.", c.prompt_tokens)
         yield counter("vllm:generation_tokens", "Number of generation tokens processed.", c.generation_tokens)
         yield counter("vllm:request_success", "Count of successfully processed requests.", c.requests_finished)
-        running = GaugeMetricFamily("vllm:num_requests_running", "Number of requests in model execution batches.", labels=labels)
+        running = GaugeMetricFamily(
+            "vllm:num_requests_running", "Number of requests in model execution batches.", labels=labels
+        )
         running.add_metric(lv, float(e.running))
         yield running
-        waiting = GaugeMetricFamily("vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels=labels)
+        waiting = GaugeMetricFamily(
+            "vllm:num_requests_waiting", "Number of requests waiting to be processed.", labels=labels
+        )
         waiting.add_metric(lv, float(getattr(e, "waiting", 0)))
         yield waiting
-        late = GaugeMetricFamily("dsbench:engine_late_seconds", "Worst lag of the simulated engine behind its clock.", labels=labels)
+        late = GaugeMetricFamily(
+            "dsbench:engine_late_seconds", "Worst lag of the simulated engine behind its clock.", labels=labels
+        )
         late.add_metric(lv, e.late_s)
         yield late
 
@@ -135,8 +149,16 @@ def parse_request(body, chat: bool) -> Ask:
         raise ValueError("max_tokens must be >= 1")
     opts = body.get("stream_options") or {}
     include_usage = bool(opts.get("include_usage"))
-    return Ask(chat, prompt, max_tokens, body.get("model"), bool(body.get("stream")), include_usage,
-               include_usage and bool(opts.get("continuous_usage_stats")), bool(body.get("dsbench_trace")))
+    return Ask(
+        chat,
+        prompt,
+        max_tokens,
+        body.get("model"),
+        bool(body.get("stream")),
+        include_usage,
+        include_usage and bool(opts.get("continuous_usage_stats")),
+        bool(body.get("dsbench_trace")),
+    )
 
 
 # --------------------------------------------------------------------------- responses
@@ -154,7 +176,11 @@ class Reply:
     created: int = field(default_factory=lambda: int(time.time()))
 
     def usage(self, produced: int) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": produced, "total_tokens": self.prompt_tokens + produced}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": produced,
+            "total_tokens": self.prompt_tokens + produced,
+        }
 
     def finish(self, produced: int) -> str:
         return "length" if produced >= self.ask.max_tokens else "stop"
@@ -165,14 +191,30 @@ class Reply:
             produced += item[0]
             parts.append(item[1])
         text, finish = "".join(parts), self.finish(produced)
-        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish} if self.ask.chat
-                  else {"index": 0, "text": text, "finish_reason": finish})
-        return {"id": self.id, "object": "chat.completion" if self.ask.chat else "text_completion", "created": self.created,
-                "model": self.model, "choices": [choice], "usage": self.usage(produced)}
+        choice = (
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+            if self.ask.chat
+            else {"index": 0, "text": text, "finish_reason": finish}
+        )
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.ask.chat else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+            "usage": self.usage(produced),
+        }
 
     def _event(self, choices: list, **extra) -> bytes:
         obj = "chat.completion.chunk" if self.ask.chat else "text_completion"
-        payload = {"id": self.id, "object": obj, "created": self.created, "model": self.model, "choices": choices, **extra}
+        payload = {
+            "id": self.id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
         return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
     async def stream(self, queue: asyncio.Queue, faults: Faults) -> AsyncIterator[bytes]:
@@ -186,8 +228,11 @@ class Reply:
             produced += n
             finish = None if nxt is not None else self.finish(produced)
             delta = {"role": "assistant", "content": text} if chunks == 0 else {"content": text}
-            choice = ({"index": 0, "delta": delta, "finish_reason": finish} if self.ask.chat
-                      else {"index": 0, "text": text, "finish_reason": finish})
+            choice = (
+                {"index": 0, "delta": delta, "finish_reason": finish}
+                if self.ask.chat
+                else {"index": 0, "text": text, "finish_reason": finish}
+            )
             extra = {"usage": self.usage(produced)} if self.ask.continuous else {}
             if self.ask.trace:
                 extra["dsbench_sent_ns"] = time.monotonic_ns()
@@ -215,8 +260,13 @@ def create_app(engine: SimEngine, faults: Faults | None = None) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def models(_: Request):
-        return JSONResponse({"object": "list", "data": [{"id": engine.model_name, "object": "model", "owned_by": "dsbench",
-                                                         "dsbench": engine.card}]}, headers=tell)
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": engine.model_name, "object": "model", "owned_by": "dsbench", "dsbench": engine.card}],
+            },
+            headers=tell,
+        )
 
     async def metrics(_: Request):
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -19,30 +19,55 @@ def _sim_engine(cfg: ServeConfig, say):
     from ..sweep import build_scenarios, load_inputs
     from .engine import SimEngine
 
-    sweep = SweepConfig(profile=cfg.profile, acceptance=cfg.acceptance, domain=cfg.domain, methods=(cfg.method,),
-                        baseline=cfg.method, policy=cfg.policy, gamma=cfg.gamma)
+    sweep = SweepConfig(
+        profile=cfg.profile,
+        acceptance=cfg.acceptance,
+        domain=cfg.domain,
+        methods=(cfg.method,),
+        baseline=cfg.method,
+        policy=cfg.policy,
+        gamma=cfg.gamma,
+    )
     policy = sweep.validate()
     prof, curves, acc_ref = load_inputs(sweep)
     scenario = build_scenarios(sweep, policy, prof, curves, acc_ref)[cfg.method]
     cap = f", at most {prof.max_requests} requests in flight (KV memory)" if prof.max_requests else ""
-    say(f"dsbench serve: simulated {cfg.method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
-        f"time scale {cfg.time_scale:g}, model id {cfg.model_name!r}{cap}")
-    card = {"method": cfg.method, "profile": prof.path.stem, "profile_source": prof.source,
-            "device": prof.device.get("name"), "gpus": prof.gpus, "model": prof.model.get("name")}
-    return SimEngine(scenario, time_scale=cfg.time_scale, seed=cfg.seed, model_name=cfg.model_name,
-                     max_running=prof.max_requests, card=card)
+    say(
+        f"dsbench serve: simulated {cfg.method} ({scenario.policy}, gamma {scenario.gamma}) on {prof.label}, "
+        f"time scale {cfg.time_scale:g}, model id {cfg.model_name!r}{cap}"
+    )
+    card = {
+        "method": cfg.method,
+        "profile": prof.path.stem,
+        "profile_source": prof.source,
+        "device": prof.device.get("name"),
+        "gpus": prof.gpus,
+        "model": prof.model.get("name"),
+    }
+    return SimEngine(
+        scenario,
+        time_scale=cfg.time_scale,
+        seed=cfg.seed,
+        model_name=cfg.model_name,
+        max_running=prof.max_requests,
+        card=card,
+    )
 
 
 def _real_engine(cfg: ServeConfig, say):
     from ..accept import build_decoder
     from .real import RealEngine
 
-    dec, tok, method = build_decoder(cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed,
-                                     cfg.profile)
-    say(f"dsbench serve: real engine, target {cfg.target}, "
-        + (f"{method} drafter, gamma {dec.gamma}, {dec.policy}" if dec.gamma else "no drafter"))
-    return RealEngine(dec, tok, cfg.model_name, {"target": Path(cfg.target).name, "method": method,
-                                                 "device": str(cfg.device)})
+    dec, tok, method = build_decoder(
+        cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile
+    )
+    say(
+        f"dsbench serve: real engine, target {cfg.target}, "
+        + (f"{method} drafter, gamma {dec.gamma}, {dec.policy}" if dec.gamma else "no drafter")
+    )
+    return RealEngine(
+        dec, tok, cfg.model_name, {"target": Path(cfg.target).name, "method": method, "device": str(cfg.device)}
+    )
 
 
 def build_faults(cfg: ServeConfig):

@@ -94,11 +94,24 @@ class EngineLoop:
 class SimEngine(EngineLoop):
     """Continuous-batching simulated engine driven by a core Scenario."""
 
-    def __init__(self, scenario: Scenario, time_scale: float = 1.0, seed: int = 0, model_name: str = "dsbench-sim",
-                 max_running: int | None = None, card: dict | None = None):
+    def __init__(
+        self,
+        scenario: Scenario,
+        time_scale: float = 1.0,
+        seed: int = 0,
+        model_name: str = "dsbench-sim",
+        max_running: int | None = None,
+        card: dict | None = None,
+    ):
         self.sc = scenario
-        self.card = {"source": "simulated", "method": None, "policy": str(scenario.policy), "gamma": scenario.gamma,
-                     "time_scale": time_scale, **(card or {})}
+        self.card = {
+            "source": "simulated",
+            "method": None,
+            "policy": str(scenario.policy),
+            "gamma": scenario.gamma,
+            "time_scale": time_scale,
+            **(card or {}),
+        }
         self.max_running = max_running  # the KV cache's room: later arrivals wait, as in vLLM's scheduler
         self.time_scale = time_scale
         self.model_name = model_name
@@ -211,7 +224,6 @@ class SimEngine(EngineLoop):
 
     def _count(self, lengths: np.ndarray, acc: np.ndarray) -> None:
         self.counters.record(lengths, acc)
-
 
 
 _WORDS = ("the", "model", "drafts", "tokens", "and", "verifies", "them", "in", "one", "pass")

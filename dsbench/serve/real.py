@@ -108,15 +108,16 @@ class RealEngine(EngineLoop):
         for s, committed in results:
             self._emit(by_session[id(s)], committed)
         if results:
-            self.counters.record(np.array([s.log.proposal[-1] for s, _ in results]),
-                                 np.array([s.log.accepted[-1] for s, _ in results]))
+            self.counters.record(
+                np.array([s.log.proposal[-1] for s, _ in results]), np.array([s.log.accepted[-1] for s, _ in results])
+            )
 
     def _emit(self, r: _Live, new: list[int]) -> None:
         new = new[: r.max_tokens - r.emitted]
         if not new:
             return
         full = self.tok.decode(r.session.tokens[: r.emitted + len(new)], skip_special_tokens=True)
-        r.out.append((len(new), full[len(r.text):]))
+        r.out.append((len(new), full[len(r.text) :]))
         r.text = full
         r.emitted += len(new)
         self.counters.generation_tokens += len(new)

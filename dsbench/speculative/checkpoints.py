@@ -19,8 +19,13 @@ import torch
 from ..errors import InputError
 from .models import BlockModel, Eagle3Model, MTPModel
 
-ARCHS = {"Qwen3DSparkModel": "block", "Gemma4DSparkModel": "block", "Qwen3Eagle3Model": "eagle3",
-         "Eagle3DraftModel": "eagle3", "DsbenchMTPModel": "mtp-1"}
+ARCHS = {
+    "Qwen3DSparkModel": "block",
+    "Gemma4DSparkModel": "block",
+    "Qwen3Eagle3Model": "eagle3",
+    "Eagle3DraftModel": "eagle3",
+    "DsbenchMTPModel": "mtp-1",
+}
 
 
 @dataclass
@@ -31,24 +36,40 @@ class DrafterInfo:
     path: Path
 
 
-def save_drafter(drafter: torch.nn.Module, method: str, target_config, out_dir: Path, target_layer_ids: list[int], gamma: int) -> Path:
+def save_drafter(
+    drafter: torch.nn.Module, method: str, target_config, out_dir: Path, target_layer_ids: list[int], gamma: int
+) -> Path:
     """Write `drafter` in DeepSpec's layout (config.json + model.safetensors)."""
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = target_config.to_dict()
-    cfg.update(num_target_layers=target_config.num_hidden_layers, target_layer_ids=list(target_layer_ids), tie_word_embeddings=False)
+    cfg.update(
+        num_target_layers=target_config.num_hidden_layers,
+        target_layer_ids=list(target_layer_ids),
+        tie_word_embeddings=False,
+    )
     if method in ("dflash", "dspark"):
-        cfg.update(architectures=["Qwen3DSparkModel"], num_hidden_layers=len(drafter.layers), block_size=gamma,
-                   mask_token_id=drafter.mask_token_id, layer_types=["full_attention"] * len(drafter.layers),
-                   markov_rank=drafter.markov_head.markov_w1.embedding_dim if drafter.markov_head is not None else 0,
-                   enable_confidence_head=drafter.confidence_head is not None)
+        cfg.update(
+            architectures=["Qwen3DSparkModel"],
+            num_hidden_layers=len(drafter.layers),
+            block_size=gamma,
+            mask_token_id=drafter.mask_token_id,
+            layer_types=["full_attention"] * len(drafter.layers),
+            markov_rank=drafter.markov_head.markov_w1.embedding_dim if drafter.markov_head is not None else 0,
+            enable_confidence_head=drafter.confidence_head is not None,
+        )
         if drafter.markov_head is not None:
             cfg.update(markov_head_type="vanilla", confidence_head_with_markov=True)
     elif method == "eagle3":
-        cfg.update(architectures=["Qwen3Eagle3Model"], num_hidden_layers=1, draft_num_hidden_layers=1, ttt_length=gamma,
-                   layer_types=["full_attention"])
+        cfg.update(
+            architectures=["Qwen3Eagle3Model"],
+            num_hidden_layers=1,
+            draft_num_hidden_layers=1,
+            ttt_length=gamma,
+            layer_types=["full_attention"],
+        )
     elif method == "mtp-1":
         cfg.update(architectures=["DsbenchMTPModel"], num_hidden_layers=1, layer_types=["full_attention"])
     else:
@@ -76,21 +97,33 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
     files = sorted(p.glob("*.safetensors"))
     if not files:
         pickles = [f.name for f in p.glob("*.bin")] + [f.name for f in p.glob("*.pt")]
-        extra = f" (found {', '.join(pickles)}: pickled checkpoints are refused; convert them to safetensors)" if pickles else ""
+        extra = (
+            f" (found {', '.join(pickles)}: pickled checkpoints are refused; convert them to safetensors)"
+            if pickles
+            else ""
+        )
         raise InputError(f"draft checkpoint has no .safetensors files: {p}{extra}")
     tcfg = target.config
     ids = list(cfg.get("target_layer_ids") or [])
     if not ids:
         raise InputError(f"{cfg_path}: missing field 'target_layer_ids'")
     if cfg.get("hidden_size") != tcfg.hidden_size or cfg.get("vocab_size") != tcfg.vocab_size:
-        raise InputError(f"{cfg_path}: hidden_size/vocab_size {cfg.get('hidden_size')}/{cfg.get('vocab_size')} do not match "
-                         f"the target's {tcfg.hidden_size}/{tcfg.vocab_size}")
+        raise InputError(
+            f"{cfg_path}: hidden_size/vocab_size {cfg.get('hidden_size')}/{cfg.get('vocab_size')} do not match "
+            f"the target's {tcfg.hidden_size}/{tcfg.vocab_size}"
+        )
     kind = ARCHS[arch]
     if kind == "block":
         rank = int(cfg.get("markov_rank") or 0)
         method = "dspark" if rank else "dflash"
-        drafter = BlockModel(tcfg, int(cfg["num_hidden_layers"]), len(ids), rank, bool(cfg.get("enable_confidence_head")),
-                               int(cfg.get("mask_token_id") or 0))
+        drafter = BlockModel(
+            tcfg,
+            int(cfg["num_hidden_layers"]),
+            len(ids),
+            rank,
+            bool(cfg.get("enable_confidence_head")),
+            int(cfg.get("mask_token_id") or 0),
+        )
         gamma = int(cfg.get("block_size") or 7)
     elif kind == "eagle3":
         method, drafter, gamma = "eagle3", Eagle3Model(tcfg, len(ids)), int(cfg.get("ttt_length") or 7)
@@ -102,7 +135,9 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
     expected = drafter.state_dict()
     missing = sorted(set(expected) - set(state))
     if missing:
-        raise InputError(f"{p}: missing tensor {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+        raise InputError(
+            f"{p}: missing tensor {missing[0]!r}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise InputError(f"{p}: unexpected tensor {unexpected[0]!r} for a {method} drafter")
@@ -117,8 +152,15 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
 
 def _share_with_target(drafter: torch.nn.Module, target) -> None:
     """Alias the drafter's frozen embedding and head copies to the target's when they are equal."""
-    pairs = ((getattr(drafter, "embed_tokens", None), target.get_input_embeddings()),
-             (getattr(drafter, "lm_head", None), target.get_output_embeddings()))
+    pairs = (
+        (getattr(drafter, "embed_tokens", None), target.get_input_embeddings()),
+        (getattr(drafter, "lm_head", None), target.get_output_embeddings()),
+    )
     for mine, theirs in pairs:
-        if mine is not None and theirs is not None and mine.weight.shape == theirs.weight.shape and torch.equal(mine.weight, theirs.weight):
+        if (
+            mine is not None
+            and theirs is not None
+            and mine.weight.shape == theirs.weight.shape
+            and torch.equal(mine.weight, theirs.weight)
+        ):
             mine.weight = theirs.weight

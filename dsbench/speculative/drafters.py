@@ -175,7 +175,9 @@ class ChainDrafter(_NeuralDrafter):
         old = self.rows
         super().reserve(rows, length)
         if self.h is None or self.h.shape[0] < rows:
-            h = torch.zeros((rows, self.model.lm_head.in_features), dtype=self.dtype, device=self.model.lm_head.weight.device)
+            h = torch.zeros(
+                (rows, self.model.lm_head.in_features), dtype=self.dtype, device=self.model.lm_head.weight.device
+            )
             if self.h is not None:
                 h[:old] = self.h[:old]
             self.h = h
@@ -229,8 +231,9 @@ class BlockDrafter(_NeuralDrafter):
         rows = self.feats[: anchors.shape[0]]
         feats = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
         lens = torch.tensor([f.shape[0] for f in rows], device=anchors.device)
-        drafts, logits, conf = self.model.propose(anchors, feats, starts, self.gamma, self.rows_from(0), temperature,
-                                                  lengths=lens)
+        drafts, logits, conf = self.model.propose(
+            anchors, feats, starts, self.gamma, self.rows_from(0), temperature, lengths=lens
+        )
         return Proposal(drafts, probabilities(logits, temperature), conf)
 
     def observe(self, starts, committed, accepted, hidden):
@@ -255,4 +258,3 @@ def drafter_for(model: torch.nn.Module, target, layer_ids: list[int] | None = No
         raise ValueError("target features may not come from the final layer (its HF output is normed)")
     kind = ChainDrafter if isinstance(model, ChainModel) else BlockDrafter
     return kind(model, gamma, ids)
-

@@ -60,8 +60,17 @@ class SpecDecoder:
     giving it for R requests (the SPS slice at the batch's size).
     """
 
-    def __init__(self, target, drafter: Drafter | None = None, policy: Policy | None = None, verify_s=None,
-                 temperature: float = 1.0, stop_ids: set[int] | None = None, max_len: int = 4096, seed: int = 0):
+    def __init__(
+        self,
+        target,
+        drafter: Drafter | None = None,
+        policy: Policy | None = None,
+        verify_s=None,
+        temperature: float = 1.0,
+        stop_ids: set[int] | None = None,
+        max_len: int = 4096,
+        seed: int = 0,
+    ):
         self.target = target
         self.drafter: Drafter = drafter if drafter is not None else NoDrafter()
         self.gamma = self.drafter.gamma
@@ -125,8 +134,15 @@ class SpecDecoder:
         pos = pos.clamp(max=self.length - 1)  # only right-padding can reach past a row's end
         mask = self._cache.prepare(row0, pos, self._dtype)
         hidden = self.drafter.reads_hidden
-        out = self.target(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=self._cache,
-                          use_cache=True, output_hidden_states=hidden, logits_to_keep=0)
+        out = self.target(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=self._cache,
+            use_cache=True,
+            output_hidden_states=hidden,
+            logits_to_keep=0,
+        )
         return out.logits, (out.hidden_states if hidden else None)
 
     # -- decoding ------------------------------------------------------------------------------
@@ -149,8 +165,10 @@ class SpecDecoder:
         logits, hidden = self._target(row0, ids, torch.arange(t, device=dev).expand(n, t))
         probs = probabilities(logits[torch.arange(n, device=dev), lens - 1], self.temperature)
         firsts = first or torch.multinomial(probs, 1, generator=self.gen)[:, 0].tolist()
-        sessions = [Session(start=len(p), tokens=[f], done=f in self.stop_ids, slot=row0 + i)
-                    for i, (p, f) in enumerate(zip(prompts, firsts))]
+        sessions = [
+            Session(start=len(p), tokens=[f], done=f in self.stop_ids, slot=row0 + i)
+            for i, (p, f) in enumerate(zip(prompts, firsts))
+        ]
         self.active += sessions
         self.drafter.begin(row0, prompts, firsts, hidden)
         self._release_done(sessions)
@@ -170,12 +188,21 @@ class SpecDecoder:
         conf, lengths = self._schedule(proposal)
         width = int(lengths.max(initial=0))
         drafts, q = proposal.tokens[:, :width], proposal.probs[:, :width]
-        logits, hidden = self._target(0, torch.cat([anchors[:, None], drafts], 1),
-                                      starts[:, None] + torch.arange(width + 1, device=dev))
-        acc, nxt = verify(probabilities(logits, self.temperature), q, drafts, torch.as_tensor(lengths, device=dev),
-                          self.gen)
-        results = self._commit(batch, lengths, conf, drafts.tolist(), acc.tolist(), nxt.tolist(),
-                               stop_inside_drafts(drafts, acc, self.stop_ids).tolist())
+        logits, hidden = self._target(
+            0, torch.cat([anchors[:, None], drafts], 1), starts[:, None] + torch.arange(width + 1, device=dev)
+        )
+        acc, nxt = verify(
+            probabilities(logits, self.temperature), q, drafts, torch.as_tensor(lengths, device=dev), self.gen
+        )
+        results = self._commit(
+            batch,
+            lengths,
+            conf,
+            drafts.tolist(),
+            acc.tolist(),
+            nxt.tolist(),
+            stop_inside_drafts(drafts, acc, self.stop_ids).tolist(),
+        )
         self.drafter.observe(starts, [c for _, c in results], acc.tolist(), hidden)
         self._release_done(batch)
         return results

@@ -67,7 +67,9 @@ class Attention(nn.Module):
         super().__init__()
         h, self.nh, self.nkv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
         self.hd = getattr(cfg, "head_dim", None) or h // self.nh
-        theta = float(getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6))
+        theta = float(
+            getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6)
+        )
         self.rope = Rotary(self.hd, theta)
         d = in_dim or h
         self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
@@ -141,7 +143,9 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, embed=None, attn_mask=None):
+    def forward(
+        self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, embed=None, attn_mask=None
+    ):
         if self.eagle3:
             a_in = torch.cat([self.input_layernorm(embed), self.hidden_norm(x)], -1)
         else:
@@ -150,7 +154,9 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
-def kv_cache(drafter: nn.Module, requests: int, length: int, zeros: bool = True) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def kv_cache(
+    drafter: nn.Module, requests: int, length: int, zeros: bool = True
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A drafter's preallocated per-layer (keys, values) for `requests` rows of `length` entries, on
     its device in its dtype: zeros, or random (a full cache, for timing)."""
     if not drafter.num_cache_layers:
@@ -159,8 +165,10 @@ def kv_cache(drafter: nn.Module, requests: int, length: int, zeros: bool = True)
     w = att.q_proj.weight
     shape = (requests, att.nkv, length, att.hd)
     make = torch.zeros if zeros else torch.randn
-    return [(make(shape, device=w.device, dtype=w.dtype), make(shape, device=w.device, dtype=w.dtype))
-            for _ in range(drafter.num_cache_layers)]
+    return [
+        (make(shape, device=w.device, dtype=w.dtype), make(shape, device=w.device, dtype=w.dtype))
+        for _ in range(drafter.num_cache_layers)
+    ]
 
 
 class ChainModel(nn.Module):
@@ -273,8 +281,15 @@ class BlockModel(nn.Module):
     """DFlash (markov_rank 0) and DSpark (markov_rank > 0, confidence head): DeepSpec's
     `Qwen3DSparkModel`. One bidirectional forward over the block, context injected as keys/values."""
 
-    def __init__(self, cfg, draft_layers: int = 5, n_features: int = 5, markov_rank: int = 0, confidence: bool = False,
-                 mask_token_id: int = 0):
+    def __init__(
+        self,
+        cfg,
+        draft_layers: int = 5,
+        n_features: int = 5,
+        markov_rank: int = 0,
+        confidence: bool = False,
+        mask_token_id: int = 0,
+    ):
         super().__init__()
         h = cfg.hidden_size
         self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
@@ -322,7 +337,9 @@ class BlockModel(nn.Module):
         return torch.stack(toks, 1), torch.stack(outs, 1), (torch.stack(confs, 1) if confs else None)
 
 
-def block_train_forward(drafter: BlockModel, tokens: torch.Tensor, features: torch.Tensor, anchors: torch.Tensor, gamma: int):
+def block_train_forward(
+    drafter: BlockModel, tokens: torch.Tensor, features: torch.Tensor, anchors: torch.Tensor, gamma: int
+):
     """Teacher-forced training pass of a block drafter over many anchors of one sequence.
 
     tokens (L,) the sequence, features (L, F) the target's features at its positions, anchors (A,)
@@ -336,8 +353,13 @@ def block_train_forward(drafter: BlockModel, tokens: torch.Tensor, features: tor
     block[:, 0] = tokens[anchors]
     x = drafter.embed_tokens(block)
     pos = anchors[:, None] + torch.arange(gamma, device=tokens.device)[None, :]
-    keys_ok = torch.cat([torch.arange(length, device=tokens.device)[None, :] < anchors[:, None],
-                         torch.ones(a, gamma, dtype=torch.bool, device=tokens.device)], 1)[:, None, None, :]
+    keys_ok = torch.cat(
+        [
+            torch.arange(length, device=tokens.device)[None, :] < anchors[:, None],
+            torch.ones(a, gamma, dtype=torch.bool, device=tokens.device),
+        ],
+        1,
+    )[:, None, None, :]
     for layer in drafter.layers:
         x = layer(x, pos, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
     hidden = drafter.norm(x)
@@ -345,10 +367,20 @@ def block_train_forward(drafter: BlockModel, tokens: torch.Tensor, features: tor
     if drafter.markov_head is None:
         return logits, hidden, None, None
     # slot k's previous token: the anchor for slot 0, then the true tokens t+1..t+gamma-1
-    prev = torch.cat([tokens[anchors][:, None], tokens[(anchors[:, None] + torch.arange(1, gamma, device=tokens.device)).clamp(max=length - 1)]], 1)
+    prev = torch.cat(
+        [
+            tokens[anchors][:, None],
+            tokens[(anchors[:, None] + torch.arange(1, gamma, device=tokens.device)).clamp(max=length - 1)],
+        ],
+        1,
+    )
     e = drafter.markov_head.markov_w1(prev)
     corrected = logits + drafter.markov_head.markov_w2(e)
-    conf = drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0] if drafter.confidence_head is not None else None
+    conf = (
+        drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0]
+        if drafter.confidence_head is not None
+        else None
+    )
     return logits, hidden, corrected, conf
 
 

@@ -25,8 +25,13 @@ def probabilities(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(logits.float() / temperature, -1)
 
 
-def verify(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, lengths: torch.Tensor,
-           generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def verify(
+    p: torch.Tensor,
+    q: torch.Tensor,
+    drafts: torch.Tensor,
+    lengths: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Accepted draft counts (N,) and the next token (N,) for N rounds.
 
     p (N, g + 1, V) target probabilities at the verify positions; q (N, g, V) the draft

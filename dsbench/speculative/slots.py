@@ -71,7 +71,9 @@ class SlotCache(Cache):
         self.plan.row0, self.plan.positions = row0, positions
         self.plan.kv_len = int(positions.max()) + 1
         seen = torch.arange(self.plan.kv_len, device=positions.device) <= positions[..., None]
-        return torch.zeros(seen.shape, dtype=dtype, device=positions.device).masked_fill_(~seen, torch.finfo(dtype).min)[:, None]
+        return torch.zeros(seen.shape, dtype=dtype, device=positions.device).masked_fill_(
+            ~seen, torch.finfo(dtype).min
+        )[:, None]
 
     @property
     def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
