@@ -232,6 +232,8 @@ class SweepConfig:
             raise InputError(f"--gamma must be between 1 and 64, got {self.gamma}")
         if self.max_concurrency < 1:
             raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+        if self.levels < 1 or self.samples < 100:
+            raise InputError("--levels must be >= 1 and --samples >= 100")
         try:
             return Policy.parse(self.policy)
         except ValueError as e:

@@ -31,6 +31,8 @@ def sweep(
     policy: str = option(SweepConfig, "policy"),
     gamma: Optional[int] = option(SweepConfig, "gamma"),
     max_concurrency: int = option(SweepConfig, "max_concurrency"),
+    levels: int = option(SweepConfig, "levels"),
+    samples: int = option(SweepConfig, "samples"),
     seed: int = option(SweepConfig, "seed"),
     out: Path = option(SweepConfig, "out"),
     force: bool = option(SweepConfig, "force"),
