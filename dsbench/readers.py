@@ -40,23 +40,23 @@ class Profile:
     raw: dict = field(default_factory=dict, repr=False)
 
     def roofline_inputs(self):
-        """(HardwareSpec, ModelSpec, RooflineKnobs) when this is a roofline profile that records
+        """(Hardware, ModelShape, RooflineKnobs) when this is a roofline profile that records
         its formula's inputs, else None."""
         from dataclasses import fields
 
-        from .core.roofline import HardwareSpec, ModelSpec, RooflineKnobs
+        from .core.roofline import Hardware, ModelShape, RooflineKnobs
 
         knobs = (self.raw.get("roofline") or {}).get("knobs")
         if self.source != "roofline" or not isinstance(knobs, dict):
             return None
         try:
-            hw = HardwareSpec(
+            hw = Hardware(
                 self.device["name"],
                 float(self.device["peak_bf16_flops"]),
                 float(self.device["mem_bw_bytes_s"]),
                 float(self.device["mem_bytes"]),
             )
-            model = ModelSpec(**{f.name: self.model[f.name] for f in fields(ModelSpec)})
+            model = ModelShape(**{f.name: self.model[f.name] for f in fields(ModelShape)})
             return hw, model, RooflineKnobs(**knobs)
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{self.path}: incomplete roofline inputs ({e})") from None

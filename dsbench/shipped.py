@@ -35,12 +35,12 @@ def resolve_shipped(ref: str | os.PathLike, subdir: str = "", suffix: str = ".js
 GPUS_SCHEMA = "dsbench.gpus/1"
 
 
-def read_gpu_spec(name: str, table: str | os.PathLike | None = None):
-    """The HardwareSpec for a GPU name ('H100', 'NVIDIA H100 80GB HBM3'), most specific match first.
+def read_gpu(name: str, table: str | os.PathLike | None = None):
+    """The Hardware for a GPU name ('H100', 'NVIDIA H100 80GB HBM3'), most specific match first.
 
     An unknown GPU is an error, never a silent default.
     """
-    from .core.roofline import HardwareSpec
+    from .core.roofline import Hardware
 
     p = Path(table) if table else profiles_dir() / "gpus.json"
     data = json_object(p, "GPU table")
@@ -48,7 +48,7 @@ def read_gpu_spec(name: str, table: str | os.PathLike | None = None):
     key = name.lower().replace("-", "").replace(" ", "")
     for g in checked_list(required(data, "gpus", p), p, "gpus"):
         if any(m.replace("-", "").replace(" ", "") in key for m in g["match"]):
-            return HardwareSpec(
+            return Hardware(
                 g["name"],
                 checked_number(g["peak_bf16_flops"], p, f"{g['name']}.peak_bf16_flops", positive=True),
                 checked_number(g["mem_bw_bytes_s"], p, f"{g['name']}.mem_bw_bytes_s", positive=True),
@@ -58,9 +58,9 @@ def read_gpu_spec(name: str, table: str | os.PathLike | None = None):
     raise InputError(f"unknown GPU {name!r}; {p} knows {known}")
 
 
-def read_model_spec(ref: str | os.PathLike):
-    """A ModelSpec from a Hugging Face config: a config JSON, a model folder, or a shipped name."""
-    from .core.roofline import ModelSpec
+def read_model_shape(ref: str | os.PathLike):
+    """A ModelShape from a Hugging Face config: a config JSON, a model folder, or a shipped name."""
+    from .core.roofline import ModelShape
 
     p = resolve_shipped(ref, "models")
     if p.is_dir():
@@ -70,7 +70,7 @@ def read_model_spec(ref: str | os.PathLike):
     try:
         hidden = int(cfg["hidden_size"])
         heads = int(cfg["num_attention_heads"])
-        spec = ModelSpec(
+        spec = ModelShape(
             name=cfg.get("_name_or_path") or name,
             layers=int(cfg["num_hidden_layers"]),
             hidden=hidden,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 from dsbench.core.acceptance import DEFAULT_ROUND_SHARE, DEFAULT_SIGMA, expected_tau  # noqa: E402
 from dsbench.profile.roofline import roofline_profile  # noqa: E402
 from dsbench.readers import ACCEPTANCE_SCHEMA  # noqa: E402
-from dsbench.shipped import read_gpu_spec, read_model_spec  # noqa: E402
+from dsbench.shipped import read_gpu, read_model_shape  # noqa: E402
 from dsbench.store import write_json  # noqa: E402
 
 GPUS = ("H100", "H200", "A100", "B200", "MI300X", "L40S")
@@ -121,11 +121,9 @@ def acceptance_docs() -> dict[str, dict]:
 def build(root: Path) -> list[Path]:
     written = []
     for model in MODELS:
-        spec = read_model_spec(model)
+        spec = read_model_shape(model)
         for gpu in GPUS:
-            doc = roofline_profile(
-                read_gpu_spec(gpu), spec, CONTEXT_LEN, command=["python", "profiles/make_defaults.py"]
-            )
+            doc = roofline_profile(read_gpu(gpu), spec, CONTEXT_LEN, command=["python", "profiles/make_defaults.py"])
             doc["provenance"]["created"] = "fixed"  # keep regeneration byte-identical, whatever the machine
             for key in ("python", "host", "torch", "transformers"):
                 doc["provenance"].pop(key, None)

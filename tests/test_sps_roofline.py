@@ -8,7 +8,7 @@ import pytest
 from dsbench.core import roofline as rl
 from dsbench.core.sps import SpsCurve, StepTimeSurface
 from dsbench.readers import read_profile
-from dsbench.shipped import read_gpu_spec, read_model_spec
+from dsbench.shipped import read_gpu, read_model_shape
 
 
 def test_curve_interpolates_and_extrapolates_linearly():
@@ -37,8 +37,8 @@ def test_roofline_reproduces_hand_computed_h100_qwen3_8b():
     KV 64 x 2048 x 147,456 B = 19.327 GB; memory time 34.463 GB / (3.35 TB/s x 0.8) = 12.860 ms;
     compute 2 x 7.568e9 x 512 + 4 x 36 x 32 x 128 x 2048 x 512 = 7.750e12 + 0.618e12 = 8.368e12
     FLOP / (989.4 TFLOP/s x 0.6) = 14.096 ms -> compute-bound; + 1 ms + 64 x 4 us = 15.352 ms."""
-    hw = read_gpu_spec("NVIDIA H100 80GB HBM3")
-    m = read_model_spec("qwen3-8b")
+    hw = read_gpu("NVIDIA H100 80GB HBM3")
+    m = read_model_shape("qwen3-8b")
     assert m.layers * (m.attn_params + m.dense_mlp_params) + m.head_params == 7_568_097_280
     assert m.kv_bytes_per_token() == 147_456
     t = float(rl.verify_step_s(hw, m, rl.RooflineKnobs(), 512, 64, 2048))
@@ -48,7 +48,7 @@ def test_roofline_reproduces_hand_computed_h100_qwen3_8b():
 
 
 def test_roofline_is_stepwise_and_monotone():
-    hw, m = read_gpu_spec("H100"), read_model_spec("qwen3-8b")
+    hw, m = read_gpu("H100"), read_model_shape("qwen3-8b")
     b = np.arange(1, 4096)
     t = rl.verify_step_s(hw, m, rl.RooflineKnobs(), b, 32, 2048)
     assert np.all(np.diff(t) >= 0)
@@ -57,7 +57,7 @@ def test_roofline_is_stepwise_and_monotone():
 
 
 def test_moe_touches_more_experts_as_batch_grows():
-    m = read_model_spec("qwen3-30b-a3b")
+    m = read_model_shape("qwen3-30b-a3b")
     touched = m.mlp_params_touched(np.array([1, 8, 64, 4096]))
     assert np.all(np.diff(touched) > 0)
     assert touched[0] == pytest.approx(8 * m.expert_params + m.hidden * m.experts)
@@ -65,12 +65,12 @@ def test_moe_touches_more_experts_as_batch_grows():
 
 
 def test_memory_bounds_concurrency():
-    hw, m = read_gpu_spec("H100"), read_model_spec("qwen3-8b")
+    hw, m = read_gpu("H100"), read_model_shape("qwen3-8b")
     n = rl.max_requests(hw, m, rl.RooflineKnobs(), 2048)
     # (72 GB usable - 16.38 GB weights) / (2048 x 147,456 B) = 184
     assert n == 184
     # H200: (126.9 GB - 16.38 GB) / 0.302 GB = 365
-    assert rl.max_requests(read_gpu_spec("H200"), m, rl.RooflineKnobs(), 2048) == 365
+    assert rl.max_requests(read_gpu("H200"), m, rl.RooflineKnobs(), 2048) == 365
 
 
 def test_shipped_roofline_points_equal_the_exact_surface():
@@ -87,12 +87,12 @@ def test_unknown_gpu_is_an_error_not_a_default():
     from dsbench.errors import InputError
 
     with pytest.raises(InputError, match="unknown GPU 'TPU v5'"):
-        read_gpu_spec("TPU v5")
+        read_gpu("TPU v5")
 
 
 def test_model_spec_from_hf_folder(tmp_path):
-    cfg = json.loads(read_model_spec.__globals__["resolve_shipped"]("qwen3-4b", "models").read_text())
+    cfg = json.loads(read_model_shape.__globals__["resolve_shipped"]("qwen3-4b", "models").read_text())
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    spec = read_model_spec(tmp_path / "m")
+    spec = read_model_shape(tmp_path / "m")
     assert (spec.hidden, spec.layers, spec.tied_embeddings) == (2560, 36, True)

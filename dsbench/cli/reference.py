@@ -36,10 +36,14 @@ def _examples(epilog: str | None) -> list[str]:
 
 def markdown() -> str:
     root = typer.main.get_command(app)
-    out = ["# dsbench command reference", "",
-           "Generated from the commands' own help by `python -m dsbench.cli.reference > docs/cli.md`; a test keeps "
-           "it current. Every command exits 0 when done, 1 only for `gate`'s regressed, 2 for unusable input, 70 for "
-           "an internal error, 130 when interrupted.", ""]
+    out = [
+        "# dsbench command reference",
+        "",
+        "Generated from the commands' own help by `python -m dsbench.cli.reference > docs/cli.md`; a test keeps "
+        "it current. Every command exits 0 when done, 1 only for `gate`'s regressed, 2 for unusable input, 70 for "
+        "an internal error, 130 when interrupted.",
+        "",
+    ]
     for name, cmd in root.commands.items():
         help_text = (cmd.help or "").strip()
         summary, _, rest = help_text.partition("\n\n")

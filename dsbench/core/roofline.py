@@ -7,7 +7,7 @@ One pass over `tokens` tokens of R requests at context `ctx` costs
 bytes = weights touched + R * ctx * KV bytes per token (every request's cache is read once per
 pass, however many tokens it verifies); flops = 2 * active matmul params * tokens padded up to
 the token tile (GEMM tiles make the compute-bound curve step-wise) + attention over the context.
-Every constant lives in the inputs (HardwareSpec from profiles/gpus.json, ModelSpec from a
+Every constant lives in the inputs (Hardware from profiles/gpus.json, ModelShape from a
 Hugging Face config, RooflineKnobs) so a profile file can state all of them.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 
 @dataclass(frozen=True)
-class HardwareSpec:
+class Hardware:
     """One accelerator: dense bf16 peak (FLOP/s), memory bandwidth (bytes/s), memory (bytes)."""
 
     name: str
@@ -30,7 +30,7 @@ class HardwareSpec:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
+class ModelShape:
     """Decoder-only transformer shape (Qwen3 / Llama family, optionally mixture-of-experts)."""
 
     name: str
@@ -110,7 +110,7 @@ class RooflineKnobs:
         return asdict(self)
 
 
-def _pass_s(hw: HardwareSpec, kn: RooflineKnobs, weight_bytes, kv_bytes, flops, overhead_s) -> np.ndarray:
+def _pass_s(hw: Hardware, kn: RooflineKnobs, weight_bytes, kv_bytes, flops, overhead_s) -> np.ndarray:
     t_mem = (np.asarray(weight_bytes, float) + kv_bytes) / (hw.mem_bw * kn.bw_efficiency)
     t_cmp = np.asarray(flops, float) / (hw.peak_flops * kn.flops_efficiency)
     return np.maximum(t_mem, t_cmp) + overhead_s
@@ -121,7 +121,7 @@ def _padded(tokens, tile: int) -> np.ndarray:
 
 
 def verify_step_s(
-    hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, batch_tokens, requests, context_len: int
+    hw: Hardware, m: ModelShape, kn: RooflineKnobs, batch_tokens, requests, context_len: int
 ) -> np.ndarray:
     """Seconds for one target pass over `batch_tokens` tokens of `requests` requests at `context_len`."""
     b = np.asarray(batch_tokens, float)
@@ -136,7 +136,7 @@ def verify_step_s(
 
 def _layer_pass_s(
     hw,
-    m: ModelSpec,
+    m: ModelShape,
     kn: RooflineKnobs,
     tokens,
     requests,
@@ -156,7 +156,7 @@ def _layer_pass_s(
 
 
 def draft_step_s(
-    hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, drafting: str, requests, gamma: int, context_len: int
+    hw: Hardware, m: ModelShape, kn: RooflineKnobs, drafting: str, requests, gamma: int, context_len: int
 ) -> np.ndarray:
     """Drafter seconds per round, built the way DeepSpec builds each drafter from the target config.
 
@@ -189,7 +189,7 @@ def draft_step_s(
     raise ValueError(f"unknown drafting kind {drafting!r}")
 
 
-def max_requests(hw: HardwareSpec, m: ModelSpec, kn: RooflineKnobs, context_len: int) -> int:
+def max_requests(hw: Hardware, m: ModelShape, kn: RooflineKnobs, context_len: int) -> int:
     """Concurrent requests whose KV cache at `context_len` fits beside the weights (0 if none)."""
     free = hw.mem_bytes * (1.0 - kn.memory_reserve) - m.total_params * kn.dtype_bytes
     return max(0, int(free // (context_len * m.kv_bytes_per_token(kn.dtype_bytes))))
@@ -203,7 +203,7 @@ class RooflineSurface:
     on; evaluating the formula avoids that.
     """
 
-    def __init__(self, hw: HardwareSpec, model: ModelSpec, knobs: RooflineKnobs, context_len: int, max_gamma: int = 64):
+    def __init__(self, hw: Hardware, model: ModelShape, knobs: RooflineKnobs, context_len: int, max_gamma: int = 64):
         self.hw, self.model, self.knobs, self.context_len, self.max_gamma = hw, model, knobs, context_len, max_gamma
 
     def step_time(self, batch_tokens, requests: int) -> np.ndarray:

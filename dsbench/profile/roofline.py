@@ -30,8 +30,8 @@ def batch_points(requests: int, tile: int, max_gamma: int = MAX_GAMMA) -> np.nda
 
 
 def roofline_profile(
-    hw: rl.HardwareSpec,
-    model: rl.ModelSpec,
+    hw: rl.Hardware,
+    model: rl.ModelShape,
     context_len: int = 2048,
     knobs: rl.RooflineKnobs | None = None,
     command: list[str] | None = None,

@@ -13,10 +13,10 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, store: Sto
     """The profile document; with a store, profile.json is rewritten after every measured point."""
     cfg.validate()
     if cfg.roofline is not None:
-        from ..shipped import read_gpu_spec, read_model_spec
+        from ..shipped import read_gpu, read_model_shape
         from .roofline import roofline_profile
 
-        return roofline_profile(read_gpu_spec(cfg.roofline), read_model_spec(cfg.target), cfg.context)
+        return roofline_profile(read_gpu(cfg.roofline), read_model_shape(cfg.target), cfg.context)
     from .measure import measured_profile
 
     return measured_profile(cfg, progress, (lambda doc: save(doc, store)) if store is not None else None)

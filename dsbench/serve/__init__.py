@@ -1,1 +1,1 @@
-"""Reference OpenAI-compatible server (simulated engine now; the real speculative engine plugs in later)."""
+"""Reference OpenAI-compatible server: a simulated speculative engine (engine.py) and the real one (real.py)."""

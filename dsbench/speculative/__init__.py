@@ -1,2 +1,2 @@
-"""In-process speculative decoding: draft models, the drafter protocol, rejection sampling, the batched engine, "
-"checkpoints."""
+"""In-process speculative decoding: draft models, the drafter protocol, rejection sampling, the batched
+engine, checkpoints."""
