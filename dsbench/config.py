@@ -35,15 +35,17 @@ def setting(
     short: str | None = None,
     panel: str | None = None,
     csv: type | None = None,
+    argument: bool = False,
     factory=None,
 ) -> Any:
     """A config field: its default, the help the CLI shows, and how the CLI spells it.
 
     `csv` (int, float or str): the CLI takes a comma-separated list of that type; `flag`: the
     option's name when it is not the field's (`--workload` for `workloads`); `panel`: the help
-    section. A field without a default is required.
+    section; `argument`: a positional argument, not an option. A field without a default is
+    required.
     """
-    meta = {"help": help, "flag": flag, "short": short, "panel": panel, "csv": csv}
+    meta = {"help": help, "flag": flag, "short": short, "panel": panel, "csv": csv, "argument": argument}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -63,7 +65,9 @@ def flag_of(f: dataclasses.Field) -> str:
 
 @dataclass
 class FitConfig:
-    results: list[str] = setting(help="Load results (load.json or its directory), each optionally METHOD=PATH.")
+    results: list[str] = setting(
+        help="Load results (load.json or its directory), each optionally METHOD=PATH.", argument=True
+    )
     method: str | None = setting(
         None, "Method of inputs given without METHOD= (points without speculative counters are no-spec)."
     )
@@ -107,7 +111,8 @@ class CalibrateConfig:
 @dataclass
 class ReportConfig:
     results: list[str] = setting(
-        help="Result files or directories (searched recursively); each argument is one run, shown side by side."
+        help="Result files or directories (searched recursively); each argument is one run, shown side by side.",
+        argument=True,
     )
     title: str = setting("dsbench report", "Title of the report.")
     out: Path = setting(Path("report.html"), "HTML file to write.", short="-o", panel="Output")
@@ -120,7 +125,7 @@ class ReportConfig:
 @dataclass
 class GateConfig:
     candidate: list[str] = setting(
-        factory=list, help="Candidate results (files or directories); several = repeated runs."
+        factory=list, help="Candidate results (files or directories); several = repeated runs.", argument=True
     )
     baseline: list[str] = setting(factory=list, help="Baseline results; repeat the option for repeated runs.")
     rules: str | None = setting(None, "Rules file (TOML or JSON): per-metric direction and tolerance, ignores.")
@@ -210,6 +215,9 @@ class SweepConfig:
     @property
     def draft_length(self) -> int:
         return DEFAULT_GAMMA if self.gamma is None else self.gamma
+
+    def __post_init__(self):
+        self.methods = tuple(self.methods)  # from the CLI a list; the default (every method) a tuple
 
     def validate(self):
         """The DSpark policy, parsed; every value checked (one line each)."""

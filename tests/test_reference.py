@@ -44,7 +44,7 @@ def test_every_config_field_is_an_option_with_the_configs_default_and_help(comma
         default = default_of(f)
         if f.metadata.get("csv") and isinstance(default, (list, tuple)):
             default = ",".join(map(str, default))
-        if default is not dataclasses.MISSING and default not in ([], ()):
+        if default is not dataclasses.MISSING and default not in ([], (), {}):
             assert p.default == default, (command, f.name, p.default, default)
 
 

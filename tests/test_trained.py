@@ -117,6 +117,7 @@ def test_dspark_policy_runs_on_real_confidences(trained, tmp_path, write_json):
                 "--out",
                 str(tmp_path / "acc"),
                 "--json",
+                "--force",  # the second profile replaces the first one's files
             ],
         )
         assert r.exit_code == 0, r.output

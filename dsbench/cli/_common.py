@@ -88,21 +88,34 @@ def _root(
     pass
 
 
-def _field(cfg, name: str):
-    import dataclasses
+def _cli_type(hint, f):
+    """The type Typer parses a config field as: comma-separated lists and JSON objects arrive as
+    text (config() turns them into values), optional values as Optional."""
+    import types
+    import typing
 
-    return next(f for f in dataclasses.fields(cfg) if f.name == name)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1
+    base = args[0] if optional else hint
+    if f.metadata.get("csv") is not None or base is dict:
+        return typing.Optional[str] if base is dict else str
+    if typing.get_origin(base) in (list, tuple):
+        return list[str]
+    return typing.Optional[base] if optional else base
 
 
-def option(cfg, name: str, **extra):
-    """The Typer option for field `name` of config class `cfg`: its default and help come from the
+def option(cfg, f):
+    """The Typer option for config field `f` of class `cfg`: its default and help come from the
     config (config.setting), its flag is the field's name unless the setting names another."""
     from ..config import MISSING, default_of, flag_of
 
-    f = _field(cfg, name)
     meta, default = f.metadata, default_of(f)
     if meta.get("csv") and isinstance(default, (list, tuple)):
         default = ",".join(str(x) for x in default)
+    if isinstance(default, dict):
+        default = None
+    if meta.get("argument"):
+        return typer.Argument(... if default is MISSING else default, help=meta.get("help"), show_default=False)
     decls = [flag_of(f)] + ([meta["short"]] if meta.get("short") else [])
     return typer.Option(
         ... if default is MISSING else default,
@@ -110,38 +123,57 @@ def option(cfg, name: str, **extra):
         help=meta.get("help"),
         rich_help_panel=meta.get("panel"),
         show_default=default not in (None, MISSING, "", []),
-        **extra,
-    )
-
-
-def argument(cfg, name: str, **extra):
-    """The Typer argument for field `name` of config class `cfg` (see `option`)."""
-    from ..config import MISSING, default_of
-
-    f = _field(cfg, name)
-    default = default_of(f)
-    return typer.Argument(
-        ... if default is MISSING else default, help=f.metadata.get("help"), show_default=False, **extra
     )
 
 
 def config(cfg, values: dict):
-    """Config class `cfg` built from the CLI's parsed values (fields missing there keep their
-    defaults); comma-separated options become lists."""
+    """Config class `cfg` built from the CLI's parsed values (fields missing there, or None for a
+    list, keep their defaults); comma-separated options become lists, JSON options objects."""
     import dataclasses
+
+    from ..config import default_of, flag_of
 
     kwargs = {}
     for f in dataclasses.fields(cfg):
-        if f.name not in values:
+        v = values.get(f.name)
+        if f.name not in values or (v is None and f.default_factory is not dataclasses.MISSING):
             continue
-        v = values[f.name]
-        kind = f.metadata.get("csv")
-        if kind is not None and isinstance(v, str):
-            from ..config import flag_of
-
-            v = csv_list(v, kind, flag_of(f))
+        if f.metadata.get("csv") is not None and isinstance(v, str):
+            v = csv_list(v, f.metadata["csv"], flag_of(f))
+        elif isinstance(default_of(f), dict):
+            v = json_object(v, flag_of(f))
         kwargs[f.name] = v
     return cfg(**kwargs)
+
+
+def from_config(cfg, *, json: bool = True, quiet: bool = False):
+    """Make a command's options from config class `cfg`: the decorated function takes the built
+    config (and `as_json`, `quiet` when asked for), so no default or help is written twice."""
+    import dataclasses
+    import inspect
+    import typing
+
+    hints = typing.get_type_hints(cfg)
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(f.name, kw, default=option(cfg, f), annotation=_cli_type(hints[f.name], f))
+        for f in dataclasses.fields(cfg)
+    ]
+    shown = [("as_json", json_flag) if json else None, ("quiet", quiet_flag) if quiet else None]
+    params += [inspect.Parameter(name, kw, default=make(), annotation=bool) for name, make in filter(None, shown)]
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def command(**values):
+            flags = {k: values.pop(k) for k in ("as_json", "quiet") if k in values}
+            return fn(config(cfg, values), **flags)
+
+        command.__signature__ = inspect.Signature(params)
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        del command.__wrapped__  # Typer reads the signature above, not the function's own
+        return command
+
+    return decorate
 
 
 @contextlib.contextmanager

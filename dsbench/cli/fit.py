@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 from ..config import FitConfig
 from . import present
-from ._common import app, argument, config, console, handles_input_errors, json_flag, option
+from ._common import app, console, from_config, handles_input_errors
 
 
 @app.command(
@@ -18,20 +16,11 @@ from ._common import app, argument, config, console, handles_input_errors, json_
     "  dsbench fit no-spec=runs/base dspark=runs/dspark --out fit/\n\n"
     "  dsbench fit dspark=runs/a --tile 64 --json\n\n"
     "  dsbench fit dspark=runs/a --profile h100-qwen3-8b        # how far is the server from its profile?\n\n"
-    "  dsbench sweep --slo 80 --model fit/fit.json        # then predict the frontier"
+    "  dsbench sweep --slo 80 --fit fit/fit.json          # then predict the frontier"
 )
 @handles_input_errors
-def fit(
-    results: list[str] = argument(FitConfig, "results"),
-    method: Optional[str] = option(FitConfig, "method"),
-    tile: int = option(FitConfig, "tile"),
-    flag_pct: float = option(FitConfig, "flag_pct"),
-    profile: Optional[str] = option(FitConfig, "profile"),
-    acceptance: Optional[str] = option(FitConfig, "acceptance"),
-    out: Path = option(FitConfig, "out"),
-    force: bool = option(FitConfig, "force"),
-    as_json: bool = json_flag(),
-):
+@from_config(FitConfig)
+def fit(cfg: FitConfig, as_json: bool):
     """Fit L = (T_draft + T_verify) / tau to live load points.
 
     T_verify(B) has a memory-bound floor, a compute-bound slope past a knee and optional tile
@@ -42,7 +31,6 @@ def fit(
     from .. import fit as fitmod
     from ..store import Store
 
-    cfg = config(FitConfig, locals())
     doc = fitmod.run_fit(cfg)
     path = fitmod.save(doc, Store(cfg.out, cfg.force, single="fit.json"))
     if as_json:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
 from ..config import GateConfig
-from ._common import EXIT_REGRESSED, app, argument, config, err, handles_input_errors, json_flag, option
+from ._common import EXIT_REGRESSED, app, err, from_config, handles_input_errors
 
 
 @app.command(
@@ -24,20 +22,8 @@ from ._common import EXIT_REGRESSED, app, argument, config, err, handles_input_e
     "  dsbench gate runs/pr --baseline runs/main --rules gate.toml --summary $GITHUB_STEP_SUMMARY --junit gate.xml"
 )
 @handles_input_errors
-def gate(
-    candidate: Optional[list[str]] = argument(GateConfig, "candidate"),
-    baseline: Optional[list[str]] = option(GateConfig, "baseline"),
-    rules: Optional[str] = option(GateConfig, "rules"),
-    max_drop_pct: Optional[float] = option(GateConfig, "max_drop_pct"),
-    allow_missing: bool = option(GateConfig, "allow_missing"),
-    alpha: float = option(GateConfig, "alpha"),
-    allow_different: bool = option(GateConfig, "allow_different"),
-    run_noise_pct: Optional[float] = option(GateConfig, "run_noise_pct"),
-    plan: bool = option(GateConfig, "plan"),
-    summary: Optional[Path] = option(GateConfig, "summary"),
-    junit: Optional[Path] = option(GateConfig, "junit"),
-    as_json: bool = json_flag(),
-):
+@from_config(GateConfig)
+def gate(cfg: GateConfig, as_json: bool):
     """Compare a candidate with a baseline and exit 1 on a regression.
 
     Reads throughput at the SLO (sweep), per-user speed, TTFT/TPOT percentiles, error rate and
@@ -51,7 +37,6 @@ def gate(
     from ..gate import markdown, plan_markdown, run_gate, write_outputs
     from ..gate import plan as make_plan
 
-    cfg = config(GateConfig, {**locals(), "candidate": candidate or [], "baseline": baseline or []})
     cfg.validate()
     if cfg.plan:
         rows = make_plan(cfg.baseline, cfg.rules, cfg.max_drop_pct, cfg.alpha)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,15 +13,11 @@ from ._common import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     app,
-    config,
     console,
     err,
+    from_config,
     handles_input_errors,
-    json_flag,
-    json_object,
-    option,
     progress_bar,
-    quiet_flag,
 )
 
 
@@ -37,37 +31,8 @@ from ._common import (
     "sglang --json"
 )
 @handles_input_errors
-def load(
-    url: str = option(LoadConfig, "url"),
-    model: str = option(LoadConfig, "model"),
-    workloads: list[str] = option(LoadConfig, "workloads"),
-    concurrency: str = option(LoadConfig, "concurrency"),
-    rates: str = option(LoadConfig, "rates"),
-    requests: Optional[int] = option(LoadConfig, "requests"),
-    duration_s: Optional[float] = option(LoadConfig, "duration_s"),
-    warmup_s: float = option(LoadConfig, "warmup_s"),
-    max_tokens: int = option(LoadConfig, "max_tokens"),
-    drain_s: Optional[float] = option(LoadConfig, "drain_s"),
-    api: str = option(LoadConfig, "api"),
-    arrival_seed: int = option(LoadConfig, "arrival_seed"),
-    workers: int = option(LoadConfig, "workers"),
-    metrics_url: Optional[str] = option(LoadConfig, "metrics_url"),
-    engine: str = option(LoadConfig, "engine"),
-    temperature: Optional[float] = option(LoadConfig, "temperature"),
-    top_p: Optional[float] = option(LoadConfig, "top_p"),
-    seed: Optional[int] = option(LoadConfig, "seed"),
-    ignore_eos: bool = option(LoadConfig, "ignore_eos"),
-    extra_body: Optional[str] = option(LoadConfig, "extra_body"),
-    api_key_env: Optional[str] = option(LoadConfig, "api_key_env"),
-    timeout_s: float = option(LoadConfig, "timeout_s"),
-    gpus: int = option(LoadConfig, "gpus"),
-    slo: Optional[float] = option(LoadConfig, "slo"),
-    method: Optional[str] = option(LoadConfig, "method"),
-    out: Path = option(LoadConfig, "out"),
-    force: bool = option(LoadConfig, "force"),
-    as_json: bool = json_flag(),
-    quiet: bool = quiet_flag(),
-):
+@from_config(LoadConfig, quiet=True)
+def load(cfg: LoadConfig, as_json: bool, quiet: bool):
     """Load-test an OpenAI-compatible server and measure what users get, per load point.
 
     Per request: TTFT, TPOT, per-user speed (1/TPOT), chunks and tokens per chunk, from
@@ -78,7 +43,6 @@ def load(
     from ..load import run_load
     from ..store import LoadWriter, Store
 
-    cfg = config(LoadConfig, {**locals(), "extra_body": json_object(extra_body, "--extra-body")})
     cfg.validate()
     writer = LoadWriter(Store(cfg.out, cfg.force))
     show = not (quiet or as_json)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 from ..config import ProfileConfig
 from . import present
-from ._common import app, config, handles_input_errors, json_flag, option, progress_bar, quiet_flag
+from ._common import app, from_config, handles_input_errors, progress_bar
 
 
 @app.command(
@@ -24,26 +22,8 @@ from ._common import app, config, handles_input_errors, json_flag, option, progr
     "mi300x-moe.json"
 )
 @handles_input_errors
-def profile(
-    target: str = option(ProfileConfig, "target"),
-    roofline: Optional[str] = option(ProfileConfig, "roofline"),
-    context: int = option(ProfileConfig, "context"),
-    device: str = option(ProfileConfig, "device"),
-    dtype: str = option(ProfileConfig, "dtype"),
-    batch_tokens: str = option(ProfileConfig, "batch_tokens"),
-    concurrency: str = option(ProfileConfig, "concurrency"),
-    layers: Optional[int] = option(ProfileConfig, "layers"),
-    repeats: int = option(ProfileConfig, "repeats"),
-    warmup_passes: int = option(ProfileConfig, "warmup_passes"),
-    threads: Optional[int] = option(ProfileConfig, "threads"),
-    cuda_graph: bool = option(ProfileConfig, "cuda_graph"),
-    draft: str = option(ProfileConfig, "draft"),
-    gamma: str = option(ProfileConfig, "gamma"),
-    out: Path = option(ProfileConfig, "out"),
-    force: bool = option(ProfileConfig, "force"),
-    as_json: bool = json_flag(),
-    quiet: bool = quiet_flag(),
-):
+@from_config(ProfileConfig, quiet=True)
+def profile(cfg: ProfileConfig, as_json: bool, quiet: bool):
     """Measure (or model) the target's verification step time over batch tokens and requests.
 
     Builds the model from its config with random weights on the device, gives R requests a real
@@ -54,7 +34,6 @@ def profile(
     from ..profile.run import run_profile, save
     from ..store import Store
 
-    cfg = config(ProfileConfig, locals())
     store = Store(cfg.out, cfg.force, single="profile.json")
     with progress_bar("profiling", show=not (quiet or as_json)) as progress:
         doc = run_profile(cfg, progress, store)

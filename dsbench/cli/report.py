@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..config import ReportConfig
-from ._common import app, argument, config, console, handles_input_errors, option
+from ._common import app, console, from_config, handles_input_errors
 
 
 @app.command(
@@ -15,12 +13,8 @@ from ._common import app, argument, config, console, handles_input_errors, optio
     "  dsbench report sweep/ load/ accept/ fit/ -o all.html"
 )
 @handles_input_errors
-def report(
-    results: list[str] = argument(ReportConfig, "results"),
-    out: Path = option(ReportConfig, "out"),
-    title: str = option(ReportConfig, "title"),
-    force: bool = option(ReportConfig, "force"),
-):
+@from_config(ReportConfig, json=False)
+def report(cfg: ReportConfig):
     """Write one self-contained HTML report (inline SVG figures, no external resources).
 
     Frontiers with modelled lines and measured points, the SLO table, verification budget vs
@@ -30,7 +24,6 @@ def report(
     from ..report.html import build_report
     from ..store import Store
 
-    cfg = config(ReportConfig, locals())
     html = build_report(cfg.results, cfg.title)
     path = Store(cfg.out, cfg.force, single="report.html").text("report.html", html)
     console.print(f"wrote {path} ({len(html) / 1e3:,.0f} kB)", highlight=False)

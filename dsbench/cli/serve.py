@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..config import ServeConfig
-from ._common import app, config, err, handles_input_errors, option
+from ._common import app, err, from_config, handles_input_errors
 
 
 @app.command(
@@ -16,26 +14,8 @@ from ._common import app, config, err, handles_input_errors, option
     "  dsbench serve --target ./Qwen3-8B --draft ./dspark_qwen3_8b_block7 --model-name qwen3-8b"
 )
 @handles_input_errors
-def serve(
-    sim: bool = option(ServeConfig, "sim"),
-    target: Optional[str] = option(ServeConfig, "target"),
-    draft: Optional[str] = option(ServeConfig, "draft"),
-    temperature: float = option(ServeConfig, "temperature"),
-    device: str = option(ServeConfig, "device"),
-    profile: str = option(ServeConfig, "profile"),
-    acceptance: Optional[str] = option(ServeConfig, "acceptance"),
-    method: str = option(ServeConfig, "method"),
-    policy: str = option(ServeConfig, "policy"),
-    gamma: Optional[int] = option(ServeConfig, "gamma"),
-    domain: str = option(ServeConfig, "domain"),
-    time_scale: float = option(ServeConfig, "time_scale"),
-    seed: int = option(ServeConfig, "seed"),
-    host: str = option(ServeConfig, "host"),
-    port: int = option(ServeConfig, "port"),
-    model_name: str = option(ServeConfig, "model_name"),
-    inject_error: list[str] = option(ServeConfig, "inject_error"),
-    stall_after: Optional[int] = option(ServeConfig, "stall_after"),
-):
+@from_config(ServeConfig, json=False)
+def serve(cfg: ServeConfig):
     """Serve an OpenAI-compatible API on 127.0.0.1: a simulated speculative engine, or a real one.
 
     Rounds of all in-flight requests are batched continuously; each round lasts
@@ -48,7 +28,6 @@ def serve(
     from ..serve.app import serve as run_server
     from ..serve.build import build_engine, build_faults
 
-    cfg = config(ServeConfig, locals())
     faults = build_faults(cfg)
     engine = build_engine(cfg, lambda line: err.print(line, highlight=False))
     run_server(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-from typing import Optional
 
 from ..config import SweepConfig
 from . import present
-from ._common import app, config, console, csv_list, handles_input_errors, json_flag, option, progress_bar, quiet_flag
+from ._common import (
+    app,
+    console,
+    from_config,
+    handles_input_errors,
+    progress_bar,
+)
 
 
 @app.command(
@@ -20,25 +24,8 @@ from ._common import app, config, console, csv_list, handles_input_errors, json_
     "  dsbench sweep --slo 80 --fit fit/fit.json        # predict from a model fitted to load tests"
 )
 @handles_input_errors
-def sweep(
-    slo: float = option(SweepConfig, "slo"),
-    profile: str = option(SweepConfig, "profile"),
-    acceptance: Optional[str] = option(SweepConfig, "acceptance"),
-    domain: str = option(SweepConfig, "domain"),
-    fit: Optional[str] = option(SweepConfig, "fit"),
-    methods: str = option(SweepConfig, "methods"),
-    baseline: str = option(SweepConfig, "baseline"),
-    policy: str = option(SweepConfig, "policy"),
-    gamma: Optional[int] = option(SweepConfig, "gamma"),
-    max_concurrency: int = option(SweepConfig, "max_concurrency"),
-    levels: int = option(SweepConfig, "levels"),
-    samples: int = option(SweepConfig, "samples"),
-    seed: int = option(SweepConfig, "seed"),
-    out: Path = option(SweepConfig, "out"),
-    force: bool = option(SweepConfig, "force"),
-    as_json: bool = json_flag(),
-    quiet: bool = quiet_flag(),
-):
+@from_config(SweepConfig, quiet=True)
+def sweep(cfg: SweepConfig, as_json: bool, quiet: bool):
     """Find the best decoding method at a per-user speed SLO (simulated on a profile).
 
     Simulates every method in a closed loop over concurrency, on a step-time profile and
@@ -49,7 +36,6 @@ def sweep(
     from ..store import Store
     from ..sweep import run_sweep, save
 
-    cfg = config(SweepConfig, {**locals(), "methods": tuple(csv_list(methods, str, "--methods"))})
     store = Store(cfg.out, cfg.force)
     with progress_bar("simulating", show=not (quiet or as_json)) as progress:
         result = run_sweep(cfg, progress, store)
