@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import DEFAULT_GAMMA
 from ..errors import InputError
 from .models import BlockModel, Eagle3Model, MTPModel
 
@@ -124,9 +125,9 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
             bool(cfg.get("enable_confidence_head")),
             int(cfg.get("mask_token_id") or 0),
         )
-        gamma = int(cfg.get("block_size") or 7)
+        gamma = int(cfg.get("block_size") or DEFAULT_GAMMA)
     elif kind == "eagle3":
-        method, drafter, gamma = "eagle3", Eagle3Model(tcfg, len(ids)), int(cfg.get("ttt_length") or 7)
+        method, drafter, gamma = "eagle3", Eagle3Model(tcfg, len(ids)), int(cfg.get("ttt_length") or DEFAULT_GAMMA)
     else:
         method, drafter, gamma = "mtp-1", MTPModel(tcfg), 1
     state = {}

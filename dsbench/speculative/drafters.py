@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..config import DEFAULT_GAMMA
 from .models import BlockModel, ChainModel, MTPModel, kv_cache
 from .sampling import probabilities
 
@@ -246,7 +247,9 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
     return torch.nn.utils.rnn.pad_sequence([torch.tensor(r) for r in rows], batch_first=True).to(device)
 
 
-def drafter_for(model: torch.nn.Module, target, layer_ids: list[int] | None = None, gamma: int = 7) -> Drafter:
+def drafter_for(
+    model: torch.nn.Module, target, layer_ids: list[int] | None = None, gamma: int = DEFAULT_GAMMA
+) -> Drafter:
     """The drafter for a draft model (models.py) of `target`: MTP-1 reads the target's last hidden
     state and drafts one token; Eagle3 and the block drafters read the raw outputs of `layer_ids`
     (default: the first five layers, never the last, whose HF output is normed)."""
