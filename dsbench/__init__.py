@@ -1,3 +1,3 @@
 """dsbench: benchmarking and capacity planning for speculative decoding."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

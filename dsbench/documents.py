@@ -14,7 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from .errors import InputError
 
@@ -263,7 +272,12 @@ class LoadPoint(Doc):
     requests_failed: int = Field(0, ge=0)
     requests_cancelled: int = Field(0, ge=0)
     errors: dict[str, int] = Field(default_factory=dict)
-    request_throughput_s: float | None = Field(None, ge=0, description="completed requests per second")
+    request_throughput_req_s: float | None = Field(
+        None,
+        ge=0,
+        description="completed requests per second",
+        validation_alias=AliasChoices("request_throughput_req_s", "request_throughput_s"),  # its name before 0.3.0
+    )
     output_tok_s: float | None = Field(None, ge=0, description="output tokens per second in the window")
     tps_user_mean: float | None = Field(None, ge=0, description="per-user decode speed, tokens/s")
     tps_user_p50: float | None = Field(None, ge=0, description="per-user speed half the requests reach, tokens/s")

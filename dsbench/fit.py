@@ -61,7 +61,7 @@ def collect_points(cfg: FitConfig, curves: list) -> list[dict]:
                 raise InputError(f"{path}: unknown method {m!r}")
             tpot = pt.get("tpot_s_mean")
             r = pt.get("concurrency") or (
-                (pt.get("request_throughput_s") or 0) * (pt.get("e2e_s_mean") or 0)
+                (pt.get("request_throughput_req_s") or 0) * (pt.get("e2e_s_mean") or 0)
             )  # Little's law
             if not tpot or not r:
                 continue  # a point without finished requests says nothing about latency

@@ -30,7 +30,7 @@ DEFINITIONS = {
     "pooled",
     "tpot_s": "(E2E - TTFT) / (output tokens - 1)",
     "latency": "over completed requests sent after the warm-up, whenever they finished",
-    "request_throughput_s": "completed requests / run (first send to last completion), as vLLM's benchmark",
+    "request_throughput_req_s": "completed requests / run (first send to last completion), as vLLM's benchmark",
     "output_tok_s": "tokens arriving in the steady-state window / window",
     "tau": "tokens per decode step, bonus included (spec.tau); spec.tau_drafted = 1 + accepted / drafted steps",
 }

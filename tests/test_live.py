@@ -305,7 +305,7 @@ def test_a_point_inside_the_warm_up_is_widened_not_empty(tmp_path):
     assert r.exit_code == 0, r.output
     point = read_load(tmp_path)["points"][0]
     assert "window is the whole point" in point["window_warning"] and "window is the whole point" in r.output
-    assert point["requests_ok"] == 4 and point["request_throughput_s"] > 0 and point["tpot_s_p50"] > 0
+    assert point["requests_ok"] == 4 and point["request_throughput_req_s"] > 0 and point["tpot_s_p50"] > 0
 
 
 def test_api_key_never_reaches_outputs(tmp_path, monkeypatch):

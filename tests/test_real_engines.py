@@ -198,7 +198,7 @@ def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_
         assert s["decode_steps"] > s["drafted_steps"] and 1 < s["tau"] < s["tau_drafted"]
         assert c["tau_drafted"] == pytest.approx(s["tau_drafted"], rel=0.1)  # counters over the window, requests pooled
         assert p["chunk_warning"] is None, p["chunk_warning"]  # one chunk per decode step carries tau tokens
-        assert p["request_throughput_s"] * p["run_s"] == pytest.approx(p["requests_ok"])
+        assert p["request_throughput_req_s"] * p["run_s"] == pytest.approx(p["requests_ok"])
     acc = json.loads(r.stdout)
     ds = acc["datasets"]["chat"]["spec"]
     assert ds["engine"] == "vllm" and ds["source"] == "per-request" and len(acc["files"]) == 1

@@ -244,7 +244,7 @@ def load(doc: dict) -> None:
             str(s["requests_ok"]),
             str(s["requests_failed"]),
             str(s.get("requests_cancelled", 0)),
-            fmt(s.get("request_throughput_s"), ".2f"),
+            fmt(s.get("request_throughput_req_s"), ".2f"),
             fmt(s.get("output_tok_s"), ",.0f"),
             fmt(s.get("tps_user_mean"), ".1f"),
             fmt(s.get("tps_user_p90"), ".1f"),

@@ -158,7 +158,7 @@ def summarise(
         "requests_in_window": in_window,
         "requests_in_latency_pool": len(derived),
         "latency_pool_note": pool_note,
-        "request_throughput_s": len(done) / run_s if run_s else None,
+        "request_throughput_req_s": len(done) / run_s if run_s else None,
         "request_throughput_window_s": in_window / window_s if window_s > 0 else None,
         "output_tok_s": thr,
         "output_tok_s_gpu": thr / gpus if thr is not None else None,
@@ -186,8 +186,8 @@ def summarise(
         out["slo"] = slo
         out["slo_attainment"] = good / len(tps) if len(tps) else None
         out["goodput_requests_s"] = (
-            out["request_throughput_s"] * out["slo_attainment"]
-            if out["request_throughput_s"] is not None and out["slo_attainment"] is not None
+            out["request_throughput_req_s"] * out["slo_attainment"]
+            if out["request_throughput_req_s"] is not None and out["slo_attainment"] is not None
             else None
         )
     return out
