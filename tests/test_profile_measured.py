@@ -100,7 +100,9 @@ def test_profile_end_to_end_writes_a_profile_sweep_reads(tiny_config, tmp_path):
     assert s.exit_code == 0 and doc["inputs"]["profile_source"] == "measured" and doc["methods"]["no-spec"]["feasible"]
 
 
+@pytest.mark.timing
 def test_step_time_grows_with_batch_tokens(tiny_config):
+    """CPU step times rise with the batch (wall clock, so the timing tier: busy cores break it)."""
     cfg = load_hf_config(tiny_config)
     res = profile_target(cfg, "cpu", torch_dtype("fp32", "cpu"), [1, 16, 64, 256], [1], 256, repeats=7, warmup=2)
     t = [p["step_s"] for p in res["points"]]
@@ -108,6 +110,7 @@ def test_step_time_grows_with_batch_tokens(tiny_config):
     assert t[-1] > 1.5 * t[0]
 
 
+@pytest.mark.timing
 def test_more_requests_cost_more_at_equal_batch_tokens(tiny_config):
     """Same B, more requests: more KV caches to read (the second axis of the profile)."""
     cfg = load_hf_config(tiny_config)
