@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dsbench.config import GateConfig  # noqa: E402
 from dsbench.gate import run_gate  # noqa: E402
 from tests.servers import sim_server  # noqa: E402
 
@@ -155,7 +156,7 @@ def report(
     print(f"  regression detected: {detections}/{n} = {detections / n:.0%} (95 % CI {lo:.0%}-{hi:.0%})")
     flat = [x for pair in a for x in pair]  # every pair of the 2 x pairs baseline runs (not independent pairs)
     every = [(flat[i], flat[j]) for i in range(len(flat)) for j in range(i + 1, len(flat))]
-    alarms = sum(bool(run_gate([str(y)], [str(x)]).regressed) for x, y in every)
+    alarms = sum(bool(run_gate(GateConfig([str(y)], [str(x)])).regressed) for x, y in every)
     print(
         f"  false alarms over all {len(every)} pairs of the {len(flat)} baseline runs: {alarms} = "
         f"{alarms / len(every):.1%}"
@@ -168,8 +169,8 @@ def report(
         for _ in range(DRAWS):
             pick = rng.permutation(len(flat))[: 3 + kc]
             base = [str(flat[i]) for i in pick[:3]]
-            aa += bool(run_gate([str(flat[i]) for i in pick[3:]], base).regressed)
-            rr += bool(run_gate([str(r[i]) for i in rng.permutation(len(r))[:kc]], base).regressed)
+            aa += bool(run_gate(GateConfig([str(flat[i]) for i in pick[3:]], base)).regressed)
+            rr += bool(run_gate(GateConfig([str(r[i]) for i in rng.permutation(len(r))[:kc]], base)).regressed)
         print(
             f"  3 baseline runs vs {kc} candidate run(s), {DRAWS} random draws: false alarms {aa / DRAWS:.1%}, "
             f"regression detected {rr / DRAWS:.0%}"

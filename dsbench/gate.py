@@ -21,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .config import GateConfig
 from .core.acceptance import expected_tau
 from .core.gating import Side, Verdict, compare, decide, pool_sides, run_to_run
 from .errors import InputError
@@ -325,21 +326,15 @@ def _rules(rules_file: str | None, max_drop_pct: float | None) -> tuple[list[dic
     return user_rules + DEFAULT_RULES, drop
 
 
-def run_gate(
-    candidate: list[str],
-    baseline: list[str],
-    rules_file: str | None = None,
-    max_drop_pct: float | None = None,
-    allow_missing: bool = False,
-    alpha: float = 0.05,
-    allow_different: bool = False,
-    run_noise_pct: float | None = None,
-) -> GateResult:
+def run_gate(cfg: GateConfig) -> GateResult:
     """Compare metric by metric; each side is one or more runs (repeats). Runs that are not the
     same experiment are refused unless `allow_different` (then every row says so); a partial
     candidate's missing metrics are refused unless `allow_missing`. `run_noise_pct`: the relative
     spread between runs to assume when no side has three runs to measure it."""
-    rules, drop = _rules(rules_file, max_drop_pct)
+    cfg.validate()
+    candidate, baseline, alpha = cfg.candidate, cfg.baseline, cfg.alpha
+    allow_missing, allow_different, run_noise_pct = cfg.allow_missing, cfg.allow_different, cfg.run_noise_pct
+    rules, drop = _rules(cfg.rules, cfg.max_drop_pct)
     runs_b = [read_run(p) for p in baseline]
     runs_c = [read_run(p) for p in candidate]
     unlike = unlike_fields(runs_b + runs_c)
@@ -406,14 +401,14 @@ class PlanRow:
     run_spread_pct: float | None = None  # spread between the baseline's runs beyond their own errors (three or more)
 
 
-def plan(
-    baseline: list[str], rules_file: str | None = None, max_drop_pct: float | None = None, alpha: float = 0.05
-) -> list[PlanRow]:
+def plan(cfg: GateConfig) -> list[PlanRow]:
     """What a gate against these runs could resolve: per metric, the minimum detectable change of
     a candidate as noisy as the baseline, and how many runs a side (or, while the spread between
     runs is unmeasured, how much longer runs) would resolve each tolerance. Run it on a pilot
     before a CI job is sized."""
-    rules, drop = _rules(rules_file, max_drop_pct)
+    cfg.validate()
+    baseline, alpha = cfg.baseline, cfg.alpha
+    rules, drop = _rules(cfg.rules, cfg.max_drop_pct)
     runs = [read_run(p) for p in baseline]
     names = sorted(n for n in set().union(*(r.metrics for r in runs)) if not _rule_for(n, rules).get("ignore"))
     out = []

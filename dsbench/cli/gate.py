@@ -37,21 +37,11 @@ def gate(cfg: GateConfig, as_json: bool):
     from ..gate import markdown, plan_markdown, run_gate, write_outputs
     from ..gate import plan as make_plan
 
-    cfg.validate()
     if cfg.plan:
-        rows = make_plan(cfg.baseline, cfg.rules, cfg.max_drop_pct, cfg.alpha)
+        rows = make_plan(cfg)
         sys.stdout.write(json.dumps([asdict(r) for r in rows]) + "\n" if as_json else plan_markdown(rows, cfg.baseline))
         return
-    res = run_gate(
-        cfg.candidate,
-        cfg.baseline,
-        cfg.rules,
-        cfg.max_drop_pct,
-        cfg.allow_missing,
-        cfg.alpha,
-        cfg.allow_different,
-        cfg.run_noise_pct,
-    )
+    res = run_gate(cfg)
     write_outputs(res, cfg.summary, cfg.junit)
     sys.stdout.write(json.dumps(res.to_dict()) + "\n" if as_json else markdown(res))
     if res.inconclusive:
