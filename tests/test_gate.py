@@ -309,7 +309,10 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     unc = doc["points"][0]["uncertainty"]
     assert set(unc) >= {"output_tok_s", "tps_user_p50", "tps_user_p90", "ttft_s_p50", "tpot_s_p99", "error_rate", "tau"}
     assert all(u["se"] is not None or u["reason"] for u in unc.values())
-    assert unc["output_tok_s"]["se"] and unc["tps_user_p50"]["se"] and unc["tau"]["se"]
+    assert unc["output_tok_s"]["se"] and unc["tps_user_p50"]["se"]
+    # tau's se needs 8 independent blocks of counter scrapes; a busy machine scrapes less often
+    # (the period follows the scrape cost), and then the run says how much longer would do
+    assert unc["tau"]["se"] or unc["tau"]["longer"] > 1
     r = runner.invoke(app, ["gate", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")])
     assert r.exit_code == 0, r.output
     with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (
