@@ -359,29 +359,22 @@ def test_refuses_to_overwrite_results_without_force(tmp_path):
         assert load(url, tmp_path, *args, "--force").exit_code == 0
 
 
-def test_poisson_rate_point_records_schedule(tmp_path):
+POISSON = ("--rate", "20", "--workload", "code", "--requests", "30", "--warmup-s", "0", "--max-tokens", "16")
+
+
+def _poisson_point(tmp_path, *extra) -> list[dict]:
+    """A 20 requests/s Poisson point of 30 requests against the simulator; its request records."""
     with sim_server("--time-scale", "0.5") as (url, _):
-        r = load(
-            url,
-            tmp_path,
-            "--rate",
-            "20",
-            "--workload",
-            "code",
-            "--requests",
-            "30",
-            "--warmup-s",
-            "0",
-            "--max-tokens",
-            "16",
-            "--slo",
-            "50",
-        )
+        r = load(url, tmp_path, *POISSON, *extra)
     assert r.exit_code == 0, r.output
+    return [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+
+
+def test_poisson_rate_point_records_schedule(tmp_path):
+    recs = _poisson_point(tmp_path, "--slo", "50")
     point = read_load(tmp_path)["points"][0]
     assert point["mode"] == "poisson" and point["label"] == "rate=20.00" and point["requests"] == 30
     assert 0 <= point["slo_attainment"] <= 1
-    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
     sched = sorted(r["scheduled_ns"] for r in recs)
     span = (sched[-1] - sched[0]) / 1e9
     assert 0.5 < span < 4.0  # 29 gaps of mean 50 ms (drawn up front: no clock involved)
@@ -390,23 +383,7 @@ def test_poisson_rate_point_records_schedule(tmp_path):
 @pytest.mark.timing
 def test_poisson_requests_leave_on_schedule(tmp_path):
     """The client sends each Poisson arrival within 0.2 s of its scheduled time (wall clock)."""
-    with sim_server("--time-scale", "0.5") as (url, _):
-        r = load(
-            url,
-            tmp_path,
-            "--rate",
-            "20",
-            "--workload",
-            "code",
-            "--requests",
-            "30",
-            "--warmup-s",
-            "0",
-            "--max-tokens",
-            "16",
-        )
-    assert r.exit_code == 0, r.output
-    recs = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    recs = _poisson_point(tmp_path)
     assert max(r["start_ns"] - r["scheduled_ns"] for r in recs) < 0.2e9
 
 
