@@ -34,8 +34,9 @@ def gate(cfg: GateConfig, as_json: bool):
     """
     from dataclasses import asdict
 
-    from ..gate import markdown, plan_markdown, run_gate, write_outputs
     from ..gate import plan as make_plan
+    from ..gate import run_gate
+    from ..gate_report import markdown, plan_markdown, write_outputs
 
     if cfg.plan:
         rows = make_plan(cfg)
