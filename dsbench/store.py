@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__
 from .errors import InputError
-from .readers import ACCEPTANCE_SCHEMA, LOAD_SCHEMA, PROFILE_SCHEMA, SWEEP_SCHEMA
+from .readers import LOAD_SCHEMA
 
 
 def provenance(command: list[str] | None = None) -> dict:
@@ -104,31 +104,6 @@ def write_document(path: Path, data: dict, model: str) -> None:
     except documents.ValidationError as e:
         raise ValueError(f"dsbench would write an invalid {model} to {path}: {e}") from None
     write_json(path, data)
-
-
-def write_profile(path: Path, data: dict) -> None:
-    """Write a profile dict (must already carry `schema`, `source`, points...)."""
-    if data.get("schema") != PROFILE_SCHEMA:
-        raise ValueError("profile dict lacks the profile schema")
-    write_document(path, data, "ProfileDoc")
-
-
-def write_acceptance(path: Path, data: dict) -> None:
-    if data.get("schema") != ACCEPTANCE_SCHEMA:
-        raise ValueError("acceptance dict lacks the acceptance schema")
-    write_document(path, data, "AcceptanceDoc")
-
-
-def write_sweep(out_dir: Path, summary: dict, frontier_rows: list[dict]) -> tuple[Path, Path]:
-    """Write sweep.json (summary + every frontier point) and the tidy sweep.csv beside it."""
-    import pandas as pd
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": frontier_rows}
-    jpath, cpath = out_dir / "sweep.json", out_dir / "sweep.csv"
-    write_document(jpath, doc, "SweepDoc")
-    pd.DataFrame(frontier_rows).to_csv(cpath, index=False)
-    return jpath, cpath
 
 
 class LoadWriter:

@@ -104,8 +104,8 @@ def _cli_type(hint, f):
     return typing.Optional[base] if optional else base
 
 
-def option(cfg, f):
-    """The Typer option for config field `f` of class `cfg`: its default and help come from the
+def option(f):
+    """The Typer option for config field `f`: its default and help come from the
     config (config.setting), its flag is the field's name unless the setting names another."""
     from ..config import MISSING, default_of, flag_of
 
@@ -156,7 +156,7 @@ def from_config(cfg, *, json: bool = True, quiet: bool = False):
     hints = typing.get_type_hints(cfg)
     kw = inspect.Parameter.KEYWORD_ONLY
     params = [
-        inspect.Parameter(f.name, kw, default=option(cfg, f), annotation=_cli_type(hints[f.name], f))
+        inspect.Parameter(f.name, kw, default=option(f), annotation=_cli_type(hints[f.name], f))
         for f in dataclasses.fields(cfg)
     ]
     shown = [("as_json", json_flag) if json else None, ("quiet", quiet_flag) if quiet else None]
