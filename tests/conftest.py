@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 # explores new ones each run, which is how the bad-input tests keep finding bugs.
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
-    settings.read_profile("ci")
+    settings.load_profile("ci")
 
 
 @pytest.fixture
