@@ -92,15 +92,15 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
     assert json.loads(s.stdout)["inputs"]["acceptance_sources"] == ["measured"]
 
 
-def test_accept_with_an_eagle3_checkpoint(models, tmp_path):
+def test_accept_with_an_eagle3_checkpoint(tmp_path):
     from transformers import AutoModelForCausalLM
 
     from dsbench.speculative.models import Eagle3Model
 
-    target_dir, _ = models
+    target_dir = build_tiny_qwen3(tmp_path / "target", layers=6)  # Eagle3 reads five layers, never the last
     target = AutoModelForCausalLM.from_pretrained(target_dir)
     torch.manual_seed(0)
-    d = save_drafter(Eagle3Model(target.config, n_features=1), "eagle3", target.config, tmp_path / "eagle3", [0], 3)
+    d = save_drafter(Eagle3Model(target.config), "eagle3", target.config, tmp_path / "eagle3", [0, 1, 2, 3, 4], 3)
     r = runner.invoke(
         app,
         [

@@ -34,29 +34,24 @@ class RMSNorm(nn.Module):
 
 
 class Rotary:
-    """Rotary embedding (rotate-half form) with cos/sin tables grown on demand, not rebuilt per call."""
+    """The target's rotary embedding, rotate-half form. Built by transformers from the target's
+    config, as DeepSpec builds it (`Qwen3RotaryEmbedding(config)`), so RoPE scaling (linear,
+    dynamic, yarn, llama3, ...) applies in the drafter exactly as in the target. Kept outside the
+    module tree: its inverse frequencies stay fp32 when the drafter is cast to bf16."""
 
-    def __init__(self, head_dim: int, theta: float):
-        self.hd, self.theta = head_dim, theta
-        self.cos = self.sin = None
+    def __init__(self, cfg):
+        from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 
-    def _tables(self, n: int, like: torch.Tensor):
-        if self.cos is None or self.cos.shape[0] < n or self.cos.device != like.device or self.cos.dtype != like.dtype:
-            size = max(n, 2 * (0 if self.cos is None else self.cos.shape[0]), 256)
-            inv = 1.0 / (self.theta ** (torch.arange(0, self.hd, 2, device=like.device, dtype=torch.float32) / self.hd))
-            ang = torch.arange(size, device=like.device, dtype=torch.float32)[:, None] * inv[None, :]
-            self.cos = torch.cat([ang.cos(), ang.cos()], -1).to(like.dtype)
-            self.sin = torch.cat([ang.sin(), ang.sin()], -1).to(like.dtype)
-        return self.cos, self.sin
+        self.emb = Qwen3RotaryEmbedding(cfg)
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (R, heads, T, hd) at integer `positions`, (T,) shared or (R, T) per row."""
-        cos, sin = self._tables(int(positions.max()) + 1, x)
-        cos, sin = cos[positions], sin[positions]
-        if positions.dim() == 2:
-            cos, sin = cos[:, None], sin[:, None]
-        x1, x2 = x[..., : self.hd // 2], x[..., self.hd // 2 :]
-        return x * cos + torch.cat([-x2, x1], -1) * sin
+        if self.emb.inv_freq.device != x.device:
+            self.emb.to(x.device)
+        cos, sin = self.emb(x, positions if positions.dim() == 2 else positions[None])
+        cos, sin = cos[:, None], sin[:, None]
+        half = x.shape[-1] // 2
+        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
 
 
 class Attention(nn.Module):
@@ -67,15 +62,12 @@ class Attention(nn.Module):
         super().__init__()
         h, self.nh, self.nkv = cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads
         self.hd = getattr(cfg, "head_dim", None) or h // self.nh
-        theta = float(
-            getattr(cfg, "rope_theta", None) or (getattr(cfg, "rope_parameters", None) or {}).get("rope_theta", 1e6)
-        )
-        self.rope = Rotary(self.hd, theta)
-        d = in_dim or h
-        self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
-        self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
-        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
-        self.o_proj = nn.Linear(self.nh * self.hd, h, bias=False)
+        self.rope = Rotary(cfg)
+        d, bias = in_dim or h, bool(getattr(cfg, "attention_bias", False))  # DeepSpec follows the target's config
+        self.q_proj = nn.Linear(d, self.nh * self.hd, bias=bias)
+        self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
+        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
+        self.o_proj = nn.Linear(self.nh * self.hd, h, bias=bias)
         self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
         self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
 
@@ -263,18 +255,52 @@ class Eagle3Model(ChainModel):
 
 
 class MarkovHead(nn.Module):
-    """DSpark's low-rank first-order correction: logits_k += W2(W1[x_{k-1}])."""
+    """DSpark's first-order correction of block position k from the token before it, applied left
+    to right (DeepSpec's `markov_head_type`): logits_k += W2(b_k) with, for e = W1[x_{k-1}] and h_k
+    the normed block hidden state,
+      vanilla  b_k = e
+      gated    b_k = sigmoid(gate_proj([h_k ; e])) * e
+      rnn      [g ; c ; o] = joint_proj([s_{k-1} ; e ; h_k]), s_k = g s_{k-1} + (1 - g) tanh(c),
+               b_k = tanh(o), with g = sigmoid(.) and s_0 = 0 (a state carried across the block)."""
 
-    def __init__(self, vocab: int, rank: int):
+    KINDS = ("vanilla", "gated", "rnn")
+
+    def __init__(self, vocab: int, rank: int, kind: str = "vanilla", hidden: int = 0):
         super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"unknown Markov head type {kind!r} (known: {', '.join(self.KINDS)})")
+        self.kind, self.rank = kind, rank
         self.markov_w1 = nn.Embedding(vocab, rank)
         self.markov_w2 = nn.Linear(rank, vocab, bias=False)
+        if kind == "gated":
+            self.gate_proj = nn.Linear(hidden + rank, rank)
+        elif kind == "rnn":
+            self.joint_proj = nn.Linear(2 * rank + hidden, 3 * rank)
+
+    def step(self, prev: torch.Tensor, h: torch.Tensor, state: torch.Tensor | None):
+        """Position k's logit bias from the previous tokens (...,) and hidden states (..., H):
+        (bias (..., V), W1[prev] (..., r), the RNN state or None)."""
+        e = self.markov_w1(prev)
+        if self.kind == "vanilla":
+            return self.markov_w2(e), e, None
+        if self.kind == "gated":
+            return self.markov_w2(torch.sigmoid(self.gate_proj(torch.cat([h, e], -1))) * e), e, None
+        s = torch.zeros_like(e) if state is None else state
+        g, c, o = self.joint_proj(torch.cat([s, e, h], -1)).chunk(3, -1)
+        g = torch.sigmoid(g)
+        return self.markov_w2(torch.tanh(o)), e, g * s + (1 - g) * torch.tanh(c)
 
 
 class ConfidenceHead(nn.Module):
-    def __init__(self, dim: int):
+    """sigmoid(w . [h_k ; W1[x_{k-1}]] + b), or of h_k alone without the Markov feature."""
+
+    def __init__(self, dim: int, with_markov: bool = True):
         super().__init__()
         self.proj = nn.Linear(dim, 1)
+        self.with_markov = with_markov
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor | None) -> torch.Tensor:
+        return self.proj(torch.cat([h, e], -1) if self.with_markov else h)[..., 0]
 
 
 class BlockModel(nn.Module):
@@ -289,6 +315,8 @@ class BlockModel(nn.Module):
         markov_rank: int = 0,
         confidence: bool = False,
         mask_token_id: int = 0,
+        markov_kind: str = "vanilla",
+        confidence_with_markov: bool | None = None,
     ):
         super().__init__()
         h = cfg.hidden_size
@@ -298,8 +326,11 @@ class BlockModel(nn.Module):
         self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(draft_layers)])
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
         self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
-        self.markov_head = MarkovHead(cfg.vocab_size, markov_rank) if markov_rank else None
-        self.confidence_head = ConfidenceHead(h + markov_rank) if confidence else None
+        self.markov_head = MarkovHead(cfg.vocab_size, markov_rank, markov_kind, h) if markov_rank else None
+        with_markov = bool(markov_rank) if confidence_with_markov is None else confidence_with_markov
+        if with_markov and not markov_rank:
+            raise ValueError("a confidence head with the Markov feature needs a Markov head (markov_rank > 0)")
+        self.confidence_head = ConfidenceHead(h + markov_rank * with_markov, with_markov) if confidence else None
         self.mask_token_id = mask_token_id
         self.num_cache_layers = draft_layers
 
@@ -323,14 +354,15 @@ class BlockModel(nn.Module):
             x = layer(x, pos, cache, bound, extra=ctx, extra_positions=ctx_pos)
         hidden = self.norm(x)
         logits = self.lm_head(hidden)
-        if self.markov_head is None:
-            return _sample(logits, temperature), logits, None
-        prev, toks, outs, confs = tokens, [], [], []
+        mh, ch = self.markov_head, self.confidence_head
+        if mh is None:  # DFlash: every position drawn independently (a confidence head reads h_k alone)
+            return _sample(logits, temperature), logits, (torch.sigmoid(ch(hidden, None)) if ch else None)
+        prev, state, toks, outs, confs = tokens, None, [], [], []
         for k in range(gamma):  # sequential: position k's correction depends on the token drawn at k - 1
-            e = self.markov_head.markov_w1(prev)
-            lk = logits[:, k] + self.markov_head.markov_w2(e)
-            if self.confidence_head is not None:
-                confs.append(torch.sigmoid(self.confidence_head.proj(torch.cat([hidden[:, k], e], -1)))[:, 0])
+            bias, e, state = mh.step(prev, hidden[:, k], state)
+            lk = logits[:, k] + bias
+            if ch is not None:
+                confs.append(torch.sigmoid(ch(hidden[:, k], e)))
             prev = _sample(lk, temperature)
             toks.append(prev)
             outs.append(lk)
@@ -364,8 +396,9 @@ def block_train_forward(
         x = layer(x, pos, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
     hidden = drafter.norm(x)
     logits = drafter.lm_head(hidden)
-    if drafter.markov_head is None:
-        return logits, hidden, None, None
+    mh, ch = drafter.markov_head, drafter.confidence_head
+    if mh is None:
+        return logits, hidden, None, (ch(hidden, None) if ch else None)
     # slot k's previous token: the anchor for slot 0, then the true tokens t+1..t+gamma-1
     prev = torch.cat(
         [
@@ -374,14 +407,13 @@ def block_train_forward(
         ],
         1,
     )
-    e = drafter.markov_head.markov_w1(prev)
-    corrected = logits + drafter.markov_head.markov_w2(e)
-    conf = (
-        drafter.confidence_head.proj(torch.cat([hidden, e], -1))[..., 0]
-        if drafter.confidence_head is not None
-        else None
-    )
-    return logits, hidden, corrected, conf
+    state, biases, embeds = None, [], []
+    for k in range(gamma):  # teacher-forced: position k's previous token is the true one
+        bias, e, state = mh.step(prev[:, k], hidden[:, k], state)
+        biases.append(bias)
+        embeds.append(e)
+    e = torch.stack(embeds, 1)
+    return logits, hidden, logits + torch.stack(biases, 1), (ch(hidden, e) if ch else None)
 
 
 def rows_of(start, rows: int, device) -> torch.Tensor:
