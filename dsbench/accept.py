@@ -5,30 +5,51 @@ renders each prompt as DeepSpec does (chat template, first turn, no system promp
 no added special tokens), decodes with the in-process speculative decoder and writes one
 `dsbench.acceptance/1` file per (method, domain) with the pooled figures and the raw per-round
 counts, so `dsbench sweep --acceptance OUT` uses measured curves.
+
+Two protocols. `dsbench` (the default): the first N prompts of each workload, 256 new tokens, a
+round's proposal is the drafts it verified, at most max_new_tokens generated. `deepspec`:
+DeepSpec's eval.py: each task subsampled with `random.Random(seed).shuffle` when longer than its
+count, 2,048 new tokens, bf16 on a GPU, a round cut at an accepted stop token proposes up to it,
+one round more when exactly max_new_tokens were generated, Eagle3 stops drafting at a drafted
+stop token. Both report DeepSpec's figures (tau = accept_len, survival = accept_rate@k).
 """
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .config import AcceptConfig, Progress
+from .config import DEEPSPEC_TASKS, AcceptConfig, Progress
 from .core import acceptstats, calibration
 from .core.policies import Policy
 from .errors import InputError
 from .readers import ACCEPTANCE_SCHEMA
-from .shipped import read_workload
+from .shipped import Prompt, read_workload
 from .store import Store, nan_to_none, provenance
 
 if TYPE_CHECKING:
     from .speculative.engine import RoundLog
 
 
-def load_target(path: str, device: str):
-    """A causal LM and its tokenizer from a local folder (weights from safetensors only)."""
+def weights_dtype(dtype: str, device: str, protocol: str = "dsbench"):
+    """The torch dtype (or "auto": the checkpoint's) `--dtype` names on `device`."""
     import torch
+
+    named = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if dtype != "auto":
+        return named[dtype]
+    if device == "cpu":
+        return torch.float32
+    if protocol == "deepspec" and device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16  # DeepSpec loads target and drafter in bf16
+    return "auto"
+
+
+def load_target(path: str, device: str, dtype="auto"):
+    """A causal LM and its tokenizer from a local folder (weights from safetensors only)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     p = Path(path)
@@ -36,13 +57,7 @@ def load_target(path: str, device: str):
         raise InputError(f"target not found (no config.json): {path}")
     if not list(p.glob("*.safetensors")):
         raise InputError(f"{path}: no .safetensors weights (pickled checkpoints are refused)")
-    model = (
-        AutoModelForCausalLM.from_pretrained(
-            p, use_safetensors=True, dtype=torch.float32 if device == "cpu" else "auto"
-        )
-        .to(device)
-        .eval()
-    )
+    model = AutoModelForCausalLM.from_pretrained(p, use_safetensors=True, dtype=dtype).to(device).eval()
     return model, AutoTokenizer.from_pretrained(p)
 
 
@@ -69,10 +84,13 @@ def build_decoder(
     device: str,
     seed: int,
     profile: str | None,
+    dtype: str = "auto",
+    protocol: str = "dsbench",
 ):
     """The in-process speculative decoder for a local target (+ drafter), shared by `accept` and
     `serve --target`. `draft` is a checkpoint folder, or `ngram` for prompt lookup (vLLM's `ngram`
-    with prompt_lookup_min 1 and max 3). Returns (SpecDecoder, tokenizer, method name)."""
+    with prompt_lookup_min 1 and max 3); `protocol` deepspec keeps DeepSpec's round bookkeeping.
+    Returns (SpecDecoder, tokenizer, method name)."""
     from .profile.measure import resolve_device
     from .readers import read_profile
     from .speculative.checkpoints import load_drafter
@@ -91,19 +109,23 @@ def build_decoder(
     if pol.kind == "dspark" and not profile:
         raise InputError("--policy dspark needs --profile (the step-time curve Algorithm 1 weighs acceptance against)")
     dev = resolve_device(device)
-    model, tok = load_target(target, dev)
+    model, tok = load_target(target, dev, weights_dtype(dtype, dev, protocol))
+    stops = _stop_ids(model, tok)
     drafter, method = None, "no-spec"
     if draft == "ngram":
         drafter, method = NgramDrafter(model.config.vocab_size, gamma or 3), "ngram"
     elif draft:
         weights, info = load_drafter(draft, model)
-        drafter, method = drafter_for(weights, model, info.target_layer_ids, gamma or info.gamma), info.method
+        stop_drafting = stops if protocol == "deepspec" and info.method == "eagle3" else ()
+        drafter = drafter_for(weights, model, info.target_layer_ids, gamma or info.gamma, stop_drafting)
+        method = info.method
     g = drafter.gamma if drafter else 0
     verify_s = None
     if pol.kind == "dspark":  # the SPS slice at the batch's size: R requests verify up to R (1 + gamma) tokens
         surface = read_profile(profile).surface()
         verify_s = lambda r: surface.slice(r).table(r * (1 + max(g, 1)))  # noqa: E731
-    dec = SpecDecoder(model, drafter, pol, verify_s, temperature, _stop_ids(model, tok), seed=seed)
+    deepspec = protocol == "deepspec"
+    dec = SpecDecoder(model, drafter, pol, verify_s, temperature, stops, seed=seed, deepspec_rules=deepspec)
     return dec, tok, method
 
 
@@ -114,42 +136,85 @@ def run_accept(cfg: AcceptConfig, store: Store, progress: Progress | None = None
     return run_accept_backend(cfg, store) if cfg.backend else run_accept_local(cfg, store, progress)
 
 
+def workloads(cfg: AcceptConfig) -> dict[str, list[Prompt]]:
+    """Each workload's prompts as the protocol picks them: dsbench takes the first --samples;
+    deepspec keeps a file whole unless it is longer than its count (the task's, or --samples),
+    then shuffles it with random.Random(seed) and keeps the first ones, as DeepSpec's eval does.
+    `deepspec:DIR` names DeepSpec's task files in DIR."""
+    refs: dict[str, tuple[str | Path, int | None]] = {}
+    for w in cfg.workloads:
+        if not str(w).startswith("deepspec:"):
+            refs[str(w)] = (w, None)
+            continue
+        folder = Path(str(w)[len("deepspec:") :])
+        found = {t: n for t, n in DEEPSPEC_TASKS.items() if (folder / f"{t}.jsonl").exists()}
+        if not found:
+            raise InputError(f"{w}: none of DeepSpec's task files ({', '.join(DEEPSPEC_TASKS)}).jsonl in {folder}")
+        refs.update({t: (folder / f"{t}.jsonl", n) for t, n in found.items()})
+    chosen = {}
+    for name, (ref, task_count) in refs.items():
+        prompts = read_workload(ref)
+        cap = cfg.samples or (task_count if task_count is not None else cfg.resolved("samples"))
+        if cfg.protocol == "deepspec" and cap is not None and len(prompts) > cap:
+            prompts = list(prompts)
+            random.Random(cfg.seed).shuffle(prompts)
+        chosen[name] = prompts[:cap]
+    return chosen
+
+
 def run_accept_local(cfg: AcceptConfig, store: Store, progress: Progress | None = None) -> dict:
     """Decode every workload's prompts in process; the acceptance files are rewritten after every
-    batch."""
+    batch. Sample i of a workload (or the batch starting at i) is seeded with seed + i."""
     import torch
 
     from .speculative.engine import RoundLog
 
-    datasets = {w: read_workload(w) for w in cfg.workloads}
+    datasets = workloads(cfg)
     dec, tok, method = build_decoder(
-        cfg.target, cfg.draft, cfg.policy, cfg.gamma, cfg.temperature, cfg.device, cfg.seed, cfg.profile
+        cfg.target,
+        cfg.draft,
+        cfg.policy,
+        cfg.gamma,
+        cfg.temperature,
+        cfg.device,
+        cfg.seed,
+        cfg.profile,
+        cfg.dtype,
+        cfg.protocol,
     )
-    summary = {"method": method, "gamma": dec.gamma, "batch": cfg.batch, "datasets": {}}
+    max_new = cfg.resolved("max_new_tokens")
+    summary = {
+        "method": method,
+        "gamma": dec.gamma,
+        "batch": cfg.batch,
+        "protocol": cfg.protocol,
+        "dtype": str(next(dec.target.parameters()).dtype).removeprefix("torch."),
+        "max_new_tokens": max_new,
+        "datasets": {},
+    }
     by_domain: dict[str, RoundLog] = {}
-    for name, prompts in datasets.items():
+    sequences: dict[str, int] = {}  # per domain, to mark each round with its sequence
+    for name, chosen in datasets.items():
         rounds = RoundLog()
-        chosen = prompts[: cfg.samples]
         for first in range(0, len(chosen), cfg.batch):
             group = chosen[first : first + cfg.batch]
             torch.manual_seed(cfg.seed + first)  # DeepSpec seeds every sample (here: every batch)
             dec.gen.manual_seed(cfg.seed + first)
-            for pr, (_, log) in zip(
-                group, dec.generate_many([render(tok, pr.text) for pr in group], cfg.max_new_tokens)
-            ):
+            for pr, (_, log) in zip(group, dec.generate_many([render(tok, pr.text) for pr in group], max_new)):
                 rounds.extend(log)
-                by_domain.setdefault(pr.domain, RoundLog()).extend(log)
-            summary["files"] = _write_curves(by_domain, cfg, method, dec, store, complete=False)
+                sequences[pr.domain] = sequences.get(pr.domain, -1) + 1
+                by_domain.setdefault(pr.domain, RoundLog()).extend(log, sample=sequences[pr.domain])
+            summary["files"] = _write_curves(by_domain, cfg, summary, dec, store, complete=False)
             if progress:
                 progress(name, first + len(group), len(chosen))
-        summary["datasets"][name] = _figures(rounds, dec.gamma)
-    summary["files"] = _write_curves(by_domain, cfg, method, dec, store, complete=True)
+        summary["datasets"][name] = {"samples": len(chosen), **_figures(rounds, dec.gamma)}
+    summary["files"] = _write_curves(by_domain, cfg, summary, dec, store, complete=True)
     return summary
 
 
-def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, store: Store, complete: bool) -> list[str]:
+def _write_curves(by_domain: dict, cfg: AcceptConfig, summary: dict, dec, store: Store, complete: bool) -> list[str]:
     """One acceptance file per domain from the rounds so far."""
-    files = []
+    files, method = [], summary["method"]
     for domain, rounds in by_domain.items():
         fig = _figures(rounds, dec.gamma)
         cond = [c for c in fig["conditional"] if c is not None]
@@ -167,10 +232,18 @@ def _write_curves(by_domain: dict, cfg: AcceptConfig, method: str, dec, store: S
             "tau": fig["tau"],
             "rounds": fig["rounds"],
             "survival": fig["survival"],
+            "verify_rate": fig["verify_rate"],
+            "mean_proposal": fig["mean_proposal"],
             "policy": str(dec.policy),
             "batch": cfg.batch,
+            "protocol": cfg.protocol,
+            "dtype": summary["dtype"],
+            "max_new_tokens": summary["max_new_tokens"],
+            "seed": cfg.seed,
             "complete": complete,
-            "per_round": {k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed")},
+            "per_round": {
+                k: [int(x) for x in getattr(rounds, k)] for k in ("proposal", "accepted", "committed", "sample")
+            },
             "provenance": provenance(),
         }
         if rounds.confidence:  # DSpark: the raw head's per-round confidences and its quality per position
@@ -189,6 +262,7 @@ def _figures(rounds: RoundLog, gamma: int) -> dict:
             "survival": acceptstats.survival(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
             "conditional": acceptstats.conditional(rounds.proposal, rounds.accepted, gamma).tolist() if gamma else [],
             "mean_proposal": float(np.mean(rounds.proposal)) if rounds.proposal else None,
+            "verify_rate": acceptstats.verify_rate(rounds.proposal, rounds.committed) if rounds.committed else None,
         }
     )
 
@@ -211,7 +285,8 @@ def run_accept_backend(
     from .load import LoadConfig, preflight, request_extras, summarise_run
 
     headers = headers or {}
-    url, model, method, samples, max_tokens = cfg.backend, cfg.model, cfg.method, cfg.samples, cfg.max_new_tokens
+    url, model, method = cfg.backend, cfg.model, cfg.method
+    samples, max_tokens = cfg.resolved("samples"), cfg.resolved("max_new_tokens")
     load = LoadConfig(
         url=url,
         model=model,

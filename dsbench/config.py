@@ -21,6 +21,27 @@ METHOD_NAMES = ("no-spec", "mtp-1", "dflash", "eagle3", "dspark")  # core.method
 DOMAINS = ("math", "code", "chat")  # the shipped workloads' and acceptance curves' domains
 FIT_DOMAIN = "live"  # a fit's acceptance domain: whatever workload the load test sent
 
+# `accept --protocol`: dsbench's own, or DeepSpec's eval.py exactly (deepspec-compat.md section 1)
+PROTOCOLS = ("dsbench", "deepspec")
+# defaults a protocol gives the fields left unset (None: a DeepSpec task's own count, else the whole file)
+PROTOCOL_DEFAULTS = {
+    "dsbench": {"samples": 20, "max_new_tokens": 256},
+    "deepspec": {"samples": None, "max_new_tokens": 2048},
+}
+# DeepSpec's eval.py TASKS: file stem under its eval_datasets/ and the samples it keeps
+DEEPSPEC_TASKS = {
+    "gsm8k": 500,
+    "math500": 500,
+    "aime25": 30,
+    "humaneval": 164,
+    "mbpp": 256,
+    "livecodebench": 500,
+    "mt-bench": 80,
+    "alpaca": 500,
+    "arena-hard-v2": 500,
+}
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+
 # progress(label, done, total or None): what every long run reports as it goes
 Progress = Callable[[str, int, "int | None"], None]
 
@@ -324,17 +345,27 @@ class ProfileConfig:
 @dataclass
 class AcceptConfig:
     workloads: list[str] = setting(
-        help="Prompt file(s) or shipped sets (math, code, chat). Repeatable.", flag="--workload"
+        help="Prompt file(s), shipped sets (math, code, chat), or deepspec:DIR for DeepSpec's nine task "
+        'files ({task}.jsonl in its {"turns"} layout). Repeatable.',
+        flag="--workload",
     )
     target: str | None = setting(None, "Target model folder (config.json + safetensors + tokenizer).")
     draft: str | None = setting(
         None,
         "Drafter checkpoint folder in DeepSpec's layout, or `ngram` for prompt lookup (none: plain decoding, tau = 1).",
     )
-    samples: int = setting(20, "Prompts per workload file.")
-    max_new_tokens: int = setting(256, "Tokens to generate per prompt.")
+    protocol: str = setting(
+        "dsbench",
+        "dsbench: the first --samples prompts, 256 tokens, full-length proposals. deepspec: DeepSpec's eval.py "
+        "exactly (seeded subsample to each task's count, 2048 tokens, bf16 on GPU, its round bookkeeping).",
+    )
+    samples: int | None = setting(None, "Prompts per workload (default: 20; deepspec: each task's own count).")
+    max_new_tokens: int | None = setting(None, "Tokens to generate per prompt (default: 256; deepspec: 2048).")
     temperature: float = setting(1.0, "Sampling temperature of target and drafter (0 = greedy).")
-    policy: str = setting("fixed", "Verification policy: fixed[:l], threshold:t, or dspark (with --profile).")
+    policy: str = setting(
+        "fixed",
+        "Verification policy: fixed[:l], threshold:t (DeepSpec's --confidence-threshold), or dspark (with --profile).",
+    )
     profile: str | None = setting(None, "Step-time profile for --policy dspark (file or shipped name).")
     gamma: int | None = setting(None, "Draft block size (default: the checkpoint's; 3 for ngram).")
     seed: int = setting(980406, "Seed (DeepSpec's default 980406; sample i uses seed + i, or batch from i).")
@@ -342,6 +373,9 @@ class AcceptConfig:
         1,
         "Prompts decoded together, one target pass per round for all (1: DeepSpec's loop; with "
         "--policy dspark the scheduler then sees the batch).",
+    )
+    dtype: str = setting(
+        "auto", "Weights: auto (fp32 on CPU; on GPU the checkpoint's, deepspec: bf16), fp32, bf16 or fp16."
     )
     device: str = setting("cpu", "auto, cpu or cuda[:N].")
     backend: str | None = setting(
@@ -366,13 +400,17 @@ class AcceptConfig:
     force: bool = setting(False, "Replace acceptance files already in --out.", panel="Output")
 
     def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise InputError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {self.protocol!r}")
+        if self.dtype not in DTYPES:
+            raise InputError(f"--dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if self.backend and not self.model:
             raise InputError("--backend needs --model (the model id on that server)")
         if not self.backend and not self.target:
             raise InputError("give --target (and --draft) for in-process decoding, or --backend URL --model NAME")
         if (
-            self.samples < 1
-            or self.max_new_tokens < 1
+            (self.samples is not None and self.samples < 1)
+            or (self.max_new_tokens is not None and self.max_new_tokens < 1)
             or self.temperature < 0
             or self.batch < 1
             or self.concurrency < 1
@@ -380,6 +418,16 @@ class AcceptConfig:
             raise InputError(
                 "--samples, --max-new-tokens, --batch and --concurrency must be >= 1 and --temperature >= 0"
             )
+        if self.protocol == "deepspec" and (self.backend or self.batch != 1 or self.policy.split(":")[0] == "dspark"):
+            raise InputError(
+                "--protocol deepspec is DeepSpec's in-process loop: one prompt at a time (--batch 1), "
+                "--policy fixed or threshold:t, no --backend"
+            )
+
+    def resolved(self, field: str):
+        """A field's value, or its protocol's default when it was left unset."""
+        value = getattr(self, field)
+        return PROTOCOL_DEFAULTS[self.protocol][field] if value is None else value
 
 
 # --------------------------------------------------------------------------- load

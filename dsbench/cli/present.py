@@ -160,18 +160,32 @@ def profile(doc: dict, path) -> None:
 
 
 def accept(summary: dict) -> None:
-    """`dsbench accept --target`: accepted length per dataset, measured in process."""
-    table = Table(title=f"Accepted length — {summary['method']}, gamma {summary['gamma']} (measured)")
-    for col in ("dataset", "rounds", "tau", "mean proposal", "survival by position"):
+    """`dsbench accept --target`: accepted length per dataset, measured in process, with DeepSpec's
+    columns (#propose, accept_len, verify_rate, accept_rate@k) under --protocol deepspec."""
+    deepspec = summary["protocol"] == "deepspec"
+    table = Table(
+        title=f"Accepted length — {summary['method']}, gamma {summary['gamma']} (measured)",
+        caption=f"protocol {summary['protocol']}, {summary['dtype']}, {summary['max_new_tokens']} new tokens"
+        + ("; @k = DeepSpec's accept_rate@k (drafts 1..k+1 all accepted)" if deepspec else ""),
+    )
+    g = summary["gamma"]
+    cols = ["dataset", "samples", "rounds"]
+    cols += ["#propose", "accept_len", "verify_rate"] if deepspec else ["tau", "mean proposal", "survival by position"]
+    cols += [f"@{k}" for k in range(g)] if deepspec else []
+    for col in cols:
         table.add_column(col, justify="left" if col in ("dataset", "survival by position") else "right")
     for name, f in summary["datasets"].items():
-        table.add_row(
-            name,
-            str(f["rounds"]),
-            fmt(f["tau"], ".3f"),
-            fmt(f["mean_proposal"], ".2f"),
-            " ".join(fmt(s, ".2f") for s in f["survival"]),
-        )
+        row = [name, str(f["samples"]), str(f["rounds"])]
+        if deepspec:  # DeepSpec's table prints these with these precisions
+            row += [fmt(f["mean_proposal"], ".2f") + "+1", fmt(f["tau"], ".2f"), fmt(f["verify_rate"], ".4f")]
+            row += [fmt(s, ".4f") for s in f["survival"]]
+        else:
+            row += [
+                fmt(f["tau"], ".3f"),
+                fmt(f["mean_proposal"], ".2f"),
+                " ".join(fmt(s, ".2f") for s in f["survival"]),
+            ]
+        table.add_row(*row)
     console.print(table)
     console.print("wrote " + (", ".join(summary["files"]) or "nothing (no drafter)"), style="dim", highlight=False)
 

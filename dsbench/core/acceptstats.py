@@ -5,6 +5,7 @@ A round is a pair (proposal length l, accepted drafts a), a <= l. Positions are 
   mean pooled over the dataset, bonus included (DeepSpec's `accept_len`, the paper's tau).
 - survival (DeepSpec's accept_rate@(k-1)) = #(a >= k) / #(l >= k): unconditional, never chain it.
 - conditional (paper Figure 2) = #(a >= k) / #(a >= k - 1 and l >= k).
+- verify_rate = sum(committed) / (sum(l) + rounds).
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ def tau(committed) -> float:
     """Tokens committed per round (bonus included), pooled over all rounds."""
     c = np.asarray(committed, dtype=float)
     return float(c.mean()) if len(c) else float("nan")
+
+
+def verify_rate(proposal, committed) -> float:
+    """Committed tokens per token verified (drafts + the anchor's prediction): DeepSpec's verify_rate."""
+    c, l = np.asarray(committed, dtype=float), np.asarray(proposal, dtype=float)
+    return float(c.sum() / (l.sum() + len(c))) if len(c) else float("nan")
 
 
 def survival(proposal, accepted, gamma: int) -> np.ndarray:

@@ -166,11 +166,13 @@ class _NeuralDrafter:
 
 class ChainDrafter(_NeuralDrafter):
     """MTP-1 and Eagle3 (models.ChainModel): each row keeps its last hidden state, extended every
-    round with the verified positions paired with the committed tokens."""
+    round with the verified positions paired with the committed tokens. With `stop_ids` a row's
+    proposal ends at its first drafted stop token (DeepSpec's Eagle3 evaluator stops drafting there)."""
 
-    def __init__(self, model: ChainModel, gamma: int, layer_ids: list[int] | None):
+    def __init__(self, model: ChainModel, gamma: int, layer_ids: list[int] | None, stop_ids=()):
         super().__init__(model, gamma, layer_ids)
         self.h: torch.Tensor | None = None  # (rows, H)
+        self.stop_ids = sorted(stop_ids)
 
     def reserve(self, rows, length):
         old = self.rows
@@ -197,7 +199,11 @@ class ChainDrafter(_NeuralDrafter):
     def propose(self, anchors, starts, temperature):
         r = anchors.shape[0]
         drafts, logits = self.model.propose_chain(self.h[:r], starts, self.gamma, self.rows_from(0), temperature)
-        return Proposal(drafts, probabilities(logits, temperature))
+        lengths = None
+        if self.stop_ids:  # up to and including the first drafted stop token
+            stop = torch.isin(drafts, torch.tensor(self.stop_ids, device=drafts.device))
+            lengths = torch.where(stop.any(1), stop.float().argmax(1) + 1, self.gamma)
+        return Proposal(drafts, probabilities(logits, temperature), lengths=lengths)
 
     def observe(self, starts, committed, accepted, hidden):
         dev = self.h.device
@@ -248,16 +254,18 @@ def _padded(rows: list[list[int]], device) -> torch.Tensor:
 
 
 def drafter_for(
-    model: torch.nn.Module, target, layer_ids: list[int] | None = None, gamma: int = DEFAULT_GAMMA
+    model: torch.nn.Module, target, layer_ids: list[int] | None = None, gamma: int = DEFAULT_GAMMA, stop_ids=()
 ) -> Drafter:
     """The drafter for a draft model (models.py) of `target`: MTP-1 reads the target's last hidden
     state and drafts one token; Eagle3 and the block drafters read the raw outputs of `layer_ids`
-    (default: the first five layers, never the last, whose HF output is normed)."""
+    (default: the first five layers, never the last, whose HF output is normed). `stop_ids`:
+    an Eagle3 proposal ends at a drafted stop token (DeepSpec's evaluator)."""
     n = target.config.num_hidden_layers
     if isinstance(model, MTPModel):
         return ChainDrafter(model, 1, None)
     ids = layer_ids if layer_ids is not None else list(range(min(5, n - 1)))
     if any(i >= n - 1 for i in ids):
         raise ValueError("target features may not come from the final layer (its HF output is normed)")
-    kind = ChainDrafter if isinstance(model, ChainModel) else BlockDrafter
-    return kind(model, gamma, ids)
+    if isinstance(model, ChainModel):
+        return ChainDrafter(model, gamma, ids, stop_ids)
+    return BlockDrafter(model, gamma, ids)

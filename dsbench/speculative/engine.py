@@ -13,6 +13,11 @@ the last committed token, which the target has not processed yet):
   4. commit [d_1..d_acc, next] and let the drafter observe it, with the target's hidden states at
      the verified positions. Nothing is cropped: stale entries sit past each row's position, masked.
 Records each round's (proposal length, accepted) so tau and per-position figures come from counts.
+
+Two bookkeeping conventions (`deepspec_rules`): dsbench's records a round cut at an accepted stop
+token with the drafts it verified and stops at max_new_tokens generated tokens; DeepSpec's
+(`deepspec/eval/base_evaluator.py`) records such a round's proposal as the stop token's position
+and, looping `while start < max_length`, runs one more round when exactly max_new_tokens were made.
 """
 
 from __future__ import annotations
@@ -34,11 +39,15 @@ class RoundLog:
     accepted: list[int] = field(default_factory=list)  # accepted drafts per round (no bonus)
     committed: list[int] = field(default_factory=list)  # tokens committed per round (acc + 1, or acc on a stop)
     confidence: list[list[float]] = field(default_factory=list)  # DSpark: per-position confidence per round
+    sample: list[int] = field(default_factory=list)  # pooled logs: which sequence each round belongs to
 
-    def extend(self, other: RoundLog) -> None:
-        """Append another log's rounds (pooling over sequences, as DeepSpec's figures do)."""
-        for name in ("proposal", "accepted", "committed", "confidence"):
+    def extend(self, other: RoundLog, sample: int | None = None) -> None:
+        """Append another log's rounds (pooling over sequences, as DeepSpec's figures do), marked
+        as sequence `sample`'s when given."""
+        for name in ("proposal", "accepted", "committed", "confidence", "sample"):
             getattr(self, name).extend(getattr(other, name))
+        if sample is not None:
+            self.sample += [sample] * len(other.committed)
 
 
 @dataclass(eq=False)
@@ -70,6 +79,7 @@ class SpecDecoder:
         stop_ids: set[int] | None = None,
         max_len: int = 4096,
         seed: int = 0,
+        deepspec_rules: bool = False,
     ):
         self.target = target
         self.drafter: Drafter = drafter if drafter is not None else NoDrafter()
@@ -79,6 +89,7 @@ class SpecDecoder:
         self._tables: dict[int, np.ndarray] = {}
         self.temperature = temperature
         self.stop_ids = set(stop_ids or ())
+        self.deepspec_rules = deepspec_rules
         self.length = max_len + self.gamma + 2  # positions a row holds
         self.gen = torch.Generator(device=target.device).manual_seed(seed)
         self.active: list[Session] = []  # in row order
@@ -225,7 +236,7 @@ class SpecDecoder:
         for i, s in enumerate(batch):
             a, cut = acc[i], stop_at[i]
             committed = drafts[i][:a] + [nxt[i]] if cut < 0 else drafts[i][:cut]
-            s.log.proposal.append(int(lengths[i]))
+            s.log.proposal.append(cut if cut >= 0 and self.deepspec_rules else int(lengths[i]))
             s.log.accepted.append(a if cut < 0 else cut)
             s.log.committed.append(len(committed))
             if conf is not None:
@@ -245,9 +256,10 @@ class SpecDecoder:
         if self.active:
             raise RuntimeError("generate needs the decoder to itself")
         sessions = self.start_many(prompts)
+        budget = max_new_tokens + 1 if self.deepspec_rules else max_new_tokens  # DeepSpec: one round more
         while True:
             for s in sessions:
-                if len(s.tokens) >= max_new_tokens:
+                if len(s.tokens) >= budget:
                     self.release(s)
             if not self.active:
                 break
