@@ -80,6 +80,8 @@ def transformers_server(model_dir: Path):
         "TRANSFORMERS_OFFLINE": "1",
         "HF_HOME": str(model_dir.parent / "hf-home"),
     }
+    # transformers serve 5.10 answers /v1/models by scanning the hub cache, and fails if it is absent
+    (model_dir.parent / "hf-home" / "hub").mkdir(parents=True, exist_ok=True)
     exe = Path(sys.executable).parent / "transformers"  # the CLI installed beside this interpreter
     cmd = [
         str(exe) if exe.exists() else "transformers",

@@ -25,7 +25,7 @@ from dsbench.speculative.checkpoints import save_drafter
 from dsbench.speculative.models import BlockModel, block_train_forward
 from tests.servers import REPO, build_tiny_qwen3
 
-VERSION = "trained-v4"
+VERSION = "trained-v5"  # v5: drafter configs carry every field DeepSpec asserts
 GAMMA = 4
 LAYER_IDS = [0]
 

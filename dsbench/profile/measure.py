@@ -99,11 +99,14 @@ def _prepare(model, config, requests: int, context: int, max_q: int, device: str
     import torch
     from transformers import StaticCache
 
+    from ..speculative.slots import cache_argument
+
     cache = StaticCache(config=model.config, max_cache_len=context + max_q)
     ids = torch.zeros((requests, 1), dtype=torch.long, device=device)
     pos = torch.tensor([context], device=device)
     with torch.inference_mode():
-        model(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)  # lazily allocates the cache
+        # lazily allocates the cache
+        model(input_ids=ids, **{cache_argument(model): cache}, cache_position=pos, use_cache=True)
         for layer in cache.layers:  # a realistic, full cache: random keys and values in every slot
             layer.keys.normal_()
             layer.values.normal_()
@@ -112,6 +115,8 @@ def _prepare(model, config, requests: int, context: int, max_q: int, device: str
 
 def _verify_fn(level: _Level, q: int, device: str) -> Callable[[], object]:
     import torch
+
+    from ..speculative.slots import cache_argument
 
     vocab = level.model.config.vocab_size
     g = torch.Generator(device="cpu").manual_seed(q)
@@ -128,7 +133,7 @@ def _verify_fn(level: _Level, q: int, device: str) -> Callable[[], object]:
             # logits for every verified position, as verification needs
             return level.model(
                 input_ids=ids,
-                past_key_values=level.cache,
+                **{cache_argument(level.model): level.cache},
                 cache_position=pos,
                 position_ids=position_ids,
                 use_cache=True,

@@ -30,7 +30,7 @@ import torch
 from ..core.policies import Policy, schedule
 from .drafters import Drafter, NoDrafter, Proposal
 from .sampling import probabilities, stop_inside_drafts, verify
-from .slots import SlotCache
+from .slots import SlotCache, cache_argument
 
 
 @dataclass
@@ -149,7 +149,7 @@ class SpecDecoder:
             input_ids=ids,
             attention_mask=mask,
             position_ids=pos,
-            past_key_values=self._cache,
+            **{cache_argument(self.target): self._cache},
             use_cache=True,
             output_hidden_states=hidden,
             logits_to_keep=0,

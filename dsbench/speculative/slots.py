@@ -12,8 +12,22 @@ It plugs into transformers as a `Cache` whose layers scatter instead of append; 
 
 from __future__ import annotations
 
+import inspect
+from functools import cache
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
+
+
+@cache
+def _cache_argument(forward) -> str:
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
+
+
+def cache_argument(model) -> str:
+    """The name a model's forward takes its KV cache by: `cache` from transformers 5.24 on (where
+    `past_key_values` is deprecated, to go in 5.40), `past_key_values` before."""
+    return _cache_argument(type(model).forward)
 
 
 class _Plan:
@@ -50,6 +64,9 @@ class _SlotLayer(CacheLayerMixin):
         return self.plan.kv_len
 
     def get_max_length(self) -> int:
+        return self.keys.shape[2]
+
+    def get_max_cache_shape(self) -> int:  # abstract in transformers 5.10
         return self.keys.shape[2]
 
 
