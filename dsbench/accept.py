@@ -113,7 +113,7 @@ def build_decoder(
     stops = _stop_ids(model, tok)
     drafter, method = None, "no-spec"
     if draft == "ngram":
-        drafter, method = NgramDrafter(model.config.vocab_size, gamma or 3), "ngram"
+        drafter, method = NgramDrafter(model.config.get_text_config().vocab_size, gamma or 3), "ngram"
     elif draft:
         weights, info = load_drafter(draft, model)
         stop_drafting = stops if protocol == "deepspec" and info.method == "eagle3" else ()

@@ -6,9 +6,10 @@
    untouched; one process, fp32, greedy) and `dsbench accept --protocol deepspec` on the same
    target, drafter and task files; prints both tables' rows and the largest difference.
 2. Layout: drafters dsbench writes (DSpark with vanilla, gated and RNN Markov heads, DFlash with and
-   without a confidence head, Eagle3), on a tiny 6-layer target with and without linear RoPE
-   scaling, loaded by DeepSpec's classes: missing/unexpected/mismatched keys and the largest logit
-   difference of one drafting round.
+   without a confidence head, Eagle3), on a tiny 6-layer Qwen3 target with and without linear RoPE
+   scaling, and Gemma4 DSpark and Eagle3 on a tiny Gemma4 (tests/test_gemma4.py), loaded by
+   DeepSpec's classes: missing/unexpected/mismatched keys and the largest logit difference of one
+   drafting round.
 Run it under DeepSpec's pinned transformers (5.10.2); the figures go in the README.
 """
 
@@ -205,6 +206,64 @@ def layouts() -> dict:
     return worst
 
 
+def gemma4_layouts() -> dict:
+    """DeepSpec's Gemma4DSparkModel and Gemma4Eagle3Model (transformers 5.10 only) on dsbench's files."""
+    from deepspec.eval.dspark.draft_ops import forward_dspark_draft_block
+    from deepspec.modeling.dspark.gemma4.modeling import Gemma4DSparkModel
+    from deepspec.modeling.eagle3.gemma4.modeling import Gemma4Eagle3Model
+    from transformers import DynamicCache
+
+    from dsbench.speculative.checkpoints import load_drafter, save_drafter
+    from dsbench.speculative.models import kv_cache
+    from tests.test_gemma4 import IDS, _drafter, _gemma4
+
+    target, root, worst = _gemma4(0, 0), Path(tempfile.mkdtemp()), {}
+    torch.manual_seed(0)
+    ids = torch.randint(5, target.config.vocab_size, (1, 30))
+    with torch.no_grad():
+        hidden = target(ids, output_hidden_states=True).hidden_states
+    n, anchor, pos = ids.shape[1], ids[:, -1], torch.arange(ids.shape[1] + 8)[None]
+    feats = torch.cat([hidden[i + 1] for i in IDS], -1)
+    for kind, cls in (("dspark", Gemma4DSparkModel), ("eagle3", Gemma4Eagle3Model)):
+        path = save_drafter(_drafter(kind, target), kind, target.config, root / kind, IDS, 4)
+        theirs, info = cls.from_pretrained(path, output_loading_info=True)
+        assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+        mine, _ = load_drafter(path, target)
+        caches = kv_cache(mine, 1, n + 16)
+        with torch.no_grad():
+            if kind == "dspark":
+                block = torch.full((1, 4), 3)
+                block[:, 0] = anchor
+                hid = forward_dspark_draft_block(
+                    theirs,
+                    draft_input_ids=block,
+                    position_ids=pos,
+                    past_key_values_draft=DynamicCache(),
+                    target_hidden_states=feats[:, : n - 1],
+                    start=n - 1,
+                    block_size=4,
+                )
+                base = theirs.compute_logits(hid)
+                _, tl = theirs.sample_draft_tokens(
+                    base, first_prev_token_ids=anchor, temperature=0.0, hidden_states=hid
+                )
+                _, ml, _ = mine.propose(anchor, feats[:, : n - 1], n - 1, 4, caches, temperature=0.0)
+            else:
+                shifted = torch.cat([ids[:, 1:], anchor[:, None]], 1)
+                cache, outs = DynamicCache(), []
+                h = theirs.extend_draft_cache(
+                    hidden_states=feats, input_ids=shifted, position_ids=pos[:, :n], past_key_values=cache
+                )
+                for k in range(4):
+                    outs.append(theirs.compute_logits(h))
+                    step = dict(input_ids=outs[-1].argmax(-1), position_ids=pos[:, n + k : n + k + 1])
+                    h = theirs(hidden_states=h, past_key_values=cache, use_cache=True, **step)
+                tl = torch.cat(outs, 1)
+                _, ml = mine.propose_chain(mine.extend(feats, shifted, 0, caches), n, 4, caches, temperature=0.0)
+        worst[f"gemma4-{kind}"] = (ml - tl).abs().max().item()
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--deepspec", required=True, help="a checkout of deepseek-ai/DeepSpec")
@@ -220,7 +279,7 @@ def main():
     result = {"transformers": transformers.__version__}
     if args.target:
         result["evaluation"] = evaluation(args)
-    result["layouts"] = layouts()
+    result["layouts"] = layouts() | gemma4_layouts()
     print(json.dumps(result, indent=1))
 
 

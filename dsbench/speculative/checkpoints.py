@@ -24,20 +24,19 @@ import torch
 
 from ..config import DEFAULT_GAMMA
 from ..errors import InputError
-from .models import BlockModel, Eagle3Model, MTPModel
+from .models import BlockModel, Eagle3Model, MTPModel, gemma4_config
 
 ARCHS = {
     "Qwen3DSparkModel": "block",
+    "Gemma4DSparkModel": "block",
     "Qwen3Eagle3Model": "eagle3",
+    "Gemma4Eagle3Model": "eagle3",
     "Eagle3DraftModel": "eagle3",
     "DsbenchMTPModel": "mtp-1",
 }
-# DeepSpec's Gemma4 drafters have modules of their own (sandwich norms, k = v attention, scaled
-# embeddings); building them from Qwen3 layers would decode something else without a word.
-REFUSED = {
-    "Gemma4DSparkModel": "DeepSpec's Gemma4 DSpark drafter",
-    "Gemma4Eagle3Model": "DeepSpec's Gemma4 Eagle3 drafter",
-}
+# DeepSpec's Gemma4 drafters have modules of their own (models.gemma4_config): these fields say
+# how their attention is shaped, and its classes assert them
+GEMMA4_FIELDS = ("global_head_dim", "num_global_key_value_heads", "attention_k_eq_v")
 NUM_ANCHORS = 512  # DeepSpec's training-only anchors per sequence; its class asserts the field
 STEP_LOSS_DECAY = 0.8  # DeepSpec's Eagle3 TTT step weight; asserted likewise
 
@@ -74,6 +73,20 @@ def check_layer_ids(ids: list[int], target_layers: int, method: str, where: str,
         )
 
 
+def gemma4_text_dict(target_config) -> dict:
+    """A Gemma4 target's text config as DeepSpec's transformers (5.10) writes it, with
+    `global_head_dim` and `num_global_key_value_heads` as fields (5.24 folds them into
+    `per_layer_config`, which DeepSpec's classes do not read)."""
+    d = target_config.get_text_config().to_dict()
+    per = d.pop("per_layer_config", None) or {}
+    full = next((v for k, v in per.items() if d["layer_types"][int(k)] == "full_attention"), {})
+    if d.get("global_head_dim") is None:
+        d["global_head_dim"] = full.get("head_dim", d["head_dim"])
+    if d.get("num_global_key_value_heads") is None:
+        d["num_global_key_value_heads"] = full.get("num_key_value_heads", d["num_key_value_heads"])
+    return d
+
+
 def save_drafter(
     drafter: torch.nn.Module, method: str, target_config, out_dir: Path, target_layer_ids: list[int], gamma: int
 ) -> Path:
@@ -82,14 +95,25 @@ def save_drafter(
     from safetensors.torch import save_file
 
     ids = [int(i) for i in target_layer_ids]
+    target_config = target_config.get_text_config()
     n = int(target_config.num_hidden_layers)
     check_layer_ids(ids, n, method, str(out_dir), exact_five=True)
-    cfg = target_config.to_dict()  # DeepSpec deep-copies the target's config
+    family = "Gemma4" if getattr(drafter, "embed_scale", None) else "Qwen3"
+    # DeepSpec deep-copies the target's (text) config
+    cfg = gemma4_text_dict(target_config) if family == "Gemma4" else target_config.to_dict()
     cfg.update(num_target_layers=n, target_layer_ids=ids, tie_word_embeddings=False)
+    if family == "Gemma4":
+        att = drafter.layers[0].self_attn
+        cfg.update(
+            global_head_dim=att.hd,
+            num_global_key_value_heads=att.nkv,
+            attention_k_eq_v=not hasattr(att, "v_proj"),
+            target_text_model_type=cfg.get("model_type"),
+        )
     if method in ("dflash", "dspark"):
         layers, mh, ch = len(drafter.layers), drafter.markov_head, drafter.confidence_head
         cfg.update(
-            architectures=["Qwen3DSparkModel"],
+            architectures=[f"{family}DSparkModel"],
             num_hidden_layers=layers,
             layer_types=["full_attention"] * layers,
             block_size=gamma,
@@ -104,7 +128,7 @@ def save_drafter(
             cfg["confidence_head_with_markov"] = ch.with_markov
     elif method == "eagle3":
         cfg.update(
-            architectures=["Qwen3Eagle3Model"],
+            architectures=[f"{family}Eagle3Model"],
             num_hidden_layers=1,
             draft_num_hidden_layers=1,
             layer_types=["full_attention"],
@@ -124,8 +148,18 @@ def save_drafter(
 
 
 def _build(cfg: dict, tcfg, ids: list[int], where: str) -> tuple[torch.nn.Module, str, int]:
-    """The drafter module a checkpoint's config describes: (module, method, gamma)."""
-    kind = ARCHS[cfg["architectures"][0]]
+    """The drafter module a checkpoint's config describes: (module, method, gamma). Qwen3 drafters
+    are built from the target's config, Gemma4 ones from their own (DeepSpec's classes do the same)."""
+    arch = cfg["architectures"][0]
+    kind = ARCHS[arch]
+    if arch.startswith("Gemma4"):
+        missing = [f for f in GEMMA4_FIELDS if f not in cfg]
+        if missing:
+            raise InputError(f"{where}: missing field {missing[0]!r} (a {arch} config carries it)")
+        try:
+            tcfg = gemma4_config(cfg)
+        except (KeyError, ValueError) as e:
+            raise InputError(f"{where}: {arch}: {e}") from None
     if kind == "block":
         rank = int(cfg.get("markov_rank") or 0)
         confidence = bool(cfg.get("enable_confidence_head"))
@@ -164,8 +198,6 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
     except json.JSONDecodeError as e:
         raise InputError(f"{cfg_path}: not valid JSON ({e})") from None
     arch = (cfg.get("architectures") or ["?"])[0]
-    if arch in REFUSED:
-        raise InputError(f"{cfg_path}: {REFUSED[arch]} ({arch}) is not supported yet")
     if arch not in ARCHS:
         raise InputError(f"{cfg_path}: unknown drafter architecture {arch!r} (known: {', '.join(ARCHS)})")
     files = sorted(p.glob("*.safetensors"))
@@ -177,7 +209,7 @@ def load_drafter(path: str | Path, target) -> tuple[torch.nn.Module, DrafterInfo
             else ""
         )
         raise InputError(f"draft checkpoint has no .safetensors files: {p}{extra}")
-    tcfg = target.config
+    tcfg = target.config.get_text_config()
     ids = [int(i) for i in cfg.get("target_layer_ids") or []]
     if not ids and ARCHS[arch] != "mtp-1":
         raise InputError(f"{cfg_path}: missing field 'target_layer_ids'")

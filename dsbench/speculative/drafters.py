@@ -260,7 +260,7 @@ def drafter_for(
     state and drafts one token; Eagle3 and the block drafters read the raw outputs of `layer_ids`
     (default: the first five layers, never the last, whose HF output is normed). `stop_ids`:
     an Eagle3 proposal ends at a drafted stop token (DeepSpec's evaluator)."""
-    n = target.config.num_hidden_layers
+    n = target.config.get_text_config().num_hidden_layers
     if isinstance(model, MTPModel):
         return ChainDrafter(model, 1, None)
     ids = layer_ids if layer_ids is not None else list(range(min(5, n - 1)))

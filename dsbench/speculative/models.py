@@ -17,20 +17,87 @@ layers' keys and values for the context), preallocated and written in place.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float = 1e-6):
+    """Qwen3's RMSNorm (scale applied after the cast back), or Gemma4's (`gemma`: scale applied in
+    fp32, optionally none, as its value norm has)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6, gemma: bool = False, scale: bool = True):
         super().__init__()
-        self.weight = nn.Parameter(torch.ones(dim))
-        self.eps = eps
+        if scale:
+            self.weight = nn.Parameter(torch.ones(dim))
+        self.eps, self.gemma, self.scale = eps, gemma, scale
 
     def forward(self, x):
+        if self.gemma:
+            normed = x.float() * torch.pow(x.float().pow(2).mean(-1, keepdim=True) + self.eps, -0.5)
+            return (normed * self.weight.float() if self.scale else normed).type_as(x)
         var = x.float().pow(2).mean(-1, keepdim=True)
         return (x.float() * torch.rsqrt(var + self.eps)).to(x.dtype) * self.weight
+
+
+def gemma4_config(d: dict) -> SimpleNamespace:
+    """What DeepSpec's Gemma4 drafters (deepspec/modeling/*/gemma4) read from their config.json, a
+    copy of the Gemma4 target's text config: attention over `global_head_dim`-wide heads (keys
+    doubling as values when `attention_k_eq_v`, then the global key/value head count), the
+    full-attention RoPE, GELU, scaled embeddings and soft-capped logits."""
+    k_eq_v = bool(d.get("attention_k_eq_v"))
+    rope = (d.get("rope_parameters") or {}).get("full_attention") or {"rope_type": "default", "rope_theta": 1e6}
+    if rope.get("rope_type", "default") not in ("default", "proportional"):
+        raise ValueError(f"Gemma4 drafter RoPE type {rope['rope_type']!r} (default and proportional are supported)")
+    if d.get("enable_moe_block") or d.get("hidden_size_per_layer_input"):
+        raise ValueError("Gemma4 drafters with MoE blocks or per-layer inputs (DeepSpec refuses them too)")
+    return SimpleNamespace(
+        gemma4=True,
+        hidden_size=int(d["hidden_size"]),
+        intermediate_size=int(d["intermediate_size"]),
+        num_attention_heads=int(d["num_attention_heads"]),
+        head_dim=int(d["global_head_dim"]),
+        num_key_value_heads=int(d["num_global_key_value_heads"] if k_eq_v else d["num_key_value_heads"]),
+        attention_k_eq_v=k_eq_v,
+        rms_norm_eps=float(d.get("rms_norm_eps", 1e-6)),
+        attention_bias=bool(d.get("attention_bias")),
+        vocab_size=int(d["vocab_size"]),
+        hidden_activation=str(d.get("hidden_activation") or "gelu_pytorch_tanh"),
+        final_logit_softcapping=d.get("final_logit_softcapping"),
+        rope=rope,
+        double_wide_from=(
+            int(d["num_hidden_layers"]) - int(d.get("num_kv_shared_layers") or 0)
+            if d.get("use_double_wide_mlp") and d.get("num_kv_shared_layers")
+            else None
+        ),
+    )
+
+
+def _gemma4_inv_freq(rope: dict, head_dim: int) -> torch.Tensor:
+    """transformers' `default` and `proportional` RoPE inverse frequencies: the first
+    partial_rotary_factor of the angles rotate, the rest (frequency 0) do not."""
+    angles = int(rope.get("partial_rotary_factor", 1.0) * head_dim // 2)
+    inv = 1.0 / (float(rope["rope_theta"]) ** (torch.arange(0, 2 * angles, 2, dtype=torch.float) / head_dim))
+    inv = torch.cat([inv, torch.zeros(head_dim // 2 - angles)])
+    return inv / float(rope.get("factor", 1.0))
+
+
+class _FixedRope:
+    """A rotary embedding from fixed inverse frequencies: (x, positions) -> (cos, sin)."""
+
+    def __init__(self, inv_freq: torch.Tensor):
+        self.inv_freq = inv_freq
+
+    def to(self, device):
+        self.inv_freq = self.inv_freq.to(device)
+        return self
+
+    def __call__(self, x, positions):
+        freqs = positions[..., None].float() * self.inv_freq.to(x.device)
+        emb = torch.cat([freqs, freqs], -1)
+        return emb.cos().to(x.dtype), emb.sin().to(x.dtype)
 
 
 class Rotary:
@@ -40,9 +107,12 @@ class Rotary:
     module tree: its inverse frequencies stay fp32 when the drafter is cast to bf16."""
 
     def __init__(self, cfg):
-        from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
+        if getattr(cfg, "gemma4", False):
+            self.emb = _FixedRope(_gemma4_inv_freq(cfg.rope, cfg.head_dim))
+        else:
+            from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 
-        self.emb = Qwen3RotaryEmbedding(cfg)
+            self.emb = Qwen3RotaryEmbedding(cfg)
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (R, heads, T, hd) at integer `positions`, (T,) shared or (R, T) per row."""
@@ -56,7 +126,9 @@ class Rotary:
 
 class Attention(nn.Module):
     """Qwen3 attention (q/k norms, GQA) over a preallocated cache, with optional extra key/value
-    inputs (DFlash's context injection) and an input width of H or 2H (Eagle3)."""
+    inputs (DFlash's context injection) and an input width of H or 2H (Eagle3). Gemma4's
+    (DeepSpec's Gemma4 drafters): values normed without a scale, from the key projection when
+    `attention_k_eq_v`, and scores unscaled (q and k are normed)."""
 
     def __init__(self, cfg, in_dim: int | None = None):
         super().__init__()
@@ -64,18 +136,24 @@ class Attention(nn.Module):
         self.hd = getattr(cfg, "head_dim", None) or h // self.nh
         self.rope = Rotary(cfg)
         d, bias = in_dim or h, bool(getattr(cfg, "attention_bias", False))  # DeepSpec follows the target's config
+        gemma = self.gemma = bool(getattr(cfg, "gemma4", False))
         self.q_proj = nn.Linear(d, self.nh * self.hd, bias=bias)
         self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
-        self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
+        if not (gemma and cfg.attention_k_eq_v):
+            self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
         self.o_proj = nn.Linear(self.nh * self.hd, h, bias=bias)
-        self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
-        self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps)
+        self.q_norm = RMSNorm(self.hd, cfg.rms_norm_eps, gemma)
+        self.k_norm = RMSNorm(self.hd, cfg.rms_norm_eps, gemma)
+        self.v_norm = RMSNorm(self.hd, cfg.rms_norm_eps, gemma, scale=False) if gemma else None
+        self.scale = 1.0 if gemma else None  # None: SDPA's 1 / sqrt(hd)
 
     def _kv(self, x, positions):
         r, t, _ = x.shape
-        k = self.k_norm(self.k_proj(x).view(r, t, self.nkv, self.hd)).transpose(1, 2)
-        v = self.v_proj(x).view(r, t, self.nkv, self.hd).transpose(1, 2)
-        return self.rope(k, positions), v
+        k = self.k_proj(x).view(r, t, self.nkv, self.hd)
+        v = self.v_proj(x).view(r, t, self.nkv, self.hd) if hasattr(self, "v_proj") else k
+        if self.v_norm is not None:
+            v = self.v_norm(v)
+        return self.rope(self.k_norm(k).transpose(1, 2), positions), v.transpose(1, 2)
 
     def forward(self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, attn_mask=None):
         """x (R, T, d) queries at `positions` ((R, T) per row, or (T,) shared).
@@ -105,35 +183,51 @@ class Attention(nn.Module):
             n = int(bound.max()) + 1
             k, v = ck[:r, :, :n], cv[:r, :, :n]
             mask = (torch.arange(n, device=x.device) <= bound[..., None])[:, None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True, scale=self.scale)
         return self.o_proj(out.transpose(1, 2).reshape(r, t, -1))
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg):
+    """Gated MLP: SiLU (Qwen3), or the config's `hidden_activation` (Gemma4: tanh-approximated GELU)."""
+
+    def __init__(self, cfg, width: int | None = None):
         super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        i = width or cfg.intermediate_size
+        self.gate_proj = nn.Linear(cfg.hidden_size, i, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, i, bias=False)
+        self.down_proj = nn.Linear(i, cfg.hidden_size, bias=False)
+        if getattr(cfg, "gemma4", False):
+            from transformers.activations import ACT2FN
+
+            self.act = ACT2FN[cfg.hidden_activation]
+        else:
+            self.act = F.silu
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
     """Pre-norm Qwen3 layer. With `in_dim` = 2H (Eagle3) the attention reads
-    [input_layernorm(embedding) ; hidden_norm(h)] and the residual is h."""
+    [input_layernorm(embedding) ; hidden_norm(h)] and the residual is h. Gemma4's also norms each
+    block's output before its residual (post_attention / pre- and post_feedforward norms) and
+    scales the layer's output by `layer_scalar`."""
 
-    def __init__(self, cfg, eagle3: bool = False):
+    def __init__(self, cfg, eagle3: bool = False, index: int = 0):
         super().__init__()
-        h = cfg.hidden_size
-        self.eagle3 = eagle3
-        self.input_layernorm = RMSNorm(h, cfg.rms_norm_eps)
+        h, eps = cfg.hidden_size, cfg.rms_norm_eps
+        self.eagle3, self.gemma = eagle3, bool(getattr(cfg, "gemma4", False))
+        self.input_layernorm = RMSNorm(h, eps, self.gemma)
         if eagle3:
-            self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps)
+            self.hidden_norm = RMSNorm(h, eps, self.gemma)
         self.self_attn = Attention(cfg, 2 * h if eagle3 else h)
-        self.post_attention_layernorm = RMSNorm(h, cfg.rms_norm_eps)
-        self.mlp = MLP(cfg)
+        self.post_attention_layernorm = RMSNorm(h, eps, self.gemma)
+        wide = self.gemma and cfg.double_wide_from is not None and index >= cfg.double_wide_from > 0
+        self.mlp = MLP(cfg, 2 * cfg.intermediate_size if wide else None)
+        if self.gemma:
+            self.pre_feedforward_layernorm = RMSNorm(h, eps, True)
+            self.post_feedforward_layernorm = RMSNorm(h, eps, True)
+            self.register_buffer("layer_scalar", torch.ones(1))
 
     def forward(
         self, x, positions, cache=None, bound=None, extra=None, extra_positions=None, embed=None, attn_mask=None
@@ -142,8 +236,13 @@ class DecoderLayer(nn.Module):
             a_in = torch.cat([self.input_layernorm(embed), self.hidden_norm(x)], -1)
         else:
             a_in = self.input_layernorm(x)
-        x = x + self.self_attn(a_in, positions, cache, bound, extra, extra_positions, attn_mask)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        attn = self.self_attn(a_in, positions, cache, bound, extra, extra_positions, attn_mask)
+        if not self.gemma:
+            x = x + attn
+            return x + self.mlp(self.post_attention_layernorm(x))
+        x = x + self.post_attention_layernorm(attn)
+        x = x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        return x * self.layer_scalar
 
 
 def kv_cache(
@@ -163,7 +262,28 @@ def kv_cache(
     ]
 
 
-class ChainModel(nn.Module):
+class _Vocab(nn.Module):
+    """The drafter's embedding and head (frozen copies of the target's). Gemma4 scales embeddings
+    by sqrt(H) and soft-caps logits: c tanh(logits / c)."""
+
+    def _vocab(self, cfg) -> None:
+        h = cfg.hidden_size
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        gemma = getattr(cfg, "gemma4", False)
+        self.embed_scale = float(h) ** 0.5 if gemma else None
+        self.softcap = float(cfg.final_logit_softcapping) if gemma and cfg.final_logit_softcapping else None
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed_tokens(ids)
+        return x if self.embed_scale is None else x * torch.tensor(self.embed_scale, dtype=x.dtype)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.lm_head(h)
+        return logits if self.softcap is None else torch.tanh(logits / self.softcap) * self.softcap
+
+
+class ChainModel(_Vocab):
     """Drafters that predict one token per forward from (token, hidden) pairs: MTP-1 and Eagle3.
 
     Alignment (DeepSpec's Eagle3): the target feature at position i is paired with token i + 1 at
@@ -176,7 +296,7 @@ class ChainModel(nn.Module):
     num_cache_layers = 1
 
     def logits(self, h):
-        return self.lm_head(self.norm(h))
+        return self.head(self.norm(h))
 
     def extend(self, features, tokens, start, caches, lengths=None):
         """features (R, S, F) and tokens (R, S) at positions start..start+S-1 (`start` an int or
@@ -223,35 +343,34 @@ class MTPModel(ChainModel):
         self.eh_proj = nn.Linear(2 * h, h, bias=False)
         self.layer = DecoderLayer(cfg)
         self.norm = RMSNorm(h, cfg.rms_norm_eps)
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
-        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self._vocab(cfg)
 
     def _hidden_in(self, features):
         return features  # the target's last hidden state, width H
 
     def _layer(self, h, tokens, pos, caches):
-        x = self.eh_proj(torch.cat([self.enorm(self.embed_tokens(tokens)), self.hnorm(h)], -1))
+        x = self.eh_proj(torch.cat([self.enorm(self.embed(tokens)), self.hnorm(h)], -1))
         return self.layer(x, pos, caches[0])
 
 
 class Eagle3Model(ChainModel):
-    """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`): one layer whose attention reads
-    [input_layernorm(embed(token)) ; hidden_norm(h)]; target features enter through fc (5H -> H)."""
+    """Eagle3 chain drafter (DeepSpec `Qwen3Eagle3Model`, or `Gemma4Eagle3Model` from a
+    gemma4_config): one layer whose attention reads [input_layernorm(embed(token)) ; hidden_norm(h)];
+    target features enter through fc (5H -> H)."""
 
     def __init__(self, cfg, n_features: int = 5):
         super().__init__()
         h = cfg.hidden_size
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        self._vocab(cfg)
         self.fc = nn.Linear(n_features * h, h, bias=False)
         self.layers = nn.ModuleList([DecoderLayer(cfg, eagle3=True)])
-        self.norm = RMSNorm(h, cfg.rms_norm_eps)
-        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self.norm = RMSNorm(h, cfg.rms_norm_eps, getattr(cfg, "gemma4", False))
 
     def _hidden_in(self, features):
         return self.fc(features)  # fc only for target features; drafted hidden states are already H wide
 
     def _layer(self, h, tokens, pos, caches):
-        return self.layers[0](h, pos, caches[0], embed=self.embed_tokens(tokens))
+        return self.layers[0](h, pos, caches[0], embed=self.embed(tokens))
 
 
 class MarkovHead(nn.Module):
@@ -303,7 +422,7 @@ class ConfidenceHead(nn.Module):
         return self.proj(torch.cat([h, e], -1) if self.with_markov else h)[..., 0]
 
 
-class BlockModel(nn.Module):
+class BlockModel(_Vocab):
     """DFlash (markov_rank 0) and DSpark (markov_rank > 0, confidence head): DeepSpec's
     `Qwen3DSparkModel`. One bidirectional forward over the block, context injected as keys/values."""
 
@@ -319,13 +438,12 @@ class BlockModel(nn.Module):
         confidence_with_markov: bool | None = None,
     ):
         super().__init__()
-        h = cfg.hidden_size
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, h)
+        h, gemma = cfg.hidden_size, getattr(cfg, "gemma4", False)
+        self._vocab(cfg)
         self.fc = nn.Linear(n_features * h, h, bias=False)
-        self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps)
-        self.layers = nn.ModuleList([DecoderLayer(cfg) for _ in range(draft_layers)])
-        self.norm = RMSNorm(h, cfg.rms_norm_eps)
-        self.lm_head = nn.Linear(h, cfg.vocab_size, bias=False)
+        self.hidden_norm = RMSNorm(h, cfg.rms_norm_eps, gemma)
+        self.layers = nn.ModuleList([DecoderLayer(cfg, index=i) for i in range(draft_layers)])
+        self.norm = RMSNorm(h, cfg.rms_norm_eps, gemma)
         self.markov_head = MarkovHead(cfg.vocab_size, markov_rank, markov_kind, h) if markov_rank else None
         with_markov = bool(markov_rank) if confidence_with_markov is None else confidence_with_markov
         if with_markov and not markov_rank:
@@ -345,7 +463,7 @@ class BlockModel(nn.Module):
         ctx = self.hidden_norm(self.fc(features))
         block = torch.full((r, gamma), self.mask_token_id, dtype=torch.long, device=dev)
         block[:, 0] = tokens
-        x = self.embed_tokens(block)
+        x = self.embed(block)
         pos = start[:, None] + torch.arange(gamma, device=dev)
         # a row's padding sits at positions >= its anchor, where the block (written after) overwrites it
         ctx_pos = (start - n_new)[:, None] + torch.arange(s, device=dev)
@@ -353,7 +471,7 @@ class BlockModel(nn.Module):
         for layer, cache in zip(self.layers, caches):
             x = layer(x, pos, cache, bound, extra=ctx, extra_positions=ctx_pos)
         hidden = self.norm(x)
-        logits = self.lm_head(hidden)
+        logits = self.head(hidden)
         mh, ch = self.markov_head, self.confidence_head
         if mh is None:  # DFlash: every position drawn independently (a confidence head reads h_k alone)
             return _sample(logits, temperature), logits, (torch.sigmoid(ch(hidden, None)) if ch else None)
@@ -383,7 +501,7 @@ def block_train_forward(
     ctx = drafter.hidden_norm(drafter.fc(features))[None]  # one row: every anchor reads the same context
     block = torch.full((a, gamma), drafter.mask_token_id, dtype=torch.long, device=tokens.device)
     block[:, 0] = tokens[anchors]
-    x = drafter.embed_tokens(block)
+    x = drafter.embed(block)
     pos = anchors[:, None] + torch.arange(gamma, device=tokens.device)[None, :]
     keys_ok = torch.cat(
         [
@@ -395,7 +513,7 @@ def block_train_forward(
     for layer in drafter.layers:
         x = layer(x, pos, extra=ctx, extra_positions=torch.arange(length, device=tokens.device), attn_mask=keys_ok)
     hidden = drafter.norm(x)
-    logits = drafter.lm_head(hidden)
+    logits = drafter.head(hidden)
     mh, ch = drafter.markov_head, drafter.confidence_head
     if mh is None:
         return logits, hidden, None, (ch(hidden, None) if ch else None)

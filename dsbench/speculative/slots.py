@@ -7,7 +7,10 @@ past the row's committed length, where the mask hides them until the next round 
 This is what lets one forward pass verify every in-flight request, whatever each has accepted.
 
 It plugs into transformers as a `Cache` whose layers scatter instead of append; the model gets
-`position_ids` and a ready 4-D mask, so it never asks the cache for lengths.
+`position_ids` and ready 4-D masks (one per attention type: sliding-window layers, as in Gemma,
+see only the last `sliding_window` positions), so it never asks the cache for lengths. Each layer
+is shaped as its attention module is (Gemma4's global layers have other head counts and sizes);
+layers that reuse an earlier layer's keys and values (Gemma4's KV sharing) hold none.
 """
 
 from __future__ import annotations
@@ -70,27 +73,58 @@ class _SlotLayer(CacheLayerMixin):
         return self.keys.shape[2]
 
 
+def layer_shapes(model) -> list[tuple[int, int] | None]:
+    """(key/value heads, head size) of each decoder layer's cache, from its attention module; None
+    for a layer that writes no cache (it reuses another's)."""
+    cfg = model.config.get_text_config()
+    found: dict[int, tuple[int, int] | None] = {}
+    for m in model.modules():
+        i = getattr(m, "layer_idx", None)
+        if isinstance(i, int) and hasattr(m, "q_proj") and hasattr(m, "head_dim"):
+            k = getattr(m, "k_proj", None)
+            found[i] = (k.out_features // m.head_dim, m.head_dim) if k is not None else None
+    if len(found) == cfg.num_hidden_layers:
+        return [found[i] for i in range(cfg.num_hidden_layers)]
+    # (transformers 5.24 refuses uniform reads of per-layer fields, so only here, for uniform models)
+    hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return [(cfg.num_key_value_heads, hd)] * cfg.num_hidden_layers
+
+
 class SlotCache(Cache):
     """`rows` sequences of up to `length` positions for a transformers decoder `model`."""
 
     def __init__(self, model, rows: int, length: int):
-        cfg = model.config
-        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        cfg = model.config.get_text_config()
         w = next(model.parameters())
         self.plan = _Plan()
         self.rows, self.length = rows, length
-        shape = (rows, cfg.num_key_value_heads, length, hd)
-        super().__init__(layers=[_SlotLayer(self.plan, shape, w.dtype, w.device) for _ in range(cfg.num_hidden_layers)])
+        types = list(getattr(cfg, "layer_types", None) or [])
+        self.window = int(cfg.sliding_window) if "sliding_attention" in types else None
+        self.shapes = layer_shapes(model)
+        layers = [
+            _SlotLayer(self.plan, (rows, heads, length, hd), w.dtype, w.device)
+            for heads, hd in (shape or (0, 0) for shape in self.shapes)
+        ]
+        super().__init__(layers=layers)
 
-    def prepare(self, row0: int, positions: torch.Tensor, dtype) -> torch.Tensor:
+    def prepare(self, row0: int, positions: torch.Tensor, dtype):
         """Plan a forward of rows row0.. at `positions` (R, T); returns its additive 4-D mask
-        (R, 1, T, keys): a query sees its row's slots up to its own position."""
+        (R, 1, T, keys): a query sees its row's slots up to its own position (and, on
+        sliding-window layers, no further back than the window: then one mask per layer type)."""
         self.plan.row0, self.plan.positions = row0, positions
         self.plan.kv_len = int(positions.max()) + 1
-        seen = torch.arange(self.plan.kv_len, device=positions.device) <= positions[..., None]
-        return torch.zeros(seen.shape, dtype=dtype, device=positions.device).masked_fill_(
-            ~seen, torch.finfo(dtype).min
-        )[:, None]
+        slots = torch.arange(self.plan.kv_len, device=positions.device)
+        seen = slots <= positions[..., None]
+
+        def additive(visible):
+            return torch.zeros(visible.shape, dtype=dtype, device=positions.device).masked_fill_(
+                ~visible, torch.finfo(dtype).min
+            )[:, None]
+
+        if self.window is None:
+            return additive(seen)
+        near = slots > positions[..., None] - self.window  # transformers' sliding_window_overlay
+        return {"full_attention": additive(seen), "sliding_attention": additive(seen & near)}
 
     @property
     def pairs(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
