@@ -191,3 +191,27 @@ def test_a_dflash_confidence_head_truncates_under_a_threshold(tmp_path):
     conf = np.array(log.confidence)
     assert conf.shape == (len(log.proposal), 5) and 0 < np.mean(log.proposal) < 5
     assert log.proposal == np.cumprod(conf >= 0.5, axis=1).sum(1).tolist()
+
+
+def test_weights_dtype_follows_the_protocol_and_the_device():
+    import torch
+
+    from dsbench.accept import weights_dtype
+
+    assert weights_dtype("auto", "cpu", "deepspec") is torch.float32  # no bf16 on CPU unless asked
+    assert weights_dtype("auto", "cuda:0", "dsbench") == "auto"  # the checkpoint's
+    assert weights_dtype("bf16", "cpu") is torch.bfloat16 and weights_dtype("fp16", "cpu") is torch.float16
+
+
+def test_the_dtype_a_run_used_is_in_its_files(trained, few, tmp_path):
+    r = runner.invoke(
+        app,
+        [
+            "accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]),
+            "--workload", f"deepspec:{few}", "--samples", "2", "--max-new-tokens", "8",
+            "--dtype", "bf16", "--out", str(tmp_path), "--json",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "dspark-gsm8k.json").read_text())
+    assert doc["dtype"] == "bfloat16" and doc["protocol"] == "dsbench" and doc["max_new_tokens"] == 8
