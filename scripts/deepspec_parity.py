@@ -114,14 +114,84 @@ def evaluation(args) -> dict:
     return {"tasks": len(theirs), "largest_difference": worst}
 
 
-def layouts() -> dict:
+def _loaded(cls, path):
+    """DeepSpec's class on a file dsbench wrote, refusing any key it would not fill."""
+    theirs, info = cls.from_pretrained(path, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    return theirs.eval()
+
+
+def _block_round(theirs, mine, ids, feats, gamma: int) -> float:
+    """One DSpark/DFlash round over prompt `ids` (the last token the anchor) both ways: the largest
+    difference in drafted logits and confidences (the drafted tokens must be equal)."""
     from deepspec.eval.dspark.draft_ops import forward_dspark_draft_block
+    from transformers import DynamicCache
+
+    from dsbench.speculative.models import kv_cache
+
+    n, anchor = ids.shape[1], ids[:, -1]
+    block = torch.full((1, gamma), mine.mask_token_id)
+    block[:, 0] = anchor
+    with torch.no_grad():
+        hid = forward_dspark_draft_block(
+            theirs,
+            draft_input_ids=block,
+            position_ids=torch.arange(n + gamma + 1)[None],
+            past_key_values_draft=DynamicCache(),
+            target_hidden_states=feats[:, : n - 1],
+            start=n - 1,
+            block_size=gamma,
+        )
+        base = theirs.compute_logits(hid)
+        toks, logits = theirs.sample_draft_tokens(base, first_prev_token_ids=anchor, temperature=0.0, hidden_states=hid)
+        mt, ml, mc = mine.propose(anchor, feats[:, : n - 1], n - 1, gamma, kv_cache(mine, 1, n + 16), temperature=0.0)
+        assert torch.equal(mt, toks)
+        diff = (ml - logits).abs().max().item()
+        if theirs.confidence_head is not None:
+            prev = torch.cat([anchor[:, None], toks[:, :-1]], 1)
+            conf = torch.sigmoid(theirs.predict_confidence_step(hid, prev_token_ids=prev)).reshape(mc.shape)
+            diff = max(diff, (mc - conf).abs().max().item())
+    return diff
+
+
+def _chain_round(theirs, mine, ids, feats, gamma: int) -> float:
+    """One Eagle3 round both ways (the prompt extended into the drafter's cache, then `gamma`
+    greedy steps): the largest difference in drafted logits."""
+    from transformers import DynamicCache
+
+    from dsbench.speculative.models import kv_cache
+
+    n = ids.shape[1]
+    pos = torch.arange(n + gamma + 1)[None]
+    shifted = torch.cat([ids[:, 1:], ids[:, -1:]], 1)  # features i paired with tokens i + 1
+    cache, outs = DynamicCache(), []
+    with torch.no_grad():
+        h = theirs.extend_draft_cache(
+            hidden_states=feats, input_ids=shifted, position_ids=pos[:, :n], past_key_values=cache
+        )
+        for k in range(gamma):
+            outs.append(theirs.compute_logits(h))
+            step = dict(input_ids=outs[-1].argmax(-1), position_ids=pos[:, n + k : n + k + 1])
+            h = theirs(hidden_states=h, past_key_values=cache, use_cache=True, **step)
+        caches = kv_cache(mine, 1, n + 16)
+        _, ml = mine.propose_chain(mine.extend(feats, shifted, 0, caches), n, gamma, caches, temperature=0.0)
+    return (ml - torch.cat(outs, 1)).abs().max().item()
+
+
+def _randomised(module, seed: int):
+    torch.manual_seed(seed)
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    return module
+
+
+def layouts() -> dict:
     from deepspec.modeling.dspark.qwen3.modeling import Qwen3DSparkModel
     from deepspec.modeling.eagle3.qwen3.modeling import Qwen3Eagle3Model
-    from transformers import AutoModelForCausalLM, DynamicCache
+    from transformers import AutoModelForCausalLM
 
     from dsbench.speculative.checkpoints import load_drafter, save_drafter
-    from dsbench.speculative.models import BlockModel, Eagle3Model, kv_cache
+    from dsbench.speculative.models import BlockModel, Eagle3Model
     from tests.servers import build_tiny_qwen3
 
     ids5 = [-1, 0, 2, 3, 4]
@@ -133,10 +203,6 @@ def layouts() -> dict:
         "dflash-confidence": dict(confidence=True),
     }
     worst, root = {}, Path(tempfile.mkdtemp())
-
-    def clean(info):
-        assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
-
     for rope in (None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}):
         tdir = build_tiny_qwen3(root / f"target-{bool(rope)}", hidden=64, head_dim=32, layers=6)
         if rope:
@@ -145,122 +211,44 @@ def layouts() -> dict:
         target = AutoModelForCausalLM.from_pretrained(tdir).eval()
         torch.manual_seed(0)
         ids = torch.randint(5, target.config.vocab_size, (1, 40))
-        hidden = target(ids, output_hidden_states=True).hidden_states
-        n, anchor, pos = ids.shape[1], ids[:, -1], torch.arange(ids.shape[1] + 8)[None]
-        for name, kw in variants.items():
-            torch.manual_seed(1)
-            d = BlockModel(target.config, 2, 5, mask_token_id=3, **kw)
-            for p in d.parameters():
-                torch.nn.init.normal_(p, std=0.3)
-            path = save_drafter(d, "dspark" if kw.get("markov_rank") else "dflash", target.config, root / name, ids5, 7)
-            theirs, info = Qwen3DSparkModel.from_pretrained(path, output_loading_info=True)
-            clean(info)
-            mine, _ = load_drafter(path, target)
-            feats = torch.cat([hidden[i + 1] for i in ids5], -1)[:, : n - 1]
-            block = torch.full((1, 7), 3)
-            block[:, 0] = anchor
-            with torch.no_grad():
-                hid = forward_dspark_draft_block(
-                    theirs,
-                    draft_input_ids=block,
-                    position_ids=pos,
-                    past_key_values_draft=DynamicCache(),
-                    target_hidden_states=feats,
-                    start=n - 1,
-                    block_size=7,
-                )
-                base = theirs.compute_logits(hid)
-                toks, lg = theirs.sample_draft_tokens(
-                    base, first_prev_token_ids=anchor, temperature=0.0, hidden_states=hid
-                )
-                mt, ml, mc = mine.propose(anchor, feats, n - 1, 7, kv_cache(mine, 1, n + 16), temperature=0.0)
-            assert torch.equal(mt, toks), name
-            diff = (ml - lg).abs().max().item()
-            if theirs.confidence_head is not None:
-                prev = torch.cat([anchor[:, None], toks[:, :-1]], 1)
-                tc = torch.sigmoid(theirs.predict_confidence_step(hid, prev_token_ids=prev)).reshape(mc.shape)
-                diff = max(diff, (mc - tc).abs().max().item())
-            worst[f"{name}{' +rope x2' if rope else ''}"] = diff
-        torch.manual_seed(2)
-        e = Eagle3Model(target.config)
-        for p in e.parameters():
-            torch.nn.init.normal_(p, std=0.3)
-        path = save_drafter(e, "eagle3", target.config, root / "eagle3", [0, 1, 2, 3, 4], 7)
-        theirs, info = Qwen3Eagle3Model.from_pretrained(path, output_loading_info=True)
-        clean(info)
-        mine, _ = load_drafter(path, target)
-        feats = torch.cat([hidden[i + 1] for i in range(5)], -1)
-        shifted = torch.cat([ids[:, 1:], anchor[:, None]], 1)
-        cache, outs = DynamicCache(), []
         with torch.no_grad():
-            h = theirs.extend_draft_cache(
-                hidden_states=feats, input_ids=shifted, position_ids=pos[:, :n], past_key_values=cache
-            )
-            for k in range(7):
-                outs.append(theirs.compute_logits(h))
-                step = dict(input_ids=outs[-1].argmax(-1), position_ids=pos[:, n + k : n + k + 1])
-                h = theirs(hidden_states=h, past_key_values=cache, use_cache=True, **step)
-            caches = kv_cache(mine, 1, n + 16)
-            _, ml = mine.propose_chain(mine.extend(feats, shifted, 0, caches), n, 7, caches, temperature=0.0)
-        worst[f"eagle3{' +rope x2' if rope else ''}"] = (ml - torch.cat(outs, 1)).abs().max().item()
+            hidden = target(ids, output_hidden_states=True).hidden_states
+        tag = " +rope x2" if rope else ""
+        for name, kw in variants.items():
+            d = _randomised(BlockModel(target.config, 2, 5, mask_token_id=3, **kw), 1)
+            path = save_drafter(d, "dspark" if kw.get("markov_rank") else "dflash", target.config, root / name, ids5, 7)
+            feats = torch.cat([hidden[i + 1] for i in ids5], -1)
+            mine, _ = load_drafter(path, target)
+            worst[name + tag] = _block_round(_loaded(Qwen3DSparkModel, path), mine, ids, feats, 7)
+        path = save_drafter(
+            _randomised(Eagle3Model(target.config), 2), "eagle3", target.config, root / "e3", list(range(5)), 7
+        )
+        feats = torch.cat([hidden[i + 1] for i in list(range(5))], -1)
+        worst["eagle3" + tag] = _chain_round(
+            _loaded(Qwen3Eagle3Model, path), load_drafter(path, target)[0], ids, feats, 7
+        )
     return worst
 
 
 def gemma4_layouts() -> dict:
     """DeepSpec's Gemma4DSparkModel and Gemma4Eagle3Model (transformers 5.10 only) on dsbench's files."""
-    from deepspec.eval.dspark.draft_ops import forward_dspark_draft_block
     from deepspec.modeling.dspark.gemma4.modeling import Gemma4DSparkModel
     from deepspec.modeling.eagle3.gemma4.modeling import Gemma4Eagle3Model
-    from transformers import DynamicCache
 
     from dsbench.speculative.checkpoints import load_drafter, save_drafter
-    from dsbench.speculative.models import kv_cache
     from tests.test_gemma4 import IDS, _drafter, _gemma4
 
     target, root, worst = _gemma4(0, 0), Path(tempfile.mkdtemp()), {}
     torch.manual_seed(0)
     ids = torch.randint(5, target.config.vocab_size, (1, 30))
     with torch.no_grad():
-        hidden = target(ids, output_hidden_states=True).hidden_states
-    n, anchor, pos = ids.shape[1], ids[:, -1], torch.arange(ids.shape[1] + 8)[None]
-    feats = torch.cat([hidden[i + 1] for i in IDS], -1)
-    for kind, cls in (("dspark", Gemma4DSparkModel), ("eagle3", Gemma4Eagle3Model)):
+        feats = torch.cat([target(ids, output_hidden_states=True).hidden_states[i + 1] for i in IDS], -1)
+    for kind, cls, compare in (
+        ("dspark", Gemma4DSparkModel, _block_round),
+        ("eagle3", Gemma4Eagle3Model, _chain_round),
+    ):
         path = save_drafter(_drafter(kind, target), kind, target.config, root / kind, IDS, 4)
-        theirs, info = cls.from_pretrained(path, output_loading_info=True)
-        assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
-        mine, _ = load_drafter(path, target)
-        caches = kv_cache(mine, 1, n + 16)
-        with torch.no_grad():
-            if kind == "dspark":
-                block = torch.full((1, 4), 3)
-                block[:, 0] = anchor
-                hid = forward_dspark_draft_block(
-                    theirs,
-                    draft_input_ids=block,
-                    position_ids=pos,
-                    past_key_values_draft=DynamicCache(),
-                    target_hidden_states=feats[:, : n - 1],
-                    start=n - 1,
-                    block_size=4,
-                )
-                base = theirs.compute_logits(hid)
-                _, tl = theirs.sample_draft_tokens(
-                    base, first_prev_token_ids=anchor, temperature=0.0, hidden_states=hid
-                )
-                _, ml, _ = mine.propose(anchor, feats[:, : n - 1], n - 1, 4, caches, temperature=0.0)
-            else:
-                shifted = torch.cat([ids[:, 1:], anchor[:, None]], 1)
-                cache, outs = DynamicCache(), []
-                h = theirs.extend_draft_cache(
-                    hidden_states=feats, input_ids=shifted, position_ids=pos[:, :n], past_key_values=cache
-                )
-                for k in range(4):
-                    outs.append(theirs.compute_logits(h))
-                    step = dict(input_ids=outs[-1].argmax(-1), position_ids=pos[:, n + k : n + k + 1])
-                    h = theirs(hidden_states=h, past_key_values=cache, use_cache=True, **step)
-                tl = torch.cat(outs, 1)
-                _, ml = mine.propose_chain(mine.extend(feats, shifted, 0, caches), n, 4, caches, temperature=0.0)
-        worst[f"gemma4-{kind}"] = (ml - tl).abs().max().item()
+        worst[f"gemma4-{kind}"] = compare(_loaded(cls, path), load_drafter(path, target)[0], ids, feats, 4)
     return worst
 
 

@@ -29,11 +29,18 @@ EAGLE3_FIELDS = {
 
 
 def deepspec_tensors(c: dict) -> dict[str, tuple[int, ...]]:
-    """The state dict DeepSpec's module for config `c` registers: name -> shape."""
+    """The state dict DeepSpec's module for config `c` registers: name -> shape. Gemma4's
+    (`deepspec/modeling/*/gemma4`) attend over global_head_dim-wide heads, drop v_proj when keys
+    double as values, norm each block's output too, and keep a layer scalar."""
     h, v, i = c["hidden_size"], c["vocab_size"], c["intermediate_size"]
-    hd = c.get("head_dim") or h // c["num_attention_heads"]
-    q, kv = c["num_attention_heads"] * hd, c["num_key_value_heads"] * hd
-    eagle3 = c["architectures"] == ["Qwen3Eagle3Model"]
+    gemma = c["architectures"][0].startswith("Gemma4")
+    hd = c["global_head_dim"] if gemma else c.get("head_dim") or h // c["num_attention_heads"]
+    k_eq_v = gemma and c["attention_k_eq_v"]
+    q, kv = (
+        c["num_attention_heads"] * hd,
+        (c["num_global_key_value_heads"] if k_eq_v else c["num_key_value_heads"]) * hd,
+    )
+    eagle3 = c["architectures"][0].endswith("Eagle3Model")
     d = 2 * h if eagle3 else h
     out = {"embed_tokens.weight": (v, h), "lm_head.weight": (v, h), "norm.weight": (h,)}
     out["fc.weight"] = (h, len(c["target_layer_ids"]) * h)
@@ -42,12 +49,17 @@ def deepspec_tensors(c: dict) -> dict[str, tuple[int, ...]]:
     for n in range(c["num_hidden_layers"]):
         p = f"layers.{n}."
         names = ["input_layernorm", "post_attention_layernorm"] + (["hidden_norm"] if eagle3 else [])
+        names += ["pre_feedforward_layernorm", "post_feedforward_layernorm"] if gemma else []
         out.update({p + f"{x}.weight": (h,) for x in names})
+        if gemma:
+            out[p + "layer_scalar"] = (1,)
         for proj, shape in (("q", (q, d)), ("k", (kv, d)), ("v", (kv, d)), ("o", (h, q))):
+            if proj == "v" and k_eq_v:
+                continue
             out[p + f"self_attn.{proj}_proj.weight"] = shape
             if c.get("attention_bias"):
                 out[p + f"self_attn.{proj}_proj.bias"] = (shape[0],)
-        out.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})
+        out.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})  # v_norm: no scale
         out.update(
             {p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h), p + "mlp.down_proj.weight": (h, i)}
         )

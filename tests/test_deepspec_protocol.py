@@ -67,17 +67,18 @@ def test_deepspec_subsamples_as_its_eval_does(tasks):
         workloads(AcceptConfig(workloads=[f"deepspec:{tasks / 'nothing'}"], target="t"))
 
 
-def _accept(trained, tasks, out, protocol, draft="dspark", temperature="0"):
-    r = runner.invoke(
-        app,
-        [
-            "accept", "--target", str(trained["target"]), "--draft", str(trained[draft]),
-            "--workload", f"deepspec:{tasks}", "--samples", "8", "--max-new-tokens", str(MAX_NEW),
-            "--temperature", temperature, "--protocol", protocol, "--out", str(out), "--json",
-        ],
-    )  # fmt: skip
+def _invoke(trained, tasks, out, *options, draft="dspark") -> str:
+    """`dsbench accept` on the trained fixtures and DeepSpec task files; its standard output."""
+    head = ["accept", "--target", str(trained["target"]), "--draft", str(trained[draft])]
+    r = runner.invoke(app, [*head, "--workload", f"deepspec:{tasks}", "--out", str(out), *options])
     assert r.exit_code == 0, r.output
-    summary = json.loads(r.stdout)
+    return r.stdout
+
+
+def _accept(trained, tasks, out, protocol):
+    """A greedy run of `protocol`: its summary and its two acceptance files."""
+    options = ["--samples", "8", "--max-new-tokens", str(MAX_NEW), "--temperature", "0", "--protocol", protocol]
+    summary = json.loads(_invoke(trained, tasks, out, *options, "--json"))
     docs = {d: json.loads((out / f"{summary['method']}-{d}.json").read_text()) for d in ("gsm8k", "mt-bench")}
     return summary, docs
 
@@ -126,16 +127,9 @@ def test_deepspec_figures_equal_its_rules_applied_to_the_recorded_rounds(trained
 
 
 def test_the_protocol_is_said_in_the_table(trained, few, tmp_path):
-    r = runner.invoke(
-        app,
-        [
-            "accept", "--target", str(trained["target"]), "--draft", str(trained["dflash"]),
-            "--workload", f"deepspec:{few}", "--samples", "2", "--max-new-tokens", "8",
-            "--protocol", "deepspec", "--out", str(tmp_path), "--quiet",
-        ],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
-    assert "protocol deepspec" in r.output and "accept_rate@k" in r.output and "4.00+1" in r.output
+    options = ["--samples", "2", "--max-new-tokens", "8", "--protocol", "deepspec", "--quiet"]
+    output = _invoke(trained, few, tmp_path, *options, draft="dflash")
+    assert "protocol deepspec" in output and "accept_rate@k" in output and "4.00+1" in output
 
 
 @pytest.mark.parametrize(
@@ -204,14 +198,6 @@ def test_weights_dtype_follows_the_protocol_and_the_device():
 
 
 def test_the_dtype_a_run_used_is_in_its_files(trained, few, tmp_path):
-    r = runner.invoke(
-        app,
-        [
-            "accept", "--target", str(trained["target"]), "--draft", str(trained["dspark"]),
-            "--workload", f"deepspec:{few}", "--samples", "2", "--max-new-tokens", "8",
-            "--dtype", "bf16", "--out", str(tmp_path), "--json",
-        ],
-    )  # fmt: skip
-    assert r.exit_code == 0, r.output
+    _invoke(trained, few, tmp_path, "--samples", "2", "--max-new-tokens", "8", "--dtype", "bf16", "--quiet")
     doc = json.loads((tmp_path / "dspark-gsm8k.json").read_text())
     assert doc["dtype"] == "bfloat16" and doc["protocol"] == "dsbench" and doc["max_new_tokens"] == 8

@@ -16,6 +16,7 @@ from dsbench.speculative.checkpoints import gemma4_text_dict, load_drafter, save
 from dsbench.speculative.drafters import NgramDrafter, drafter_for
 from dsbench.speculative.engine import SpecDecoder
 from dsbench.speculative.models import BlockModel, Eagle3Model, _gemma4_inv_freq, gemma4_config
+from tests.test_deepspec_layout import deepspec_tensors
 
 LAYERS = ["sliding_attention", "sliding_attention", "full_attention", "sliding_attention", "sliding_attention"]
 IDS = [0, 1, 2, 3, 4]  # five (Eagle3 needs five), never the final layer
@@ -68,45 +69,6 @@ def test_the_engine_decodes_a_gemma4_target_as_transformers_does(per_layer_input
         assert [t for t, _ in dec.generate_many(prompts, 16)] == ref
 
 
-def deepspec_gemma4_tensors(c: dict) -> dict[str, tuple[int, ...]]:
-    """What DeepSpec's Gemma4DSparkModel / Gemma4Eagle3Model register for config `c`."""
-    h, v, i, hd = c["hidden_size"], c["vocab_size"], c["intermediate_size"], c["global_head_dim"]
-    kv = c["num_global_key_value_heads"] if c["attention_k_eq_v"] else c["num_key_value_heads"]
-    eagle3 = c["architectures"] == ["Gemma4Eagle3Model"]
-    d = 2 * h if eagle3 else h
-    out = {"embed_tokens.weight": (v, h), "lm_head.weight": (v, h), "norm.weight": (h,)}
-    out["fc.weight"] = (h, len(c["target_layer_ids"]) * h)
-    if not eagle3:
-        out["hidden_norm.weight"] = (h,)
-    for n in range(c["num_hidden_layers"]):
-        p = f"layers.{n}."
-        norms = [
-            "input_layernorm",
-            "post_attention_layernorm",
-            "pre_feedforward_layernorm",
-            "post_feedforward_layernorm",
-        ]
-        out.update({p + f"{x}.weight": (h,) for x in norms + (["hidden_norm"] if eagle3 else [])})
-        out[p + "layer_scalar"] = (1,)
-        projs = [
-            ("q", (c["num_attention_heads"] * hd, d)),
-            ("k", (kv * hd, d)),
-            ("o", (h, c["num_attention_heads"] * hd)),
-        ]
-        projs += [] if c["attention_k_eq_v"] else [("v", (kv * hd, d))]
-        out.update({p + f"self_attn.{x}_proj.weight": shape for x, shape in projs})
-        out.update({p + "self_attn.q_norm.weight": (hd,), p + "self_attn.k_norm.weight": (hd,)})  # v_norm: no scale
-        out.update(
-            {p + "mlp.gate_proj.weight": (i, h), p + "mlp.up_proj.weight": (i, h), p + "mlp.down_proj.weight": (h, i)}
-        )
-    r = c.get("markov_rank") or 0
-    if r:
-        out.update({"markov_head.markov_w1.weight": (v, r), "markov_head.markov_w2.weight": (v, r)})
-    if c.get("enable_confidence_head"):
-        out.update({"confidence_head.proj.weight": (1, h + r), "confidence_head.proj.bias": (1,)})
-    return out
-
-
 def _drafter(kind, target):
     cfg = gemma4_config({**gemma4_text_dict(target.config), "num_hidden_layers": 2})
     torch.manual_seed(2)
@@ -133,7 +95,7 @@ def test_gemma4_drafters_round_trip_in_deepspecs_layout_and_decode_losslessly(ki
     } <= set(cfg)
     assert (cfg["global_head_dim"], cfg["num_global_key_value_heads"]) == (32, 1)
     tensors = {k: tuple(t.shape) for k, t in load_file(str(path / "model.safetensors")).items()}
-    assert tensors == deepspec_gemma4_tensors(cfg)
+    assert tensors == deepspec_tensors(cfg)
     model, info = load_drafter(path, target)
     assert info.method == kind and model.embed_scale == 8.0 and model.softcap == 30.0
     dec = SpecDecoder(target, drafter_for(model, target, IDS, 4), temperature=0.0, stop_ids=set())
