@@ -201,3 +201,20 @@ def test_drafters_apply_the_targets_rope_scaling(target):
     p = torch.arange(4)
     assert torch.allclose(wide.rope(x, 2 * p), plain.rope(x, p), atol=1e-5)
     assert not torch.allclose(wide.rope(x, p), plain.rope(x, p), atol=1e-3)
+
+
+def test_length_dependent_rope_follows_the_sequence(target):
+    """Dynamic NTK scaling changes the frequencies once positions pass max_position_embeddings:
+    the drafter asks transformers for them on every call instead of tabling them."""
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding, apply_rotary_pos_emb
+
+    params = {"rope_type": "dynamic", "factor": 4.0, "rope_theta": target.config.rope_parameters["rope_theta"]}
+    cfg = target.config.__class__(
+        **{**target.config.to_dict(), "rope_parameters": params, "max_position_embeddings": 16}
+    )
+    att = Attention(cfg)
+    assert not att.rope.tabled
+    x, p = torch.randn(1, 2, 4, att.hd), torch.arange(60, 64)
+    cos, sin = Qwen3RotaryEmbedding(cfg)(x, p[None])
+    expected, _ = apply_rotary_pos_emb(x, x, cos, sin)
+    assert torch.allclose(att.rope(x, p), expected, atol=1e-5)

@@ -104,22 +104,39 @@ class Rotary:
     """The target's rotary embedding, rotate-half form. Built by transformers from the target's
     config, as DeepSpec builds it (`Qwen3RotaryEmbedding(config)`), so RoPE scaling (linear,
     dynamic, yarn, llama3, ...) applies in the drafter exactly as in the target. Kept outside the
-    module tree: its inverse frequencies stay fp32 when the drafter is cast to bf16."""
+    module tree: its inverse frequencies stay fp32 when the drafter is cast to bf16. Where the
+    frequencies do not depend on the sequence's length, cos/sin tables are grown on demand, not
+    recomputed per call."""
+
+    LENGTH_DEPENDENT = ("dynamic", "longrope")  # rope types whose frequencies follow the length
 
     def __init__(self, cfg):
         if getattr(cfg, "gemma4", False):
-            self.emb = _FixedRope(_gemma4_inv_freq(cfg.rope, cfg.head_dim))
+            self.emb, kind = _FixedRope(_gemma4_inv_freq(cfg.rope, cfg.head_dim)), cfg.rope.get("rope_type")
         else:
             from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
 
             self.emb = Qwen3RotaryEmbedding(cfg)
+            kind = self.emb.rope_type
+        self.tabled = kind not in self.LENGTH_DEPENDENT
+        self.cos = self.sin = None
+
+    def _cos_sin(self, x: torch.Tensor, positions: torch.Tensor):
+        if self.emb.inv_freq.device != x.device:
+            self.emb.to(x.device)
+        if not self.tabled:
+            return self.emb(x, positions if positions.dim() == 2 else positions[None])
+        n = int(positions.max()) + 1
+        if self.cos is None or self.cos.shape[0] < n or self.cos.device != x.device or self.cos.dtype != x.dtype:
+            size = max(n, 2 * (0 if self.cos is None else self.cos.shape[0]), 256)
+            cos, sin = self.emb(x, torch.arange(size, device=x.device)[None])
+            self.cos, self.sin = cos[0], sin[0]
+        return self.cos[positions], self.sin[positions]
 
     def __call__(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (R, heads, T, hd) at integer `positions`, (T,) shared or (R, T) per row."""
-        if self.emb.inv_freq.device != x.device:
-            self.emb.to(x.device)
-        cos, sin = self.emb(x, positions if positions.dim() == 2 else positions[None])
-        cos, sin = cos[:, None], sin[:, None]
+        cos, sin = self._cos_sin(x, positions)
+        cos, sin = (cos[:, None], sin[:, None]) if cos.dim() == 3 else (cos, sin)
         half = x.shape[-1] // 2
         return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
 
