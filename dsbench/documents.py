@@ -431,6 +431,7 @@ class SweepInputs(Doc):
     context_len: int | None = Field(None, gt=0)
     acceptance: str | None = None
     acceptance_sources: list[str] = Field(default_factory=list)
+    acceptance_protocols: list[str] = Field(default_factory=list, description="accept --protocol of measured curves")
     domain: str | None = None
     gamma: int | None = Field(None, ge=1)
     policy: str | None = None

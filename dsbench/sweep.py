@@ -130,6 +130,8 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "context_len": profile.context_len,
             "acceptance": acc_ref,
             "acceptance_sources": sorted({c.source for c in curves}),
+            # which accept protocol measured them (dsbench's own or DeepSpec's; deepspec-compat)
+            "acceptance_protocols": sorted({str(c.raw["protocol"]) for c in curves if c.raw.get("protocol")}),
             "domain": cfg.domain,
             "gamma": cfg.draft_length,
             "policy": str(policy),
@@ -229,7 +231,9 @@ def save(result: SweepResult, store: Store) -> list[Path]:
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
     subtitle = (
         f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
-        f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}; "
+        f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}"
+        + "".join(f" ({p} protocol)" for p in inp["acceptance_protocols"])
+        + "; "
         f"DSpark policy {inp['policy']}, gamma {inp['gamma']}"
     )
     fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])

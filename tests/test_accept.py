@@ -89,7 +89,8 @@ def test_accept_writes_curves_sweep_can_read(models, tmp_path):
         ],
     )
     assert s.exit_code == 0, s.output
-    assert json.loads(s.stdout)["inputs"]["acceptance_sources"] == ["measured"]
+    inputs = json.loads(s.stdout)["inputs"]
+    assert inputs["acceptance_sources"] == ["measured"] and inputs["acceptance_protocols"] == ["dsbench"]
 
 
 def test_accept_with_an_eagle3_checkpoint(tmp_path):

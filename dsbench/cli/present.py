@@ -72,6 +72,7 @@ def sweep(s: dict) -> None:
         caption=(
             f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
             + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
+            + "".join(f" ({p} protocol)" for p in inp.get("acceptance_protocols") or [])
             + "; per-user speed = tau / round time; budget = tokens verified per request per round"
             + (
                 f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
