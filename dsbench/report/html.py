@@ -215,8 +215,9 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
             src = (
                 f"{inp.get('results_source', 'simulated')}: {inp.get('profile_source')} profile "
                 f"({inp.get('device')}, {inp.get('model')}), acceptance "
-                f"{', '.join(inp.get('acceptance_sources') or [])}, "
-                f"{inp.get('domain')} traffic"
+                f"{', '.join(inp.get('acceptance_sources') or [])}"
+                + "".join(f" ({p} protocol)" for p in inp.get("acceptance_protocols") or [])
+                + f", {inp.get('domain')} traffic"
                 + (
                     "; diamonds: live load runs, labelled measured or simulated (dsbench load, "
                     f"{' + '.join(live_traffic)} traffic"
