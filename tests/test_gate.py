@@ -313,7 +313,11 @@ def test_load_runs_carry_their_own_uncertainty_and_an_a_a_pair_passes(tmp_path):
     # tau's se needs 8 independent blocks of counter scrapes; a busy machine scrapes less often
     # (the period follows the scrape cost), and then the run says how much longer would do
     assert unc["tau"]["se"] or unc["tau"]["longer"] > 1
-    r = runner.invoke(app, ["gate", str(tmp_path / "b"), "--baseline", str(tmp_path / "a")])
+    # One run a side measures no between-run variation, and on shared cores the simulator's latencies
+    # follow whatever else runs (TTFT p50 moved +20.5 % between two runs in one CI job while other
+    # work shared the machine): declare it, as the gate's own note asks single-run pairs to do.
+    gate = ["gate", str(tmp_path / "b"), "--baseline", str(tmp_path / "a"), "--run-noise-pct", "25"]
+    r = runner.invoke(app, gate)
     assert r.exit_code == 0, r.output
     with sim_server("--time-scale", "0.5", "--profile", "h200-qwen3-8b") as (
         url,
