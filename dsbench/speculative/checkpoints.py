@@ -102,14 +102,11 @@ def save_drafter(
     # DeepSpec deep-copies the target's (text) config
     cfg = gemma4_text_dict(target_config) if family == "Gemma4" else target_config.to_dict()
     cfg.update(num_target_layers=n, target_layer_ids=ids, tie_word_embeddings=False)
-    if family == "Gemma4":
-        att = drafter.layers[0].self_attn
-        cfg.update(
-            global_head_dim=att.hd,
-            num_global_key_value_heads=att.nkv,
-            attention_k_eq_v=not hasattr(att, "v_proj"),
-            target_text_model_type=cfg.get("model_type"),
-        )
+    if family == "Gemma4":  # the shape the drafter was built with (its key/value heads are the global ones
+        att = drafter.layers[0].self_attn  # only when keys double as values)
+        k_eq_v = not hasattr(att, "v_proj")
+        cfg.update(global_head_dim=att.hd, attention_k_eq_v=k_eq_v, target_text_model_type=cfg.get("model_type"))
+        cfg["num_global_key_value_heads" if k_eq_v else "num_key_value_heads"] = att.nkv
     if method in ("dflash", "dspark"):
         layers, mh, ch = len(drafter.layers), drafter.markov_head, drafter.confidence_head
         cfg.update(
