@@ -96,3 +96,16 @@ def test_model_spec_from_hf_folder(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     spec = read_model_shape(tmp_path / "m")
     assert (spec.hidden, spec.layers, spec.tied_embeddings) == (2560, 36, True)
+
+
+def test_noise_that_makes_a_level_faster_never_extrapolates_to_free_passes():
+    """A measured profile whose R = 8 level came out slightly faster than R = 1 (ordinary CPU
+    noise) once gave no-spec 5e14 tok/s per GPU: linear extrapolation in R went negative and was
+    clamped to 1e-12 s. Beyond the measurements, a pass is never cheaper than the last one."""
+    surf = StepTimeSurface([1, 64, 8, 64], [1, 1, 8, 8], [0.010, 0.020, 0.0099, 0.0199])
+    r = np.array([16, 256, 4096])
+    t = np.array([surf.step_time(64, x) for x in r])
+    assert np.all(t >= 0.0199)  # the highest measured level's time, not below
+    assert surf.step_time(64, 4.5) == pytest.approx((0.020 + 0.0199) / 2)  # inside: interpolated as before
+    falling = SpsCurve(np.array([1.0, 10.0, 20.0]), np.array([1.0, 2.0, 1.9]))
+    np.testing.assert_allclose(falling.step_time([30, 1000]), [1.9, 1.9])  # in B likewise

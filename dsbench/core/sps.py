@@ -17,13 +17,14 @@ def interp_extrap(x, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """Piecewise-linear interpolation; linear extrapolation past the last point, clamped below the first.
 
     Above the profiled range a verify pass is compute-bound, so continuing the last slope is the
-    honest guess; below the first point (B smaller than anything profiled) the first value is an
-    upper bound.
+    honest guess, but never a falling one: a last step measured a little faster than the one
+    before (timing noise) would otherwise extrapolate to ever cheaper, then negative, passes.
+    Below the first point (B smaller than anything profiled) the first value is an upper bound.
     """
     x = np.asarray(x, dtype=float)
     y = np.interp(x, xp, fp)
     if len(xp) >= 2:
-        slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+        slope = max((fp[-1] - fp[-2]) / (xp[-1] - xp[-2]), 0.0)
         y = np.where(x > xp[-1], fp[-1] + slope * (x - xp[-1]), y)
     return y
 
@@ -74,7 +75,9 @@ class StepTimeSurface:
         """The SPS(B) curve for `requests` concurrent requests.
 
         Between profiled request levels the step time is interpolated linearly in R (the KV read
-        grows linearly with R); above the highest level it is extrapolated from the last two.
+        grows linearly with R); above the highest level it is extrapolated from the last two, and
+        never below the highest level's own times (more requests do not make a pass cheaper, even
+        when noise made the top level measure faster than the one below it).
         """
         return self._slice_cached(float(requests))
 
@@ -91,7 +94,9 @@ class StepTimeSurface:
         b = b[b >= min(r, b.max())]
         w = (r - r0) / (r1 - r0)
         s = (1 - w) * c0.step_time(b) + w * c1.step_time(b)
-        return SpsCurve(b, np.maximum(s, 1e-12))
+        if w > 1:
+            s = np.maximum(s, c1.step_time(b))
+        return SpsCurve(b, s)
 
     def step_time(self, batch_tokens, requests: int) -> np.ndarray:
         """Seconds for one verification pass of `requests` requests over `batch_tokens` tokens."""
