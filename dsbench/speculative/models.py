@@ -153,7 +153,7 @@ class Attention(nn.Module):
         self.hd = getattr(cfg, "head_dim", None) or h // self.nh
         self.rope = Rotary(cfg)
         d, bias = in_dim or h, bool(getattr(cfg, "attention_bias", False))  # DeepSpec follows the target's config
-        gemma = self.gemma = bool(getattr(cfg, "gemma4", False))
+        gemma = bool(getattr(cfg, "gemma4", False))
         self.q_proj = nn.Linear(d, self.nh * self.hd, bias=bias)
         self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=bias)
         if not (gemma and cfg.attention_k_eq_v):
