@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import InputError
 
-DEFAULT_GAMMA = 7  # draft block size where a method takes one and nothing else sets it
+DEFAULT_GAMMA = 7  # draft block size where a method takes one and nothing else sets it (serve, fit)
+DEFAULT_MAX_CONCURRENCY_PER_GPU = 512  # sweep's concurrency range, per GPU of the instance
 METHOD_NAMES = ("no-spec", "mtp-1", "dflash", "eagle3", "dspark")  # core.methods.METHODS, without importing numpy
 DOMAINS = ("math", "code", "chat")  # the shipped workloads' and acceptance curves' domains
 FIT_DOMAIN = "live"  # a fit's acceptance domain: whatever workload the load test sent
@@ -219,10 +220,17 @@ class SweepConfig:
     policy: str = setting("dspark", "DSpark verification policy: dspark, dspark-async, fixed[:l], threshold:t.")
     gamma: int | None = setting(
         None,
-        "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) "
-        f"(default: {DEFAULT_GAMMA}; with --fit the length the fit measured).",
+        "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) (default: search "
+        "1..--max-gamma per method and report the best at the SLO; with --fit the length the fit measured).",
     )
-    max_concurrency: int = setting(512, "Highest concurrency simulated (capped where the KV cache no longer fits).")
+    max_gamma: int = setting(
+        8, "Longest draft the gamma search tries (capped at the acceptance curves' length)."
+    )
+    max_concurrency: int | None = setting(
+        None,
+        f"Highest concurrency simulated (default: {DEFAULT_MAX_CONCURRENCY_PER_GPU} per GPU of the profile's "
+        "instance; capped where the KV cache no longer fits).",
+    )
     levels: int = setting(40, "Concurrency levels simulated between 1 and --max-concurrency.")
     samples: int = setting(
         20_000, "Request-rounds simulated per point (20,000: < 0.5 % Monte-Carlo error on throughput)."
@@ -257,9 +265,9 @@ class SweepConfig:
             )
         if self.baseline not in self.methods:
             raise InputError(f"--baseline {self.baseline!r} is not among --methods ({', '.join(self.methods)})")
-        if not 1 <= self.draft_length <= 64:
-            raise InputError(f"--gamma must be between 1 and 64, got {self.gamma}")
-        if self.max_concurrency < 1:
+        if not 1 <= self.draft_length <= 64 or not 1 <= self.max_gamma <= 64:
+            raise InputError(f"--gamma and --max-gamma must be between 1 and 64, got {self.gamma}, {self.max_gamma}")
+        if self.max_concurrency is not None and self.max_concurrency < 1:
             raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
         if self.levels < 1 or self.samples < 100:
             raise InputError("--levels must be >= 1 and --samples >= 100")
@@ -283,8 +291,29 @@ class ProfileConfig:
     )
     roofline: str | None = setting(None, "Model this GPU (from profiles/gpus.json) instead of measuring.")
     context: int = setting(2048, "Context length (tokens) of every request's KV cache.")
+    dtype: str = setting(
+        "auto",
+        "Weights: measured bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU); roofline bf16, fp8, fp4 "
+        "(nvfp4) or int4 (default: fp8 for a config that ships fp8 weights, else bf16).",
+    )
+    gpus: int | None = setting(
+        None, "GPUs in the serving instance (= tp x dp; default: tp x dp, 1).", panel="Deployment (roofline)"
+    )
+    tp: int | None = setting(
+        None, "Tensor-parallel ranks (default: --gpus / --dp, so --gpus alone means TP).", panel="Deployment (roofline)"
+    )
+    dp: int | None = setting(
+        None, "Data-parallel attention ranks, each serving 1/dp of the requests.", panel="Deployment (roofline)"
+    )
+    ep: int = setting(
+        1, "Expert-parallel ranks the routed experts are split over (1: experts split tp ways).",
+        panel="Deployment (roofline)",
+    )
+    kv_dtype: str = setting("bf16", "KV cache: bf16 or fp8.", panel="Deployment (roofline)")
+    expert_imbalance: float = setting(
+        1.0, "Tokens on the busiest expert-parallel rank over the mean (1: balanced).", panel="Deployment (roofline)"
+    )
     device: str = setting("auto", "auto, cpu or cuda[:N].", panel="Measurement")
-    dtype: str = setting("auto", "bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU).", panel="Measurement")
     batch_tokens: list[int] = setting(
         (1, 2, 4, 8, 16, 32, 64, 128),
         "Batch tokens B per verification pass, comma-separated.",
@@ -327,7 +356,16 @@ class ProfileConfig:
         if self.context <= 0:
             raise InputError(f"--context must be a positive number of tokens, got {self.context}")
         if self.roofline is not None:
-            return
+            return self._validate_deployment()
+        given = [flag for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp)) if v is not None]
+        given += [flag for flag, v, d in (("--ep", self.ep, 1), ("--kv-dtype", self.kv_dtype, "bf16")) if v != d]
+        if given or self.expert_imbalance != 1.0:
+            raise InputError(
+                f"{', '.join(given) or '--expert-imbalance'}: deployments are modelled, not measured here; "
+                "use them with --roofline GPU (a measured profile is one device)"
+            )
+        if self.dtype not in ("auto", "bf16", "fp16", "fp32"):
+            raise InputError(f"--dtype for a measured profile must be auto, bf16, fp16 or fp32, not {self.dtype!r}")
         unknown = [m for m in self.draft if m not in DRAFTERS]
         if unknown:
             raise InputError(f"--draft: no drafter for {', '.join(unknown)}; choose from {', '.join(DRAFTERS)} or all")
@@ -338,6 +376,30 @@ class ProfileConfig:
         if self.repeats < 2 or self.warmup_passes < 0 or (self.threads is not None and self.threads < 1):
             raise InputError("--repeats must be >= 2, --warmup-passes >= 0 and --threads >= 1")
 
+
+    def _validate_deployment(self) -> None:
+        for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp), ("--ep", self.ep)):
+            if v is not None and v < 1:
+                raise InputError(f"{flag} must be a whole number >= 1, got {v}")
+        if self.dtype not in ("auto", *ROOFLINE_DTYPES):
+            raise InputError(f"--dtype with --roofline must be auto or one of {', '.join(ROOFLINE_DTYPES)}")
+        tp, dp = self.parallelism()
+        if self.gpus is not None and tp * dp != self.gpus:
+            raise InputError(f"--gpus {self.gpus} must equal --tp x --dp ({tp} x {dp} = {tp * dp})")
+
+    def parallelism(self) -> tuple[int, int]:
+        """(tp, dp) of the roofline instance from --gpus, --tp, --dp (--gpus alone: all TP)."""
+        g, tp, dp = self.gpus, self.tp, self.dp
+        if tp is None and dp is None:
+            return (g or 1), 1
+        if tp is None:
+            return (max(1, g // dp) if g else 1), dp
+        if dp is None:
+            return tp, (max(1, g // tp) if g else 1)
+        return tp, dp
+
+
+ROOFLINE_DTYPES = ("bf16", "fp8", "fp4", "int4")  # core.roofline.WEIGHT_DTYPES, without importing numpy
 
 # --------------------------------------------------------------------------- accept
 

@@ -346,6 +346,7 @@ class DraftPoint(Doc):
 
 class DraftTable(Doc):
     points: list[DraftPoint] = Field(min_length=1)
+    max_requests: int | None = Field(None, ge=0, description="requests whose KV fits with this drafter's weights")
 
 
 class ProfileDoc(Doc):

@@ -4,6 +4,7 @@ anything malformed is refused with an InputError that names the file and the fie
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -39,27 +40,35 @@ class Profile:
     max_requests: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
-    def roofline_inputs(self):
-        """(Hardware, ModelShape, RooflineKnobs) when this is a roofline profile that records
-        its formula's inputs, else None."""
-        from dataclasses import fields
+    def max_requests_for(self, method: str) -> int | None:
+        """Requests whose KV cache fits with `method`'s drafter (None: the profile does not say)."""
+        cap = (self.raw.get("draft") or {}).get(method, {}).get("max_requests")
+        caps = [c for c in (self.max_requests, cap) if c is not None]
+        return min(caps) if caps else None
 
-        from .core.roofline import Hardware, ModelShape, RooflineKnobs
+    def roofline_inputs(self):
+        """(Hardware, ModelShape, RooflineKnobs, Deployment) when this is a roofline profile that
+        records its formula's inputs, else None. Fields added since a file was written take
+        their defaults (one bf16 GPU, GQA, no shared experts)."""
+        from dataclasses import MISSING, fields
+
+        from .core.roofline import Deployment, ModelShape, RooflineKnobs
+        from .shipped import hardware_from
 
         knobs = (self.raw.get("roofline") or {}).get("knobs")
         if self.source != "roofline" or not isinstance(knobs, dict):
             return None
         try:
-            hw = Hardware(
-                self.device["name"],
-                float(self.device["peak_bf16_flops"]),
-                float(self.device["mem_bw_bytes_s"]),
-                float(self.device["mem_bytes"]),
-            )
-            model = ModelShape(**{f.name: self.model[f.name] for f in fields(ModelShape)})
-            return hw, model, RooflineKnobs(**knobs)
+            hw = hardware_from(self.device, self.path)
+            shape = {f.name: self.model.get(f.name, f.default) for f in fields(ModelShape)}
+            missing = [k for k, v in shape.items() if v is MISSING]
+            if missing:
+                raise KeyError(missing[0])
+            given = self.raw.get("deployment") or {}
+            dep = Deployment(**{f.name: given[f.name] for f in fields(Deployment) if f.name in given})
+            return hw, ModelShape(**shape), RooflineKnobs(**knobs), dep
         except (KeyError, TypeError, ValueError) as e:
-            raise InputError(f"{self.path}: incomplete roofline inputs ({e})") from None
+            raise InputError(f"{self.path}: incomplete or invalid roofline inputs ({e})") from None
 
     def surface(self):
         """The verification step-time surface: the exact formula for roofline profiles, else the
@@ -69,8 +78,21 @@ class Profile:
 
         inputs = self.roofline_inputs()
         if inputs is not None:
-            return RooflineSurface(*inputs, self.context_len)
-        return StepTimeSurface(self.batch_tokens, self.requests, self.step_s)
+            hw, model, knobs, dep = inputs
+            return RooflineSurface(hw, model, knobs, self.context_len, deployment=dep)
+        return StepTimeSurface(self.batch_tokens, self.requests, self._monotone[0])
+
+    @functools.cached_property
+    def _monotone(self):
+        from .core.sps import monotone_repair
+
+        cv = [pt.get("cv", 0.0) for pt in self.raw.get("points", [])] if self.raw else None
+        return monotone_repair(self.batch_tokens, self.requests, self.step_s, cv)
+
+    @property
+    def repairs(self) -> list:
+        """Measured step times the surface raised to stay monotone (core.sps.Repair); none for a roofline."""
+        return [] if self.roofline_inputs() is not None else self._monotone[1]
 
     @property
     def label(self) -> str:

@@ -34,55 +34,126 @@ def resolve_shipped(ref: str | os.PathLike, subdir: str = "", suffix: str = ".js
 
 GPUS_SCHEMA = "dsbench.gpus/1"
 
+# GPU-table (and profile `device`) field -> Hardware field; the first four are required
+_HARDWARE_FIELDS = {
+    "name": "name",
+    "peak_bf16_flops": "peak_flops",
+    "mem_bw_bytes_s": "mem_bw",
+    "mem_bytes": "mem_bytes",
+    "peak_fp8_flops": "peak_fp8_flops",
+    "peak_fp4_flops": "peak_fp4_flops",
+    "interconnect_bw_bytes_s": "link_bw",
+    "interconnect_latency_s": "link_latency_s",
+}
+
+
+def hardware_from(row: dict, p: Path):
+    """A Hardware from a GPU-table row or a profile's `device` object (missing optional figures: 0)."""
+    from .core.roofline import Hardware
+
+    name = str(required(row, "name", p))
+    values = {}
+    for i, (key, attr) in enumerate(_HARDWARE_FIELDS.items()):
+        if key == "name" or (i > 3 and key not in row):
+            continue
+        values[attr] = checked_number(
+            required(row, key, p, f"{name}."), p, f"{name}.{key}", positive=i <= 3, nonneg=i > 3
+        )
+    return Hardware(name, **values)
+
+
+def hardware_fields(hw) -> dict:
+    """The GPU-table spelling of a Hardware's figures (what a profile's `device` records)."""
+    return {key: getattr(hw, attr) for key, attr in _HARDWARE_FIELDS.items()}
+
 
 def read_gpu(name: str, table: str | os.PathLike | None = None):
     """The Hardware for a GPU name ('H100', 'NVIDIA H100 80GB HBM3'), most specific match first.
 
     An unknown GPU is an error, never a silent default.
     """
-    from .core.roofline import Hardware
-
     p = Path(table) if table else profiles_dir() / "gpus.json"
     data = json_object(p, "GPU table")
     check_schema(data, p, GPUS_SCHEMA)
     key = name.lower().replace("-", "").replace(" ", "")
     for g in checked_list(required(data, "gpus", p), p, "gpus"):
         if any(m.replace("-", "").replace(" ", "") in key for m in g["match"]):
-            return Hardware(
-                g["name"],
-                checked_number(g["peak_bf16_flops"], p, f"{g['name']}.peak_bf16_flops", positive=True),
-                checked_number(g["mem_bw_bytes_s"], p, f"{g['name']}.mem_bw_bytes_s", positive=True),
-                checked_number(g["mem_bytes"], p, f"{g['name']}.mem_bytes", positive=True),
-            )
+            return hardware_from(g, p)
     known = ", ".join(g["name"] for g in data["gpus"])
     raise InputError(f"unknown GPU {name!r}; {p} knows {known}")
 
 
+def _int(cfg: dict, *keys: str, default: int = 0) -> int:
+    """The first of `keys` present (and not null) in a config, as an int."""
+    for k in keys:
+        if cfg.get(k) is not None:
+            return int(cfg[k])
+    return default
+
+
+def _sliding(cfg: dict, layers: int) -> tuple[int, int]:
+    """(window, layers using it) from Qwen-style `use_sliding_window` / `max_window_layers` or
+    Gemma/Mistral-style `layer_types`."""
+    window = _int(cfg, "sliding_window")
+    if not window:
+        return 0, 0
+    types = cfg.get("layer_types")
+    if isinstance(types, list):
+        return window, sum(t == "sliding_attention" for t in types)
+    if "use_sliding_window" in cfg:
+        if not cfg["use_sliding_window"]:
+            return 0, 0
+        return window, max(0, layers - _int(cfg, "max_window_layers", default=layers))
+    return window, layers  # Mistral: every layer
+
+
 def read_model_shape(ref: str | os.PathLike):
-    """A ModelShape from a Hugging Face config: a config JSON, a model folder, or a shipped name."""
+    """A ModelShape from a Hugging Face config: a config JSON, a model folder, or a shipped name.
+
+    Reads Qwen3 / Qwen3-MoE / Llama / Mistral / DeepSeek-V3 spellings (MLA's `kv_lora_rank`,
+    `n_routed_experts`, `n_shared_experts`, `first_k_dense_replace`); a multimodal config's
+    `text_config` is read in its place.
+    """
     from .core.roofline import ModelShape
 
     p = resolve_shipped(ref, "models")
     if p.is_dir():
         p = p / "config.json"
     cfg = json_object(p, "model config")
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], "_name_or_path": cfg.get("_name_or_path")}
     name = Path(ref).stem if Path(ref).suffix == ".json" else Path(ref).name
     try:
         hidden = int(cfg["hidden_size"])
         heads = int(cfg["num_attention_heads"])
+        layers = int(cfg["num_hidden_layers"])
+        experts = _int(cfg, "num_experts", "n_routed_experts", "num_local_experts")
+        expert_width = _int(cfg, "moe_intermediate_size", "expert_intermediate_size")
+        shared = _int(cfg, "shared_expert_intermediate_size") or _int(cfg, "n_shared_experts") * expert_width
+        dense = _int(cfg, "first_k_dense_replace") + len(cfg.get("mlp_only_layers") or [])
+        window, sliding = _sliding(cfg, layers)
         spec = ModelShape(
             name=cfg.get("_name_or_path") or name,
-            layers=int(cfg["num_hidden_layers"]),
+            layers=layers,
             hidden=hidden,
             intermediate=int(cfg["intermediate_size"]),
             heads=heads,
-            kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            head_dim=int(cfg.get("head_dim") or hidden // heads),
+            kv_heads=_int(cfg, "num_key_value_heads", default=heads),
+            head_dim=_int(cfg, "head_dim", default=hidden // heads),
             vocab=int(cfg["vocab_size"]),
-            experts=int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0),
-            experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
-            expert_intermediate=int(cfg.get("moe_intermediate_size") or 0),
+            experts=experts,
+            experts_per_token=_int(cfg, "num_experts_per_tok") if experts else 0,
+            expert_intermediate=expert_width if experts else 0,
             tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            shared_intermediate=shared if experts else 0,
+            dense_layers=dense if experts else 0,
+            kv_lora_rank=_int(cfg, "kv_lora_rank"),
+            q_lora_rank=_int(cfg, "q_lora_rank"),
+            qk_rope_head_dim=_int(cfg, "qk_rope_head_dim"),
+            qk_nope_head_dim=_int(cfg, "qk_nope_head_dim"),
+            v_head_dim=_int(cfg, "v_head_dim"),
+            sliding_window=window,
+            sliding_layers=sliding,
         )
     except KeyError as e:
         raise InputError(f"{p}: missing field {e.args[0]!r} (is this a Hugging Face decoder config?)") from None
@@ -91,7 +162,22 @@ def read_model_shape(ref: str | os.PathLike):
     for fname in ("layers", "hidden", "intermediate", "heads", "kv_heads", "head_dim", "vocab"):
         if getattr(spec, fname) <= 0:
             raise InputError(f"{p}: {fname} must be positive")
+    if spec.experts and not 0 < spec.experts_per_token <= spec.experts or spec.experts and not spec.expert_intermediate:
+        raise InputError(f"{p}: an MoE config needs num_experts_per_tok in 1..experts and moe_intermediate_size")
+    if spec.mla and not (spec.qk_rope_head_dim and spec.qk_nope_head_dim and spec.v_head_dim):
+        raise InputError(f"{p}: an MLA config (kv_lora_rank) needs qk_rope_head_dim, qk_nope_head_dim and v_head_dim")
+    if spec.dense_layers > spec.layers:
+        raise InputError(f"{p}: first_k_dense_replace exceeds num_hidden_layers")
     return spec
+
+
+def shipped_weight_dtype(ref: str | os.PathLike) -> str:
+    """The weight dtype a config's checkpoint ships in: fp8 when its quantization_config says so
+    (DeepSeek-V3's block-fp8), else bf16."""
+    p = resolve_shipped(ref, "models")
+    cfg = json_object(p / "config.json" if p.is_dir() else p, "model config")
+    quant = cfg.get("quantization_config") or {}
+    return "fp8" if isinstance(quant, dict) and quant.get("quant_method") == "fp8" else "bf16"
 
 
 WORKLOADS_DIR_NAME = "workloads"

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
+from .config import DEFAULT_MAX_CONCURRENCY_PER_GPU, DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
 from .core.acceptance import RoundSampler, Spread, expected_tau
 from .core.frontier import best_at_slo, concurrency_grid
 from .core.methods import METHODS, DraftCost
 from .core.policies import Policy
-from .core.simulator import Scenario, simulate
+from .core.simulator import Scenario, closed_form, simulate
 from .errors import InputError
 from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_profile
 from .store import Store, provenance
@@ -58,25 +58,55 @@ def _draft_cost(profile: Profile, method: str) -> DraftCost:
         raise InputError(f"{profile.path}: field 'draft.{method}': {e}") from None
 
 
+def scenario(
+    cfg: SweepConfig, name: str, gamma: int, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
+) -> Scenario:
+    """The simulator scenario of method `name` drafting `gamma` tokens (`policy`: DSpark's)."""
+    m = METHODS[name]
+    surface = profile.surface()
+    if gamma == 0:
+        return Scenario([], surface, None, 0, Policy("fixed"))
+    domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
+    samplers = [RoundSampler(c.conditional[:gamma], _spread(c)) for c in _curves_for(name, domains, curves, gamma, where)]
+    return Scenario(samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy)
+
+
 def build_scenarios(
     cfg: SweepConfig, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
 ) -> dict[str, Scenario]:
-    """One simulator scenario per requested method (`policy`: DSpark's, from cfg.validate())."""
-    surface = profile.surface()
-    domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
-    out = {}
-    for name in cfg.methods:
-        m = METHODS[name]
-        gamma = m.gamma(cfg.draft_length)
-        if gamma == 0:
-            out[name] = Scenario([], surface, None, 0, Policy("fixed"))
-            continue
-        samplers = [
-            RoundSampler(c.conditional[:gamma], _spread(c)) for c in _curves_for(name, domains, curves, gamma, where)
-        ]
-        out[name] = Scenario(
-            samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy
-        )
+    """One scenario per requested method at --gamma (default config.DEFAULT_GAMMA): what a
+    server with a fixed draft length runs (`dsbench serve`), no search."""
+    return {
+        name: scenario(cfg, name, METHODS[name].gamma(cfg.draft_length), policy, profile, curves, where)
+        for name in cfg.methods
+    }
+
+
+def gamma_candidates(cfg: SweepConfig, name: str, curves: list[Acceptance]) -> list[int]:
+    """Draft lengths to try for a method: its own (no-spec 0, MTP-1 1), --gamma, or 1..--max-gamma
+    capped at its shortest acceptance curve (a curve says nothing past its last position)."""
+    m = METHODS[name]
+    if m.fixed_gamma is not None:
+        return [m.fixed_gamma]
+    if cfg.gamma is not None:
+        return [cfg.gamma]
+    longest = min((len(c.conditional) for c in curves if c.method == name), default=cfg.max_gamma)
+    return list(range(1, min(cfg.max_gamma, longest) + 1))
+
+
+def _search_curve(sc: Scenario, grid, cfg: SweepConfig) -> list[tuple[int, float, float, float]]:
+    """(concurrency, tok/s per user, tok/s per instance, verify budget) over the grid, cheaply:
+    fixed-length verification in closed form (exact in expectation), scheduled verification
+    simulated on a fifth of --samples."""
+    out = []
+    for c in grid:
+        if sc.policy.kind == "fixed":
+            tau, tps = closed_form(sc, int(c))
+            l = sc.gamma if sc.policy.param is None else min(int(sc.policy.param), sc.gamma)
+            out.append((int(c), tps, tps * c, 1.0 + l))
+        else:
+            pt = simulate(sc, int(c), samples=max(1000, cfg.samples // 5), seed=cfg.seed, target_rel_se=None)
+            out.append((int(c), pt.tps_user, pt.throughput_tok_s, pt.verify_budget))
     return out
 
 
@@ -89,26 +119,28 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
         return fitted.profile, fitted.acceptance, str(fitted.path)
     profile = read_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
-    needs_curves = any(METHODS[m].gamma(cfg.draft_length) for m in cfg.methods if m in METHODS)
+    needs_curves = any(METHODS[m].fixed_gamma != 0 for m in cfg.methods if m in METHODS)
     return profile, (read_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 
 def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store | None = None) -> SweepResult:
     """Simulate each method over the concurrency grid; `progress(method, points done, points)`
-    after each point. With a store, sweep.json is rewritten after each method (`partial: true`
-    until done), so an interrupted sweep keeps its finished methods."""
+    after each point. Without --gamma each drafter's draft length is searched first (cheaply,
+    `_search_curve`) and the best at the SLO simulated in full. With a store, sweep.json is
+    rewritten after each method (`partial: true` until done), so an interrupted sweep keeps its
+    finished methods."""
     if cfg.fit:
         _fit_defaults(cfg)
     policy = cfg.validate()
     profile, curves, acc_ref = load_inputs(cfg)
     source = "predicted (fitted model)" if cfg.fit else "simulated"
-    scenarios = build_scenarios(cfg, policy, profile, curves, acc_ref)
-
-    max_c = cfg.max_concurrency
+    gpus = profile.gpus
+    max_c = cfg.max_concurrency if cfg.max_concurrency is not None else DEFAULT_MAX_CONCURRENCY_PER_GPU * gpus
     capped = profile.max_requests is not None and profile.max_requests < max_c
-    if capped:
-        max_c = profile.max_requests
-    grid = concurrency_grid(max_c, cfg.levels)
+    grid = concurrency_grid(min(max_c, profile.max_requests or max_c), cfg.levels)
+    candidates = {name: gamma_candidates(cfg, name, curves) for name in cfg.methods}
+    scenarios = {name: scenario(cfg, name, max(gs), policy, profile, curves, acc_ref) for name, gs in candidates.items()}
+    searched = sorted({g for gs in candidates.values() if len(gs) > 1 for g in gs})
 
     methods_summary: dict[str, dict] = {}
     summary = {
@@ -125,7 +157,8 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "profile": str(profile.path),
             "profile_source": profile.source,
             "device": profile.device.get("name"),
-            "gpus": profile.gpus,
+            "gpus": gpus,
+            "deployment": profile.raw.get("deployment"),
             "model": profile.model.get("name"),
             "context_len": profile.context_len,
             "acceptance": acc_ref,
@@ -133,37 +166,48 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             # which accept protocol measured them (dsbench's own or DeepSpec's; deepspec-compat)
             "acceptance_protocols": sorted({str(c.raw["protocol"]) for c in curves if c.raw.get("protocol")}),
             "domain": cfg.domain,
-            "gamma": cfg.draft_length,
+            "gamma": cfg.gamma,
+            "gamma_search": searched,
             "policy": str(policy),
             "seed": cfg.seed,
             "samples_per_point": cfg.samples,
             "concurrency": [int(c) for c in grid],
-            "max_concurrency_requested": cfg.max_concurrency,
+            "max_concurrency_requested": max_c,
             "max_concurrency_memory": profile.max_requests,
             "capped_by_memory": capped,
             "profiled_max_requests": int(max(profile.requests)),
+            "profile_repairs": [str(r) for r in profile.repairs if r.beyond_spread],
+            "profile_repairs_within_spread": sum(not r.beyond_spread for r in profile.repairs),
             "results_source": source,
             "fitted_model": cfg.fit,
         },
     }
     rows: list[dict] = []
-    for name, sc in scenarios.items():
+    gamma_curves: dict[str, dict[int, list]] = {}
+    for name in cfg.methods:
+        cap = profile.max_requests_for(name)
+        if cap == 0:
+            methods_summary[name] = {"feasible": False, "why": "its drafter does not fit in memory", "gamma": None}
+            continue
+        mgrid = [c for c in grid if cap is None or c <= cap]
+        sc, search = _best_gamma(cfg, name, candidates[name], policy, profile, curves, acc_ref, mgrid, progress)
+        if len(search) > 1:
+            gamma_curves[name] = {g: pts for g, (_, pts) in search.items()}
         mrows = []
-        for i, c in enumerate(grid):
+        for i, c in enumerate(mgrid):
             pt = simulate(sc, int(c), samples=cfg.samples, seed=cfg.seed)
-            thr_gpu = pt.throughput_tok_s / profile.gpus
             mrows.append(
                 {
                     "method": name,
                     "policy": str(sc.policy),
                     "gamma": sc.gamma,
                     **asdict(pt),
-                    "throughput_tok_s_gpu": thr_gpu,
+                    "throughput_tok_s_gpu": pt.throughput_tok_s / gpus,
                     "source": source,
                 }
             )
             if progress:
-                progress(name, i + 1, len(grid))
+                progress(name, i + 1, len(mgrid))
         rows += mrows
         choice = best_at_slo(
             [r["concurrency"] for r in mrows],
@@ -178,14 +222,44 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "gamma": sc.gamma,
             "tau_curve": _curve_tau(sc),
             "peak_tps_user": max(r["tps_user"] for r in mrows),
+            "max_concurrency_memory": cap,
+            "gamma_search": [
+                {"gamma": g, **asdict(ch), "throughput": ch.throughput and ch.throughput / gpus}
+                for g, (ch, _) in search.items()
+            ]
+            if len(search) > 1
+            else [],
         }
         if store is not None:
-            save_json(store, {**summary, "partial": True}, rows)
+            save_json(store, {**summary, "partial": True}, rows, gamma_curves)
 
     base = methods_summary[cfg.baseline]
     for s in methods_summary.values():
         s["ratio"] = s["throughput"] / base["throughput"] if s["feasible"] and base["feasible"] else None
+    summary["gamma_curves"] = gamma_curves
     return SweepResult(summary, rows)
+
+
+def _best_gamma(cfg, name, gammas, policy, profile, curves, where, grid, progress):
+    """The scenario at the draft length with the most throughput at the SLO (ties: the shorter;
+    none feasible: the one with the fastest peak per-user speed), and each length's SLO choice
+    and (tok/s per user, tok/s per GPU) curve."""
+    if len(gammas) == 1:
+        return scenario(cfg, name, gammas[0], policy, profile, curves, where), {}
+    search = {}
+    for k, g in enumerate(gammas):
+        sc = scenario(cfg, name, g, policy, profile, curves, where)
+        pts = _search_curve(sc, grid, cfg)
+        c, tps, thr, budget = (list(col) for col in zip(*pts))
+        search[g] = (best_at_slo(c, tps, thr, budget, cfg.slo), [[t, x / profile.gpus] for t, x in zip(tps, thr)])
+        if progress:
+            progress(f"{name} gamma search", k + 1, len(gammas))
+
+    def rank(g):
+        ch, pts = search[g]
+        return (ch.feasible, ch.throughput or 0.0, max(t for t, _ in pts), -g)
+
+    return scenario(cfg, name, max(search, key=rank), policy, profile, curves, where), search
 
 
 def _fit_defaults(cfg: SweepConfig) -> None:
@@ -209,11 +283,14 @@ def _curve_tau(sc: Scenario) -> float:
     return sum(expected_tau(s.conditional) for s in sc.samplers) / len(sc.samplers)
 
 
-def save_json(store: Store, summary: dict, rows: list[dict]) -> list[Path]:
-    """sweep.json (summary + every frontier point) and the tidy sweep.csv beside it."""
+def save_json(store: Store, summary: dict, rows: list[dict], gamma_curves: dict | None = None) -> list[Path]:
+    """sweep.json (summary + every frontier point, + the gamma search's curves) and the tidy
+    sweep.csv beside it."""
     import pandas as pd
 
     doc = {"schema": SWEEP_SCHEMA, **summary, "frontier": rows}
+    if gamma_curves is not None:
+        doc["gamma_curves"] = gamma_curves
     return [
         store.document("sweep.json", doc, "SweepDoc"),
         store.text("sweep.csv", pd.DataFrame(rows).to_csv(index=False)),
@@ -229,14 +306,22 @@ def save(result: SweepResult, store: Store) -> list[Path]:
     paths = save_json(store, s, result.rows)
     inp = s["inputs"]
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
+    dep = inp.get("deployment") or {}
+    if dep and (inp["gpus"] > 1 or dep.get("ep", 1) > 1):
+        title += f" (tp{dep['tp']} dp{dep['dp']} ep{dep['ep']}, {dep['weight_dtype']})"
     subtitle = (
         f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
         f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}"
         + "".join(f" ({p} protocol)" for p in inp["acceptance_protocols"])
         + "; "
-        f"DSpark policy {inp['policy']}, gamma {inp['gamma']}"
+        f"DSpark policy {inp['policy']}, "
+        + (
+            f"gamma the best of {inp['gamma_search'][0]}..{inp['gamma_search'][-1]} at the SLO (faint: each gamma)"
+            if inp["gamma_search"]
+            else f"gamma {inp['gamma']}"
+        )
     )
-    fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"])
+    fig = frontier_figure(result.rows, s["slo"], title, subtitle, s["methods"], s.get("gamma_curves"))
     png, svg = store.claim("frontier.png"), store.claim("frontier.svg")
     save_figure(fig, png, svg)
     return [png, svg, *paths]

@@ -138,21 +138,13 @@ def test_bad_acceptance_inputs(write_json, tmp_path):
     r = run("sweep", "--acceptance", only_dspark.parent, "--out", tmp_path, *FAST)
     assert r.exit_code == 2 and "no acceptance curve for mtp-1/math" in r.output
     short = write_json("short/dspark-math.json", {**cur, "gamma": 3, "conditional": cur["conditional"][:3]})
-    r = run(
-        "sweep",
-        "--acceptance",
-        short,
-        "--methods",
-        "dspark",
-        "--baseline",
-        "dspark",
-        "--domain",
-        "math",
-        "--out",
-        tmp_path,
-        *FAST,
-    )
+    only = ("--acceptance", short, "--methods", "dspark", "--baseline", "dspark", "--domain", "math")
+    r = run("sweep", *only, "--gamma", "7", "--out", tmp_path, *FAST)
     assert r.exit_code == 2 and "--gamma 7 needs 7" in r.output
+    # without --gamma the search stops at the curve's last position
+    r = run("sweep", *only, "--out", tmp_path / "searched", "--json", *FAST)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["inputs"]["gamma_search"] == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
@@ -167,7 +159,7 @@ def test_bad_acceptance_inputs(write_json, tmp_path):
         (["--baseline", "eagle3", "--methods", "mtp-1,dspark"], "--baseline 'eagle3' is not among"),
         (["--domain", "poetry"], "--domain must be one of"),
         (["--policy", "magic"], "unknown policy 'magic'"),
-        (["--gamma", "0"], "--gamma must be between 1 and 64"),
+        (["--gamma", "0"], "--gamma and --max-gamma must be between 1 and 64"),
     ],
 )
 def test_bad_options_are_one_line(args, message, tmp_path):

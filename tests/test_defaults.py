@@ -26,4 +26,8 @@ def test_every_shipped_file_states_its_source():
     for c in read_acceptance("qwen3-8b"):
         assert c.source == "paper" and c.raw["derivation"] and c.spread["sigma"] > 0
     gpus = json.loads((profiles_dir() / "gpus.json").read_text())
-    assert {"H100", "H200", "H800", "A100", "L40S", "B200", "MI300X"} <= {g["name"] for g in gpus["gpus"]}
+    names = {g["name"] for g in gpus["gpus"]}
+    assert {"H100 SXM", "H100 PCIe", "H200", "H800", "H20", "A100", "A100 40GB", "L40S"} <= names
+    assert {"B200", "GB200", "B300", "MI300X", "MI325X", "MI355X"} <= names
+    for g in gpus["gpus"]:
+        assert g["source"] and g["peak_fp8_flops"] >= 0 and g["interconnect_bw_bytes_s"] > 0, g["name"]

@@ -63,12 +63,22 @@ def calibration(doc: dict, path) -> None:
     console.print(f"wrote {path}", style="dim", highlight=False)
 
 
+def _deployment(inp: dict) -> str:
+    dep = inp.get("deployment") or {}
+    where = f"{inp['gpus']} x {inp['device']}" if inp.get("gpus", 1) > 1 else str(inp["device"])
+    if dep and (inp.get("gpus", 1) > 1 or dep.get("ep", 1) > 1):
+        where += f" tp{dep['tp']}/dp{dep['dp']}/ep{dep['ep']}"
+    if dep.get("weight_dtype", "bf16") != "bf16" or dep.get("kv_dtype", "bf16") != "bf16":
+        where += f" {dep['weight_dtype']}/{dep['kv_dtype']} KV"
+    return where
+
+
 def sweep(s: dict) -> None:
     """`dsbench sweep`: per method, the best throughput at the SLO and what it takes."""
     inp = s["inputs"]
     table = Table(
         title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  "
-        f"({inp['device']}, {inp['model']}, {inp['domain']} traffic)",
+        f"({_deployment(inp)}, {inp['model']}, {inp['domain']} traffic)",
         caption=(
             f"{inp['results_source']} on a {inp['profile_source']} profile (context {inp['context_len']})"
             + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
@@ -76,12 +86,18 @@ def sweep(s: dict) -> None:
             + "; per-user speed = tau / round time; budget = tokens verified per request per round"
             + (
                 f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
-                if inp["profiled_max_requests"] < max(inp["concurrency"])
+                if inp["profile_source"] != "roofline" and inp["profiled_max_requests"] < max(inp["concurrency"])
                 else ""
             )
             + (
                 f"; concurrency capped at {inp['max_concurrency_memory']} where the KV cache fills memory"
+                " (less with a drafter's weights and KV)"
                 if inp["capped_by_memory"]
+                else ""
+            )
+            + (
+                f"; gamma = the best of {inp['gamma_search'][0]}..{inp['gamma_search'][-1]} at the SLO"
+                if inp.get("gamma_search")
                 else ""
             )
         ),
@@ -90,6 +106,7 @@ def sweep(s: dict) -> None:
     for col, just in [
         ("method", "left"),
         ("policy", "left"),
+        ("gamma", "right"),
         ("tok/s/GPU", "right"),
         ("conc.", "right"),
         ("tok/s/user", "right"),
@@ -103,6 +120,7 @@ def sweep(s: dict) -> None:
             table.add_row(
                 name,
                 m["policy"],
+                str(m["gamma"]),
                 fmt(m["throughput"], ",.0f"),
                 str(m["concurrency"]),
                 fmt(m["tps_user"], ".1f"),
@@ -111,21 +129,47 @@ def sweep(s: dict) -> None:
                 fmt(m["peak_tps_user"], ".0f"),
             )
         else:
+            why = f" ({m['why']})" if m.get("why") else ""
             table.add_row(
-                name, m["policy"], "[yellow]infeasible[/]", "—", "—", "—", "—", fmt(m["peak_tps_user"], ".0f")
+                name,
+                m.get("policy") or "—",
+                fmt(m.get("gamma"), "d", "—"),
+                f"[yellow]infeasible{why}[/]",
+                *["—"] * 4,
+                fmt(m.get("peak_tps_user"), ".0f", "—"),
             )
     console.print(table)
+    for line in inp.get("profile_repairs") or []:
+        err.print(f"[yellow]profile repaired:[/] {line}", highlight=False)
+    if inp.get("profile_repairs_within_spread"):
+        err.print(
+            f"[dim]{inp['profile_repairs_within_spread']} profile point(s) raised within their measured spread "
+            "to keep step time monotone[/]",
+            highlight=False,
+        )
 
 
 def profile(doc: dict, path) -> None:
     """`dsbench profile`: a roofline profile in one line; a measured one as its table of step times."""
     if doc["source"] == "roofline":
+        dep = doc.get("deployment") or {}
+        where = f"{doc['device']['gpus']} x {doc['device']['name']}"
+        if doc["device"]["gpus"] > 1 or dep.get("ep", 1) > 1:
+            where += f" (tp {dep['tp']}, dp {dep['dp']}, ep {dep['ep']})"
+        mem = doc.get("memory", {}).get("no-spec")
+        weights = f", weights {mem['target_weights'] / 1e9:.1f} GB/GPU" if mem else ""
         console.print(
-            f"wrote {path}: roofline profile of {doc['model']['name']} on {doc['device']['name']}, "
-            f"{len(doc['points'])} points, KV cache fits {doc['max_requests']} requests at context "
-            f"{doc['context_len']}",
+            f"wrote {path}: roofline profile of {doc['model']['name']} on {where}, {doc['dtype']} weights, "
+            f"{doc.get('kv_dtype', 'bf16')} KV{weights}; KV cache fits {doc['max_requests']} requests at "
+            f"context {doc['context_len']}",
             highlight=False,
         )
+        caps = {m: d["max_requests"] for m, d in doc["draft"].items() if "max_requests" in d}
+        if caps:
+            console.print(
+                "  with each drafter's weights and KV: " + ", ".join(f"{m} {n}" for m, n in caps.items()),
+                highlight=False,
+            )
         return
     table = Table(
         title=f"Verification step time — {doc['model']['name']} on {doc['device']['name']} "
@@ -140,9 +184,13 @@ def profile(doc: dict, path) -> None:
             str(p["tokens_per_request"]),
             f"{p['step_s'] * 1e3:.3f}",
             f"{1 / p['step_s']:.1f}",
-            f"{p['cv']:.1%}",
+            f"{p['cv']:.1%}" + (" [yellow]noisy[/]" if p.get("noisy") else ""),
         )
     console.print(table)
+    for line in doc.get("noisy_points", []):
+        err.print(f"[yellow]noisy:[/] {line}", highlight=False)
+    if doc.get("noise_note"):
+        err.print(f"[yellow]warning:[/] {doc['noise_note']}", highlight=False)
     for method, drafts in doc.get("draft", {}).items():
         cells = ", ".join(f"R={p['requests']} g={p['gamma']}: {p['step_s'] * 1e3:.2f} ms" for p in drafts["points"])
         console.print(f"draft {method}: {cells}", highlight=False)

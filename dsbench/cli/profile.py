@@ -19,7 +19,10 @@ from ._common import app, from_config, handles_input_errors, progress_bar
     "  dsbench profile --target tiny-qwen3 --device cpu --draft all --gamma 1,4,7 --out cpu-tiny.json\n\n"
     "  dsbench profile --roofline H200 --target qwen3-8b --out h200.json\n\n"
     "  dsbench profile --roofline MI300X --target profiles/models/qwen3-30b-a3b.json --context 8192 --out "
-    "mi300x-moe.json"
+    "mi300x-moe.json\n\n"
+    "  dsbench profile --roofline H800 --target v4-flash-like --gpus 8 --dp 8 --ep 8 --context 4096 --out "
+    "h800x8-v4flash.json\n\n"
+    "  dsbench profile --roofline B200 --target llama-3.1-70b --gpus 4 --dtype fp4 --kv-dtype fp8 --out b200x4.json"
 )
 @handles_input_errors
 @from_config(ProfileConfig, quiet=True)
@@ -52,6 +55,8 @@ def profile(cfg: ProfileConfig, as_json: bool, quiet: bool):
                     "max_requests": doc.get("max_requests"),
                     "oom": doc.get("oom"),
                     "max_cv": max((p.get("cv", 0.0) for p in pts), default=None),
+                    "noisy_points": doc.get("noisy_points", []),
+                    "deployment": doc.get("deployment"),
                 }
             )
             + "\n"

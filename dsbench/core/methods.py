@@ -56,6 +56,11 @@ class DraftCost:
         grid[np.searchsorted(rs, r), np.searchsorted(gs, g)] = s
         if np.isnan(grid).any():
             raise ValueError("draft cost points must form a full grid over requests x gamma")
+        # A round never costs less for more requests or longer drafts; noisy measurements can say
+        # otherwise, and a falling edge would extrapolate to ever cheaper rounds.
+        monotone = np.maximum.accumulate(np.maximum.accumulate(grid, axis=0), axis=1)
+        self.repaired = int((monotone > grid).sum())  # points raised
+        grid = monotone
         self.requests, self.gammas = rs, gs
         # A 1-point axis cannot be interpolated; pad it so the constant extends.
         axes, values = [rs, gs], grid

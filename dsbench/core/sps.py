@@ -101,3 +101,49 @@ class StepTimeSurface:
     def step_time(self, batch_tokens, requests: int) -> np.ndarray:
         """Seconds for one verification pass of `requests` requests over `batch_tokens` tokens."""
         return self.slice(requests).step_time(batch_tokens)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """One measured step time raised to keep the surface physical (a pass never costs less for
+    more tokens, or for more requests at the same tokens)."""
+
+    requests: float
+    batch_tokens: float
+    measured_s: float
+    repaired_s: float
+    beyond_spread: bool  # the fall exceeded twice the point's own measured spread (CV)
+
+    def __str__(self) -> str:
+        drop = 1 - self.measured_s / self.repaired_s
+        why = "beyond its measured spread" if self.beyond_spread else "within its spread"
+        return (
+            f"R={self.requests:g} B={self.batch_tokens:g}: {self.measured_s * 1e3:.3f} ms measured {drop:.0%} "
+            f"below a smaller pass ({why}); raised to {self.repaired_s * 1e3:.3f} ms"
+        )
+
+
+def monotone_repair(batch_tokens, requests, step_s, cv=None) -> tuple[np.ndarray, list[Repair]]:
+    """Step times made non-decreasing in B at each R, and in R at each B the level below measured.
+
+    The rule: each point is raised to the largest time measured for a pass it contains (fewer
+    tokens at its R, or its tokens at fewer requests, interpolated in B). Falls within twice the
+    point's CV are timing noise; larger ones are flagged as `beyond_spread`.
+    """
+    b, r, s = (np.asarray(a, dtype=float) for a in (batch_tokens, requests, step_s))
+    spread = np.zeros_like(s) if cv is None else np.nan_to_num(np.asarray(cv, dtype=float))
+    out, repairs, below = s.copy(), [], None
+    for level in np.unique(r):
+        idx = np.flatnonzero(r == level)
+        idx = idx[np.argsort(b[idx], kind="stable")]
+        floor = out[idx]
+        if below is not None:
+            inside = b[idx] <= below[0][-1]
+            floor = np.where(inside, np.maximum(floor, np.interp(b[idx], *below)), floor)
+        floor = np.maximum.accumulate(floor)
+        for i, f in zip(idx, floor):
+            if f > out[i]:
+                repairs.append(Repair(level, b[i], s[i], float(f), f - s[i] > 2 * spread[i] * f))
+        out[idx] = floor
+        below = (b[idx], out[idx])
+    return out, repairs

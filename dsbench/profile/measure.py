@@ -158,6 +158,25 @@ def is_oom(e: BaseException) -> bool:
     return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in str(e).lower()
 
 
+NOISY_CV = 0.25  # a point whose repeats spread more than this (std / mean) is flagged, in the file and the output
+
+
+def noise_warnings(doc: dict) -> list[str]:
+    """One line per flagged point of a measured profile (target and drafters)."""
+    out = [
+        f"R={p['requests']} B={p['batch_tokens']}: CV {p['cv']:.0%} over {p['repeats']} passes"
+        for p in doc["points"]
+        if p.get("noisy")
+    ]
+    for method, table in (doc.get("draft") or {}).items():
+        out += [
+            f"{method} R={p['requests']} gamma {p['gamma']}: CV {p['cv']:.0%}"
+            for p in table["points"]
+            if p.get("noisy")
+        ]
+    return out
+
+
 def profile_target(
     config,
     device: str,
@@ -214,6 +233,12 @@ def profile_target(
                 t, main = timings[full].median_s, timings[full]
             else:
                 d1, dk = depths
+                if timings[dk].median_s <= timings[d1].median_s:
+                    raise InputError(
+                        f"R={r} B={r * q}: the {dk}-layer pass ({timings[dk].median_s * 1e3:.3f} ms) measured no slower "
+                        f"than the 1-layer pass ({timings[d1].median_s * 1e3:.3f} ms), so depth cannot be extrapolated "
+                        "(timing noise exceeds a layer's cost): raise --repeats or --layers, or measure full depth"
+                    )
                 per_layer = (timings[dk].median_s - timings[d1].median_s) / (dk - d1)
                 t, main = timings[d1].median_s + per_layer * (full - d1), timings[dk]
             pt = {
@@ -228,6 +253,8 @@ def profile_target(
                 "repeats": repeats,
                 "measured_depth_s": {str(d): timings[d].median_s for d in depths},
             }
+            if main.cv > NOISY_CV:
+                pt["noisy"] = True
             points.append(pt)
             if on_point:
                 on_point(pt)
@@ -370,6 +397,12 @@ def measured_profile(
         )
         keep(doc)
     doc["complete"] = res["oom"] is None
+    doc["noisy_points"] = noise_warnings(doc)
+    if doc["noisy_points"]:
+        doc["noise_note"] = (
+            f"{len(doc['noisy_points'])} point(s) spread more than CV {NOISY_CV:.0%} across repeats; sweeps repair "
+            "non-monotone step times and say so, but re-measure with more --repeats on a quieter machine"
+        )
     return doc
 
 
@@ -404,6 +437,8 @@ def profile_drafters(
                 with torch.inference_mode():
                     t = time_calls(fn, repeats, warmup, device)
                 pt = {"requests": r, "gamma": g, "step_s": t.median_s, "cv": t.cv, "method": method}
+                if t.cv > NOISY_CV:
+                    pt["noisy"] = True
                 pts.append(pt)
                 if on_point:
                     on_point(pt)

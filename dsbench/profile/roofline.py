@@ -12,7 +12,9 @@ import numpy as np
 
 from ..core import roofline as rl
 from ..core.methods import METHODS
+from ..errors import InputError
 from ..readers import PROFILE_SCHEMA
+from ..shipped import hardware_fields
 from ..store import provenance
 
 REQUEST_LEVELS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -35,13 +37,29 @@ def roofline_profile(
     context_len: int = 2048,
     knobs: rl.RooflineKnobs | None = None,
     command: list[str] | None = None,
+    deployment: rl.Deployment = rl.SINGLE_GPU,
 ) -> dict:
-    """A complete `dsbench.profile/1` document from the roofline model."""
-    kn = knobs or rl.RooflineKnobs()
+    """A complete `dsbench.profile/1` document from the roofline model.
+
+    Refuses (InputError) a deployment that cannot hold the model, or one request of it, in memory.
+    """
+    kn, dep = knobs or rl.RooflineKnobs(), deployment
+    problems = dep.problems(model, hw)
+    if problems:
+        raise InputError("; ".join(problems))
+    plans = {m.name: rl.memory_plan(hw, model, kn, context_len, dep, m.drafting) for m in METHODS.values()}
+    base = plans["no-spec"]
+    if base.max_requests == 0:
+        raise InputError(
+            f"{model.name} does not fit on {dep.gpus} x {hw.name} at context {context_len}: its weights take "
+            f"{base.target_weights / 1e9:.1f} GB per GPU of {base.usable / 1e9:.1f} GB usable, leaving no room for "
+            f"one request's KV cache ({base.kv_per_token * context_len / 1e9:.2f} GB per GPU); shard it over more "
+            "GPUs (--gpus with --tp/--ep), use a smaller --dtype, or a shorter --context"
+        )
     points = []
     for r in REQUEST_LEVELS:
         b = batch_points(r, kn.token_tile)
-        t = rl.verify_step_s(hw, model, kn, b, r, context_len)
+        t = rl.verify_step_s(hw, model, kn, b, r, context_len, dep)
         points += [{"batch_tokens": int(bi), "requests": r, "step_s": float(ti)} for bi, ti in zip(b, t)]
     draft = {}
     for m in METHODS.values():
@@ -49,39 +67,50 @@ def roofline_profile(
             continue
         gammas = (m.fixed_gamma,) if m.fixed_gamma else DRAFT_GAMMAS
         pts = [
-            {"requests": r, "gamma": g, "step_s": float(rl.draft_step_s(hw, model, kn, m.drafting, r, g, context_len))}
+            {
+                "requests": r,
+                "gamma": g,
+                "step_s": float(rl.draft_step_s(hw, model, kn, m.drafting, r, g, context_len, dep)),
+            }
             for r in REQUEST_LEVELS
             for g in gammas
         ]
-        draft[m.name] = {"drafting": m.drafting, "points": pts}
+        draft[m.name] = {"drafting": m.drafting, "points": pts, "max_requests": plans[m.name].max_requests}
     return {
         "schema": PROFILE_SCHEMA,
         "source": "roofline",
-        "device": {
-            "name": hw.name,
-            "gpus": 1,
-            "peak_bf16_flops": hw.peak_flops,
-            "mem_bw_bytes_s": hw.mem_bw,
-            "mem_bytes": hw.mem_bytes,
-        },
+        "device": {**hardware_fields(hw), "gpus": dep.gpus},
+        "deployment": asdict(dep),
         "model": {
             "name": model.name,
             **asdict(model),
             "total_params": model.total_params,
-            "kv_bytes_per_token": model.kv_bytes_per_token(kn.dtype_bytes),
+            "active_params": model.active_params,
+            "kv_bytes_per_token": model.kv_bytes_per_token(rl.KV_DTYPES[dep.kv_dtype]),
         },
-        "dtype": "bf16",
+        "dtype": dep.weight_dtype,
+        "kv_dtype": dep.kv_dtype,
         "context_len": context_len,
-        "max_requests": rl.max_requests(hw, model, kn, context_len),
+        "max_requests": base.max_requests,
+        "memory": {name: plan.as_dict() for name, plan in plans.items()},
         "roofline": {
-            "formula": "step_s = max(bytes / (mem_bw * bw_efficiency), flops / (peak_bf16_flops * flops_efficiency))"
-            " + step_overhead_s + requests * per_request_overhead_s; bytes = weights touched + requests * context_len"
-            " * kv_bytes_per_token; flops = 2 * active matmul params * ceil(B / token_tile) * token_tile"
-            " + 4 * layers * heads * head_dim * context_len * B",
+            "formula": FORMULA,
             "knobs": kn.as_dict(),
-            "note": "modelled, not measured: efficiencies and overheads are assumptions stated here",
+            "note": "modelled, not measured: efficiencies, overheads and collective latencies are assumptions "
+            "stated here; communication is not overlapped with compute (an upper bound on step time)",
         },
         "points": points,
         "draft": draft,
         "provenance": provenance(command),
     }
+
+
+FORMULA = (
+    "step_s = max(bytes / (mem_bw * bw_efficiency), matmul_flops / (matmul_peak * flops_efficiency)"
+    " + attention_flops / (peak_bf16_flops * flops_efficiency)) + communication + step_overhead_s"
+    " + requests / dp * per_request_overhead_s, on the busiest GPU; bytes = weights it touches (routed experts:"
+    " the expected distinct experts its tokens hit) + requests / dp * context_len * KV bytes per token on one GPU;"
+    " matmul_flops = 2 * its active params * ceil(B / dp / token_tile) * token_tile; communication = per layer,"
+    " 2 TP all-reduces (latency + 2 (tp-1)/tp * B/dp * hidden * 2 bytes / link_bw) and per MoE layer with ep > 1"
+    " an fp8 dispatch and a bf16 combine (latency + B/dp * experts_per_token * hidden * bytes * (ep-1)/ep / link_bw)"
+)

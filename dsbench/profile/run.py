@@ -13,13 +13,22 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, store: Sto
     """The profile document; with a store, profile.json is rewritten after every measured point."""
     cfg.validate()
     if cfg.roofline is not None:
-        from ..shipped import read_gpu, read_model_shape
-        from .roofline import roofline_profile
-
-        return roofline_profile(read_gpu(cfg.roofline), read_model_shape(cfg.target), cfg.context)
+        return _roofline(cfg)
     from .measure import measured_profile
 
     return measured_profile(cfg, progress, (lambda doc: save(doc, store)) if store is not None else None)
+
+
+def _roofline(cfg: ProfileConfig) -> dict:
+    from ..core.roofline import Deployment
+    from ..shipped import read_gpu, read_model_shape, shipped_weight_dtype
+    from .roofline import roofline_profile
+
+    model = read_model_shape(cfg.target)
+    tp, dp = cfg.parallelism()
+    dtype = shipped_weight_dtype(cfg.target) if cfg.dtype == "auto" else cfg.dtype
+    dep = Deployment(tp, cfg.ep, dp, dtype, cfg.kv_dtype, cfg.expert_imbalance)
+    return roofline_profile(read_gpu(cfg.roofline), model, cfg.context, deployment=dep)
 
 
 def save(doc: dict, store: Store) -> Path:

@@ -19,18 +19,29 @@ METHOD_COLORS = {
 
 
 def frontier_figure(
-    rows: list[dict], slo: float | None, title: str, subtitle: str = "", best: dict[str, dict] | None = None
+    rows: list[dict],
+    slo: float | None,
+    title: str,
+    subtitle: str = "",
+    best: dict[str, dict] | None = None,
+    gamma_curves: dict[str, dict] | None = None,
 ) -> Figure:
     """Throughput per GPU vs per-user speed, one line per method, the SLO as a vertical line.
 
     `rows`: dicts with method, tps_user, throughput_tok_s_gpu (ordered by concurrency).
     `best`: per method the chosen point at the SLO ({"tps_user", "throughput"}), starred.
+    `gamma_curves`: per method, per draft length tried, [tok/s per user, tok/s per GPU] points
+    (the gamma search's), drawn faintly behind the chosen length's line.
     """
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=110)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for m in methods:
         pts = [r for r in rows if r["method"] == m]
         color = METHOD_COLORS.get(m)
+        for g, curve in (gamma_curves or {}).get(m, {}).items():
+            x, y = zip(*curve)
+            ax.plot(x, y, "-", lw=0.7, alpha=0.3, color=color)
+            ax.annotate(f"γ{g}", (x[-1], y[-1]), fontsize=6, color=color, alpha=0.6)
         ax.plot(
             [r["tps_user"] for r in pts],
             [r["throughput_tok_s_gpu"] for r in pts],
