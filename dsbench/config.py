@@ -223,9 +223,7 @@ class SweepConfig:
         "Draft block size for DFlash, Eagle3 and DSpark (MTP-1 always drafts 1) (default: search "
         "1..--max-gamma per method and report the best at the SLO; with --fit the length the fit measured).",
     )
-    max_gamma: int = setting(
-        8, "Longest draft the gamma search tries (capped at the acceptance curves' length)."
-    )
+    max_gamma: int = setting(8, "Longest draft the gamma search tries (capped at the acceptance curves' length).")
     max_concurrency: int | None = setting(
         None,
         f"Highest concurrency simulated (default: {DEFAULT_MAX_CONCURRENCY_PER_GPU} per GPU of the profile's "
@@ -306,7 +304,8 @@ class ProfileConfig:
         None, "Data-parallel attention ranks, each serving 1/dp of the requests.", panel="Deployment (roofline)"
     )
     ep: int = setting(
-        1, "Expert-parallel ranks the routed experts are split over (1: experts split tp ways).",
+        1,
+        "Expert-parallel ranks the routed experts are split over (1: experts split tp ways).",
         panel="Deployment (roofline)",
     )
     kv_dtype: str = setting("bf16", "KV cache: bf16 or fp8.", panel="Deployment (roofline)")
@@ -375,7 +374,6 @@ class ProfileConfig:
             raise InputError("--batch-tokens and --concurrency take positive whole numbers, e.g. 1,8,64")
         if self.repeats < 2 or self.warmup_passes < 0 or (self.threads is not None and self.threads < 1):
             raise InputError("--repeats must be >= 2, --warmup-passes >= 0 and --threads >= 1")
-
 
     def _validate_deployment(self) -> None:
         for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp), ("--ep", self.ep)):

@@ -67,7 +67,8 @@ def scenario(
     if gamma == 0:
         return Scenario([], surface, None, 0, Policy("fixed"))
     domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
-    samplers = [RoundSampler(c.conditional[:gamma], _spread(c)) for c in _curves_for(name, domains, curves, gamma, where)]
+    found = _curves_for(name, domains, curves, gamma, where)
+    samplers = [RoundSampler(c.conditional[:gamma], _spread(c)) for c in found]
     return Scenario(samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy)
 
 
@@ -139,7 +140,8 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
     capped = profile.max_requests is not None and profile.max_requests < max_c
     grid = concurrency_grid(min(max_c, profile.max_requests or max_c), cfg.levels)
     candidates = {name: gamma_candidates(cfg, name, curves) for name in cfg.methods}
-    scenarios = {name: scenario(cfg, name, max(gs), policy, profile, curves, acc_ref) for name, gs in candidates.items()}
+    for name, gs in candidates.items():  # every input refused before anything is simulated
+        scenario(cfg, name, max(gs), policy, profile, curves, acc_ref)
     searched = sorted({g for gs in candidates.values() if len(gs) > 1 for g in gs})
 
     methods_summary: dict[str, dict] = {}

@@ -269,8 +269,9 @@ class RooflineKnobs:
             yield f"{k} = {v[k]} (must be >= 0 s)", finite[k] and v[k] >= 0
         for k in ("token_tile", "dtype_bytes", "markov_rank", "draft_layers", "context_features"):
             yield f"{k} = {v[k]} (must be a whole number >= 1)", finite[k] and v[k] >= 1 and float(v[k]).is_integer()
-        yield f"memory_reserve = {v['memory_reserve']} (must be in [0, 1))", (
-            finite["memory_reserve"] and 0 <= v["memory_reserve"] < 1
+        yield (
+            f"memory_reserve = {v['memory_reserve']} (must be in [0, 1))",
+            (finite["memory_reserve"] and 0 <= v["memory_reserve"] < 1),
         )
 
     def as_dict(self) -> dict:
@@ -359,7 +360,8 @@ def _pass_s(
         t = t + _collective_s(hw, st.attn + shared_mlps, ring)
     if st.moe and dep.ep > 1:  # dispatch (fp8) and combine (bf16) all-to-all per MoE layer
         leaving = b * m.experts_per_token * m.hidden * (dep.ep - 1) / dep.ep
-        t = t + _collective_s(hw, st.moe, leaving * DISPATCH_BYTES) + _collective_s(hw, st.moe, leaving * ACTIVATION_BYTES)
+        t = t + _collective_s(hw, st.moe, leaving * DISPATCH_BYTES)
+        t = t + _collective_s(hw, st.moe, leaving * ACTIVATION_BYTES)
     return t
 
 

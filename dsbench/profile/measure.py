@@ -234,9 +234,10 @@ def profile_target(
             else:
                 d1, dk = depths
                 if timings[dk].median_s <= timings[d1].median_s:
+                    tk, t1 = timings[dk].median_s * 1e3, timings[d1].median_s * 1e3
                     raise InputError(
-                        f"R={r} B={r * q}: the {dk}-layer pass ({timings[dk].median_s * 1e3:.3f} ms) measured no slower "
-                        f"than the 1-layer pass ({timings[d1].median_s * 1e3:.3f} ms), so depth cannot be extrapolated "
+                        f"R={r} B={r * q}: the {dk}-layer pass ({tk:.3f} ms) measured no slower than the 1-layer "
+                        f"pass ({t1:.3f} ms), so depth cannot be extrapolated "
                         "(timing noise exceeds a layer's cost): raise --repeats or --layers, or measure full depth"
                     )
                 per_layer = (timings[dk].median_s - timings[d1].median_s) / (dk - d1)
