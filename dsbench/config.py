@@ -209,6 +209,18 @@ class SweepConfig:
     domain: str = setting(
         "mix", "Traffic: math, code, chat, or mix (each request drawn from the three).", panel="Inputs"
     )
+    isl: int | None = setting(
+        None,
+        "Prompt tokens per request; with --osl the KV read follows each request's growing context and "
+        "arriving prompts are prefilled inside the step (roofline profiles).",
+        panel="Traffic",
+    )
+    osl: int | None = setting(None, "Output tokens per request (with --isl).", panel="Traffic")
+    lengths: str | None = setting(
+        None,
+        'JSONL of per-request lengths ({"input_tokens", "output_tokens"} per line) instead of --isl/--osl.',
+        panel="Traffic",
+    )
     fit: str | None = setting(
         None,
         "Fit file from `dsbench fit`: predict with the fitted step times and the measured "
@@ -267,6 +279,12 @@ class SweepConfig:
             raise InputError(f"--gamma and --max-gamma must be between 1 and 64, got {self.gamma}, {self.max_gamma}")
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise InputError(f"--max-concurrency must be >= 1, got {self.max_concurrency}")
+        if (self.isl is None) != (self.osl is None):
+            raise InputError("give --isl and --osl together (prompt and output tokens per request)")
+        if self.lengths and self.isl is not None:
+            raise InputError("give --lengths FILE or --isl/--osl, not both")
+        if self.isl is not None and (self.isl < 0 or self.osl < 1):
+            raise InputError(f"--isl must be >= 0 and --osl >= 1 tokens, got {self.isl} and {self.osl}")
         if self.levels < 1 or self.samples < 100:
             raise InputError("--levels must be >= 1 and --samples >= 100")
         try:

@@ -405,6 +405,8 @@ class SweepMethod(Doc):
     verify_budget: float | None = Field(None, ge=0, description="tokens verified per request per round")
     ratio: float | None = Field(None, ge=0, description="throughput / the baseline method's")
     policy: str | None = None
+    gamma: int | None = Field(None, ge=0, description="draft length of the reported frontier")
+    why: str | None = Field(None, description="why an infeasible method has no point")
 
     @model_validator(mode="after")
     def _feasible_has_a_point(self):
@@ -434,7 +436,12 @@ class SweepInputs(Doc):
     acceptance_sources: list[str] = Field(default_factory=list)
     acceptance_protocols: list[str] = Field(default_factory=list, description="accept --protocol of measured curves")
     domain: str | None = None
-    gamma: int | None = Field(None, ge=1)
+    gamma: int | None = Field(None, ge=1, description="--gamma; None: searched per method (gamma_search)")
+    gamma_search: list[int] = Field(default_factory=list, description="draft lengths the search tried")
+    deployment: dict[str, Any] | None = None
+    lengths: dict[str, Any] | None = Field(None, description="request lengths modelled (None: one context)")
+    modelled: list[str] = Field(default_factory=list, description="what the traffic model covered")
+    profile_repairs: list[str] = Field(default_factory=list, description="measured step times raised, beyond spread")
     policy: str | None = None
     results_source: str = "simulated"
     fitted_model: str | None = None

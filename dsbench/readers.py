@@ -40,8 +40,14 @@ class Profile:
     max_requests: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
 
-    def max_requests_for(self, method: str) -> int | None:
-        """Requests whose KV cache fits with `method`'s drafter (None: the profile does not say)."""
+    def max_requests_for(self, method: str, context: float | None = None) -> int | None:
+        """Requests whose KV cache fits with `method`'s drafter (None: the profile does not say),
+        at the profile's context or, for a roofline profile's memory plan, at `context` tokens."""
+        plan = (self.raw.get("memory") or {}).get(method)
+        if context is not None and plan:
+            dp = (self.raw.get("deployment") or {}).get("dp", 1)
+            free = plan["usable"] - plan["target_weights"] - plan["drafter_weights"]
+            return max(0, int(free // (context * plan["kv_per_token"]))) * dp
         cap = (self.raw.get("draft") or {}).get(method, {}).get("max_requests")
         caps = [c for c in (self.max_requests, cap) if c is not None]
         return min(caps) if caps else None
@@ -70,16 +76,28 @@ class Profile:
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"{self.path}: incomplete or invalid roofline inputs ({e})") from None
 
-    def surface(self):
+    def surface(self, lengths=None):
         """The verification step-time surface: the exact formula for roofline profiles, else the
-        interpolated points."""
+        interpolated points (made monotone, `repairs`). With `lengths` (core.traffic.Lengths) the
+        roofline is evaluated at their mean in-flight context and prices their prefill; a measured
+        profile, timed at one context, refuses them."""
         from .core.roofline import RooflineSurface
         from .core.sps import StepTimeSurface
 
         inputs = self.roofline_inputs()
         if inputs is not None:
             hw, model, knobs, dep = inputs
-            return RooflineSurface(hw, model, knobs, self.context_len, deployment=dep)
+            if lengths is None:
+                return RooflineSurface(hw, model, knobs, self.context_len, deployment=dep)
+            return RooflineSurface(
+                hw, model, knobs, lengths.inflight_context, deployment=dep, prefill_context=lengths.prefill_context
+            )
+        if lengths is not None:
+            raise InputError(
+                f"{self.path}: request lengths (--isl/--osl, --lengths) need a roofline profile: this "
+                f"{self.source} profile was timed at one context ({self.context_len} tokens) and cannot price "
+                "others or prefill; make one with `dsbench profile --roofline GPU`"
+            )
         return StepTimeSurface(self.batch_tokens, self.requests, self._monotone[0])
 
     @functools.cached_property
@@ -213,6 +231,30 @@ def read_acceptance(ref: str | os.PathLike) -> list[Acceptance]:
             raise InputError(f"acceptance directory has no .json files: {p}")
         return [read_acceptance_file(f) for f in files]
     return [read_acceptance_file(p)]
+
+
+def read_lengths(path: str | os.PathLike):
+    """Per-request (input, output) token counts from JSONL: {"input_tokens", "output_tokens"} per
+    line (or OpenAI usage's prompt_tokens / completion_tokens), as core.traffic.Lengths."""
+    from .core.traffic import Lengths
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"lengths file not found: {p}")
+    isl, osl = [], []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            isl.append(float(row["input_tokens"] if "input_tokens" in row else row["prompt_tokens"]))
+            osl.append(float(row["output_tokens"] if "output_tokens" in row else row["completion_tokens"]))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise InputError(f'{p}:{i}: expected {{"input_tokens": N, "output_tokens": M}}') from None
+    try:
+        return Lengths(isl, osl)
+    except ValueError as e:
+        raise InputError(f"{p}: {e}") from None
 
 
 def read_sweep(path: str | os.PathLike) -> dict:

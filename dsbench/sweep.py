@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import DEFAULT_MAX_CONCURRENCY_PER_GPU, DOMAINS, FIT_DOMAIN, METHOD_NAMES, Progress, SweepConfig
-from .core.acceptance import RoundSampler, Spread, expected_tau
+from .core.acceptance import RoundSampler, Spread
 from .core.frontier import best_at_slo, concurrency_grid
 from .core.methods import METHODS, DraftCost
 from .core.policies import Policy
 from .core.simulator import Scenario, closed_form, simulate
+from .core.traffic import Lengths
 from .errors import InputError
-from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_profile
+from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_lengths, read_profile
 from .store import Store, provenance
 
 
@@ -59,17 +60,52 @@ def _draft_cost(profile: Profile, method: str) -> DraftCost:
 
 
 def scenario(
-    cfg: SweepConfig, name: str, gamma: int, policy: Policy, profile: Profile, curves: list[Acceptance], where: str
+    cfg: SweepConfig,
+    name: str,
+    gamma: int,
+    policy: Policy,
+    profile: Profile,
+    curves: list[Acceptance],
+    where: str,
+    lengths: Lengths | None = None,
 ) -> Scenario:
-    """The simulator scenario of method `name` drafting `gamma` tokens (`policy`: DSpark's)."""
+    """The simulator scenario of method `name` drafting `gamma` tokens (`policy`: DSpark's), on
+    traffic of `lengths` (None: every request at the profile's context, no prefill)."""
     m = METHODS[name]
-    surface = profile.surface()
+    surface = profile.surface(lengths)
+    prefill = lengths.prefill_per_token if lengths is not None else 0.0
     if gamma == 0:
-        return Scenario([], surface, None, 0, Policy("fixed"))
+        return Scenario([], surface, None, 0, Policy("fixed"), prefill)
     domains = DOMAINS if cfg.domain == "mix" else (cfg.domain,)
     found = _curves_for(name, domains, curves, gamma, where)
     samplers = [RoundSampler(c.conditional[:gamma], _spread(c)) for c in found]
-    return Scenario(samplers, surface, _draft_cost(profile, name), gamma, policy if m.scheduled else m.default_policy)
+    verify = policy if m.scheduled else m.default_policy
+    return Scenario(samplers, surface, _draft_cost(profile, name), gamma, verify, prefill)
+
+
+def traffic_lengths(cfg: SweepConfig) -> Lengths | None:
+    """The request lengths to model (--lengths or --isl/--osl), or None."""
+    if cfg.lengths:
+        return read_lengths(cfg.lengths)
+    if cfg.isl is not None:
+        return Lengths([cfg.isl], [cfg.osl])
+    return None
+
+
+def _traffic_summary(lengths: Lengths | None, profile: Profile, cfg: SweepConfig) -> dict:
+    """What the traffic model covered, for every output to say."""
+    if lengths is None:
+        return {
+            "lengths": None,
+            "modelled": [f"every request at context {profile.context_len}", "no prefill"],
+        }
+    return {
+        "lengths": {**lengths.summary(), "from": cfg.lengths or f"--isl {cfg.isl} --osl {cfg.osl}"},
+        "modelled": [
+            f"context grows while decoding (mean in-flight {lengths.inflight_context:.0f} tokens)",
+            f"chunked prefill inside the step ({lengths.prefill_per_token:.2f} prompt tokens per output token)",
+        ],
+    }
 
 
 def build_scenarios(
@@ -136,12 +172,19 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
     profile, curves, acc_ref = load_inputs(cfg)
     source = "predicted (fitted model)" if cfg.fit else "simulated"
     gpus = profile.gpus
+    lengths = traffic_lengths(cfg)
+    context = lengths.inflight_context if lengths is not None else None
+    memory_cap = profile.max_requests_for("no-spec", context)
+    if memory_cap == 0:
+        raise InputError(
+            f"{profile.path}: not one request's KV cache fits at the traffic's mean context ({context:.0f} tokens)"
+        )
     max_c = cfg.max_concurrency if cfg.max_concurrency is not None else DEFAULT_MAX_CONCURRENCY_PER_GPU * gpus
-    capped = profile.max_requests is not None and profile.max_requests < max_c
-    grid = concurrency_grid(min(max_c, profile.max_requests or max_c), cfg.levels)
+    capped = memory_cap is not None and memory_cap < max_c
+    grid = concurrency_grid(min(max_c, memory_cap or max_c), cfg.levels)
     candidates = {name: gamma_candidates(cfg, name, curves) for name in cfg.methods}
     for name, gs in candidates.items():  # every input refused before anything is simulated
-        scenario(cfg, name, max(gs), policy, profile, curves, acc_ref)
+        scenario(cfg, name, max(gs), policy, profile, curves, acc_ref, lengths)
     searched = sorted({g for gs in candidates.values() if len(gs) > 1 for g in gs})
 
     methods_summary: dict[str, dict] = {}
@@ -162,7 +205,8 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "gpus": gpus,
             "deployment": profile.raw.get("deployment"),
             "model": profile.model.get("name"),
-            "context_len": profile.context_len,
+            "context_len": round(context) if context is not None else profile.context_len,
+            **_traffic_summary(lengths, profile, cfg),
             "acceptance": acc_ref,
             "acceptance_sources": sorted({c.source for c in curves}),
             # which accept protocol measured them (dsbench's own or DeepSpec's; deepspec-compat)
@@ -175,7 +219,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "samples_per_point": cfg.samples,
             "concurrency": [int(c) for c in grid],
             "max_concurrency_requested": max_c,
-            "max_concurrency_memory": profile.max_requests,
+            "max_concurrency_memory": memory_cap,
             "capped_by_memory": capped,
             "profiled_max_requests": int(max(profile.requests)),
             "profile_repairs": [str(r) for r in profile.repairs if r.beyond_spread],
@@ -187,12 +231,13 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
     rows: list[dict] = []
     gamma_curves: dict[str, dict[int, list]] = {}
     for name in cfg.methods:
-        cap = profile.max_requests_for(name)
+        cap = profile.max_requests_for(name, context)
         if cap == 0:
             methods_summary[name] = {"feasible": False, "why": "its drafter does not fit in memory", "gamma": None}
             continue
         mgrid = [c for c in grid if cap is None or c <= cap]
-        sc, search = _best_gamma(cfg, name, candidates[name], policy, profile, curves, acc_ref, mgrid, progress)
+        inputs = (policy, profile, curves, acc_ref, lengths)
+        sc, search = _best_gamma(cfg, name, candidates[name], inputs, mgrid, progress)
         if len(search) > 1:
             gamma_curves[name] = {g: pts for g, (_, pts) in search.items()}
         mrows = []
@@ -222,7 +267,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             **asdict(choice),
             "policy": str(sc.policy),
             "gamma": sc.gamma,
-            "tau_curve": _curve_tau(sc),
+            "tau_curve": sc.curve_tau,
             "peak_tps_user": max(r["tps_user"] for r in mrows),
             "max_concurrency_memory": cap,
             "gamma_search": [
@@ -242,18 +287,18 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
     return SweepResult(summary, rows)
 
 
-def _best_gamma(cfg, name, gammas, policy, profile, curves, where, grid, progress):
+def _best_gamma(cfg: SweepConfig, name: str, gammas: list[int], inputs: tuple, grid, progress):
     """The scenario at the draft length with the most throughput at the SLO (ties: the shorter;
     none feasible: the one with the fastest peak per-user speed), and each length's SLO choice
-    and (tok/s per user, tok/s per GPU) curve."""
+    and (tok/s per user, tok/s per GPU) curve. `inputs`: scenario()'s after the gamma."""
     if len(gammas) == 1:
-        return scenario(cfg, name, gammas[0], policy, profile, curves, where), {}
-    search = {}
+        return scenario(cfg, name, gammas[0], *inputs), {}
+    search, gpus = {}, inputs[1].gpus
     for k, g in enumerate(gammas):
-        sc = scenario(cfg, name, g, policy, profile, curves, where)
+        sc = scenario(cfg, name, g, *inputs)
         pts = _search_curve(sc, grid, cfg)
         c, tps, thr, budget = (list(col) for col in zip(*pts))
-        search[g] = (best_at_slo(c, tps, thr, budget, cfg.slo), [[t, x / profile.gpus] for t, x in zip(tps, thr)])
+        search[g] = (best_at_slo(c, tps, thr, budget, cfg.slo), [[t, x / gpus] for t, x in zip(tps, thr)])
         if progress:
             progress(f"{name} gamma search", k + 1, len(gammas))
 
@@ -261,7 +306,7 @@ def _best_gamma(cfg, name, gammas, policy, profile, curves, where, grid, progres
         ch, pts = search[g]
         return (ch.feasible, ch.throughput or 0.0, max(t for t, _ in pts), -g)
 
-    return scenario(cfg, name, max(search, key=rank), policy, profile, curves, where), search
+    return scenario(cfg, name, max(search, key=rank), *inputs), search
 
 
 def _fit_defaults(cfg: SweepConfig) -> None:
@@ -276,13 +321,6 @@ def _fit_defaults(cfg: SweepConfig) -> None:
         cfg.domain = FIT_DOMAIN  # measured on the load test's own workload
     if cfg.gamma is None and fitted.acceptance:
         cfg.gamma = min(len(c.conditional) for c in fitted.acceptance)  # what the engine drafted
-
-
-def _curve_tau(sc: Scenario) -> float:
-    """E[tau] of full-length verification on the input curves (domain mean)."""
-    if sc.gamma == 0:
-        return 1.0
-    return sum(expected_tau(s.conditional) for s in sc.samplers) / len(sc.samplers)
 
 
 def save_json(store: Store, summary: dict, rows: list[dict], gamma_curves: dict | None = None) -> list[Path]:
@@ -312,8 +350,8 @@ def save(result: SweepResult, store: Store) -> list[Path]:
     if dep and (inp["gpus"] > 1 or dep.get("ep", 1) > 1):
         title += f" (tp{dep['tp']} dp{dep['dp']} ep{dep['ep']}, {dep['weight_dtype']})"
     subtitle = (
-        f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}, "
-        f"context {inp['context_len']}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}"
+        f"{inp['results_source']} on a {inp['profile_source']} step-time profile ({Path(inp['profile']).name}; "
+        f"{'; '.join(inp['modelled'])}), acceptance from {', '.join(inp['acceptance_sources']) or 'none'}"
         + "".join(f" ({p} protocol)" for p in inp["acceptance_protocols"])
         + "; "
         f"DSpark policy {inp['policy']}, "

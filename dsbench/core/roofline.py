@@ -325,12 +325,19 @@ def _pass_s(
     context_len,
     overhead_s,
     weight_bytes: float | None = None,
+    prefill_tokens=0.0,
+    prefill_context: float = 0.0,
 ) -> np.ndarray:
     """Seconds for one pass of stack `st` over `tokens` tokens of `requests` requests (instance
-    totals) at `context_len`, on the busiest GPU of deployment `dep`."""
+    totals) at `context_len`, on the busiest GPU of deployment `dep`; plus `prefill_tokens` prompt
+    tokens (chunked prefill) attending to `prefill_context` tokens each, which need no logits."""
     wb = WEIGHT_DTYPES[dep.weight_dtype] if weight_bytes is None else weight_bytes
     r = _busiest_rank(requests, dep)
-    b = np.asarray(tokens, float) * r / np.maximum(np.asarray(requests, float), 1.0)  # its share of the tokens
+    share = r / np.maximum(np.asarray(requests, float), 1.0)  # the busiest rank's share of the tokens
+    decode = np.asarray(tokens, float) * share
+    prefill = np.asarray(prefill_tokens, float) * share
+    tokens = np.asarray(tokens, float) + np.asarray(prefill_tokens, float)
+    b = decode + prefill
     attn_p = m.attn_params + (st.attn_in - 1) * m.attn_input_params
     split = st.attn * attn_p + st.dense * 3 * m.hidden * st.mlp_width + st.moe * m.moe_fixed_params + st.extra
     head = m.head_params if st.head else 0
@@ -347,8 +354,10 @@ def _pass_s(
         touched, expert_flops = 0.0, 0.0
     kv = r * context_len * dep.kv_bytes_per_token(m, st.attn) if st.attn else 0.0
     weights = (split / dep.tp + st.moe * touched) * wb + head / dep.tp * ACTIVATION_BYTES  # LM head stays bf16
-    attn_flops = b * m.attended(context_len, st.attn) * m.attn_flops_per_attended / dep.tp
-    matmul = 2.0 * _padded(b, kn.token_tile) * ((split + head) / dep.tp) + st.moe * expert_flops
+    attended = decode * m.attended(context_len, st.attn) + prefill * m.attended(prefill_context, st.attn)
+    attn_flops = attended * m.attn_flops_per_attended / dep.tp
+    matmul = 2.0 * (_padded(b, kn.token_tile) * split + _padded(decode, kn.token_tile) * head) / dep.tp
+    matmul = matmul + st.moe * expert_flops
     t_mem = (weights + kv) / (hw.mem_bw * kn.bw_efficiency)
     t_cmp = matmul / (hw.matmul_peak(dep.weight_dtype) * kn.flops_efficiency) + attn_flops / (
         hw.peak_flops * kn.flops_efficiency
@@ -373,11 +382,17 @@ def verify_step_s(
     requests,
     context_len,
     dep: Deployment = SINGLE_GPU,
+    prefill_tokens=0.0,
+    prefill_context: float = 0.0,
 ) -> np.ndarray:
     """Seconds for one target pass over `batch_tokens` tokens of `requests` requests at `context_len`
-    (instance totals; the step ends when the busiest GPU does)."""
+    (instance totals; the step ends when the busiest GPU does), with `prefill_tokens` prompt tokens
+    of arriving requests chunked into the same pass."""
     overhead = kn.step_overhead_s + _busiest_rank(requests, dep) * kn.per_request_overhead_s
-    return _pass_s(hw, m, dep, kn, _target_stack(m), batch_tokens, requests, context_len, overhead)
+    st = _target_stack(m)
+    return _pass_s(
+        hw, m, dep, kn, st, batch_tokens, requests, context_len, overhead, None, prefill_tokens, prefill_context
+    )
 
 
 def _drafter_stacks(m: ModelShape, kn: RooflineKnobs) -> dict[str, _Stack]:
@@ -529,12 +544,24 @@ class RooflineSurface:
         context_len: float,
         max_gamma: int = 64,
         deployment: Deployment = SINGLE_GPU,
+        prefill_context: float = 0.0,
     ):
         self.hw, self.model, self.knobs, self.context_len, self.max_gamma = hw, model, knobs, context_len, max_gamma
-        self.deployment = deployment
+        self.deployment, self.prefill_context = deployment, prefill_context
 
-    def step_time(self, batch_tokens, requests: int) -> np.ndarray:
-        return verify_step_s(self.hw, self.model, self.knobs, batch_tokens, requests, self.context_len, self.deployment)
+    def step_time(self, batch_tokens, requests: int, prefill_tokens=0.0) -> np.ndarray:
+        """Seconds for one pass; `prefill_tokens` of arriving prompts ride along (chunked prefill)."""
+        return verify_step_s(
+            self.hw,
+            self.model,
+            self.knobs,
+            batch_tokens,
+            requests,
+            self.context_len,
+            self.deployment,
+            prefill_tokens,
+            self.prefill_context,
+        )
 
     def slice(self, requests: int):
         return self._slice(int(requests))

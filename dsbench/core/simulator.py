@@ -49,9 +49,36 @@ class Scenario:
     draft_cost: DraftCost | None  # None for no-spec
     gamma: int
     policy: Policy
+    # prompt tokens prefilled per committed token (core.traffic.Lengths.prefill_per_token); 0: no
+    # prefill modelled. Needs a surface whose step_time takes prefill tokens (a roofline).
+    prefill_per_token: float = 0.0
 
     def draft_s(self, concurrency: int) -> float:
         return 0.0 if self.draft_cost is None or self.gamma == 0 else self.draft_cost(concurrency, self.gamma)
+
+    @property
+    def curve_tau(self) -> float:
+        """E[tau] of full-length verification on the input curves (domain mean)."""
+        if self.gamma == 0:
+            return 1.0
+        return float(np.mean([expected_tau(s.conditional) for s in self.samplers]))
+
+    def verify_table(self, c: int) -> np.ndarray:
+        """t[B] = seconds of a pass over B tokens of c requests, B = 0..c (1 + gamma): what the
+        scheduler plans with. With prefill, the pass also carries the mean prefill of a round."""
+        if not self.prefill_per_token:
+            return self.surface.slice(c).table(c * (1 + self.gamma))
+        b = np.arange(c * (1 + self.gamma) + 1)
+        t = self.surface.step_time(np.maximum(b, 1), c, self.prefill_per_token * c * self.curve_tau)
+        return np.asarray(t, dtype=float)
+
+    def verify_s(self, c: int, tokens: np.ndarray, batch: np.ndarray, table: np.ndarray) -> np.ndarray:
+        """Seconds of each round's pass: the table, or with prefill the prompts of the requests that
+        the previous round's commits finished (the first round: the mean)."""
+        if not self.prefill_per_token:
+            return table[batch]
+        prev = np.concatenate([[tokens.mean()], tokens[:-1]])
+        return np.asarray(self.surface.step_time(batch, c, self.prefill_per_token * prev), dtype=float)
 
 
 def _draw_confidences(sc: Scenario, rng: np.random.Generator, rounds: int, c: int) -> np.ndarray:
@@ -85,17 +112,19 @@ def simulate(
     """
     c = int(concurrency)
     rng = np.random.default_rng([seed, c])
-    verify_table = sc.surface.slice(c).table(c * (1 + sc.gamma))
+    verify_table = sc.verify_table(c)
     draft_s = sc.draft_s(c)
     rounds = max(min_rounds, -(-samples // c))
-    tokens, verify_s, batch = _run_rounds(sc, rng, c, rounds, verify_table, draft_s)
+    tokens, batch = _run_rounds(sc, rng, c, rounds, verify_table, draft_s)
+    verify_s = sc.verify_s(c, tokens, batch, verify_table)
     while target_rel_se and len(tokens) * c < max_samples:
         se = _ratio_rel_se(tokens, verify_s + draft_s)
         if not se > target_rel_se:  # also stops on nan (a deterministic run)
             break
         extra = int(len(tokens) * min(4.0, (se / target_rel_se) ** 2 * 1.1 - 1)) + 1
         more = _run_rounds(sc, rng, c, extra, verify_table, draft_s)
-        tokens, verify_s, batch = (np.concatenate(pair) for pair in zip((tokens, verify_s, batch), more))
+        tokens, batch = (np.concatenate(pair) for pair in zip((tokens, batch), more))
+        verify_s = sc.verify_s(c, tokens, batch, verify_table)
     t_round = verify_s + draft_s
     thr = tokens.sum() / t_round.sum()
     return SimPoint(
@@ -112,7 +141,7 @@ def simulate(
 
 
 def _run_rounds(sc: Scenario, rng, c: int, rounds: int, verify_table: np.ndarray, draft_s: float):
-    """Per-round committed tokens (all requests), verify seconds and batch tokens for `rounds` rounds."""
+    """Per-round committed tokens (all requests) and batch tokens for `rounds` rounds."""
     chunk = max(1, _CHUNK_ELEMENTS // max(1, c * max(1, sc.gamma)))
     # dspark-async looks back across rounds, so its chunks must be long enough to carry a lag.
     chunk = max(chunk, 8) if sc.policy.kind == "dspark-async" else chunk
@@ -131,8 +160,7 @@ def _run_rounds(sc: Scenario, rng, c: int, rounds: int, verify_table: np.ndarray
         acc = np.cumprod(accepted_each & in_prefix, axis=-1).sum(axis=-1)
         tokens.append((acc + 1).sum(axis=-1))
         batches.append(c + lengths.sum(axis=-1))
-    batch = np.concatenate(batches)
-    return np.concatenate(tokens).astype(float), verify_table[batch], batch
+    return np.concatenate(tokens).astype(float), np.concatenate(batches)
 
 
 def _ratio_rel_se(x: np.ndarray, y: np.ndarray) -> float:
@@ -155,5 +183,10 @@ def closed_form(sc: Scenario, concurrency: int) -> tuple[float, float]:
         raise ValueError("closed form exists only for fixed-length verification")
     l = sc.gamma if sc.policy.param is None else min(int(sc.policy.param), sc.gamma)
     tau = float(np.mean([expected_tau(s.conditional[: sc.gamma], l) for s in sc.samplers])) if l else 1.0
-    t = sc.draft_s(concurrency) + float(sc.surface.step_time(concurrency * (1 + l), concurrency))
+    b, c = concurrency * (1 + l), concurrency
+    if sc.prefill_per_token:  # E[step] is the step at the mean prefill: the roofline is linear in it
+        verify = sc.surface.step_time(b, c, sc.prefill_per_token * c * tau)
+    else:
+        verify = sc.surface.step_time(b, c)
+    t = sc.draft_s(concurrency) + float(verify)
     return tau, tau / t
