@@ -101,12 +101,17 @@ class FitConfig:
         "form (how far the server is from the profile).",
     )
     acceptance: str | None = setting(None, "Acceptance curves giving tau for engines without speculative counters.")
+    max_requests: int | None = setting(
+        None,
+        "Requests whose KV cache the served engine holds (e.g. vLLM's num_gpu_blocks x block_size / context): "
+        "caps `sweep --fit` (default: the --profile's cap, else none).",
+    )
     out: Path = setting(Path("dsbench-fit"), "Directory (or .json path) for fit.json.", short="-o", panel="Output")
     force: bool = setting(False, "Replace an earlier fit.json at --out.", panel="Output")
 
     def validate(self) -> None:
-        if self.tile < 0 or not self.flag_pct > 0:
-            raise InputError("--tile must be >= 0 and --flag-pct > 0")
+        if self.tile < 0 or not self.flag_pct > 0 or (self.max_requests is not None and self.max_requests < 1):
+            raise InputError("--tile must be >= 0, --flag-pct > 0 and --max-requests >= 1")
 
 
 # --------------------------------------------------------------------------- calibrate

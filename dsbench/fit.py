@@ -116,7 +116,7 @@ def run_fit(cfg: FitConfig) -> dict:
     except ValueError as e:
         raise InputError(str(e)) from None
     pred = np.array([float(f.t_draft(m, r)) for m, r in zip(col["method"], col["requests"])]) + f.t_verify(
-        col["batch_tokens"], known
+        col["batch_tokens"], known, col["requests"]
     )
     rel = relative_errors(pred, col["round_s"])
     points = []
@@ -140,7 +140,7 @@ def run_fit(cfg: FitConfig) -> dict:
         "formula": (
             "L = (T_draft(R) + T_verify(B, R)) / tau; T_verify = scale * step time of " + str(prof.path)
             if prof
-            else "L = (T_draft(R) + T_verify(B)) / tau; T_verify(B) = t0 + slope * max(0, Q(B) - knee), "
+            else "L = (T_draft(R) + T_verify(B, R)) / tau; T_verify(B, R) = t0 + kv * R + slope * max(0, Q(B) - knee), "
             "Q(B) = tile * ceil(B / tile)"
         )
         + "; T_draft(R) = a + c * R per method",
@@ -151,7 +151,8 @@ def run_fit(cfg: FitConfig) -> dict:
         "flagged": sum(p["flagged"] for p in points),
         "points": points,
         "requests_measured": [float(col["requests"].min()), float(col["requests"].max())],
-        "profile": _profile(f, rows, curves, prof),
+        "methods_measured": list(dict.fromkeys(r["method"] for r in rows)),
+        "profile": _profile(f, rows, curves, prof, cfg.max_requests),
         "acceptance": curves + [_acceptance_doc(c) for c in given if c.method not in {x["method"] for x in curves}],
     }
 
@@ -162,6 +163,7 @@ def _params(f: LatencyFit) -> dict:
     else:
         out = {
             "t0": {"value": f.t0, "unit": "s"},
+            "kv": {"value": f.kv, "unit": "s/request"},
             "slope": {"value": f.slope, "unit": "s/token"},
             "knee": {"value": f.knee, "unit": "tokens"},
             "tile": {"value": f.tile, "unit": "tokens", "fixed": True},
@@ -175,7 +177,8 @@ def _params(f: LatencyFit) -> dict:
             p["sigma"] = f.sigma[name]
         if name in f.pinned:
             p["fixed"] = True
-            p["note"] = "not identifiable without no-spec points: folded into t0"
+            into = "each method's c" if name == "kv" else "t0"
+            p["note"] = f"not identifiable without no-spec points: folded into {into}"
         elif name in f.sigma and (f.sigma[name] is None or f.sigma[name] > abs(p["value"])):
             p["note"] = "poorly determined: these points cannot separate it from the other parameters"
     return out
@@ -224,9 +227,12 @@ def _acceptance_doc(c) -> dict:
     }
 
 
-def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile | None) -> dict:
+def _profile(
+    f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile | None, max_requests: int | None
+) -> dict:
     """The fitted model tabulated as a profile/1: the given profile's points scaled, or the fitted
-    form on a grid (flat in R: the fit's R terms live in T_draft)."""
+    form on a grid at R = 1 and 8x the most measured (linear in R between: the KV term). Its
+    memory cap: `max_requests` (fit --max-requests), else the given profile's, else none."""
     r_max = max(r["requests"] for r in rows) * 8
     gammas = {c["method"]: c["gamma"] for c in curves}
     draft = {}
@@ -246,7 +252,7 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
             "device": prof.device,
             "model": prof.model,
             "context_len": prof.context_len,
-            "max_requests": prof.max_requests,
+            "max_requests": max_requests or prof.max_requests,
             "points": points,
             "draft": draft,
         }
@@ -255,14 +261,19 @@ def _profile(f: LatencyFit, rows: list[dict], curves: list[dict], prof: Profile 
     if f.tile:
         grid |= {float(k * f.tile + d) for k in range(1, int(b_max // f.tile) + 1) for d in (0, 1)}
     grid = sorted(b for b in grid if b >= 1)
-    step = f.t_verify(np.array(grid))
-    points = [{"batch_tokens": b, "requests": r, "step_s": float(s)} for r in (1.0, r_max) for b, s in zip(grid, step)]
+    points = [
+        {"batch_tokens": b, "requests": r, "step_s": float(f.t_verify(b, requests=r))}
+        for r in (1.0, r_max)
+        for b in grid
+    ]
     return {
         "schema": PROFILE_SCHEMA,
         "source": "fitted",
         "device": {"name": "fitted"},
         "model": {"name": "fitted"},
         "context_len": 1,
+        "context_note": "the served engine's own contexts (the load test's); the fit has no context axis",
+        "max_requests": max_requests,
         "points": points,
         "draft": draft,
     }

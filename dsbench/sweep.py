@@ -226,8 +226,10 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "profile_repairs_within_spread": sum(not r.beyond_spread for r in profile.repairs),
             "results_source": source,
             "fitted_model": cfg.fit,
+            "measured_requests": list(_measured_requests(read_fit(cfg.fit))) if cfg.fit else None,
         },
     }
+    measured_max = summary["inputs"]["measured_requests"][1] if cfg.fit else None
     rows: list[dict] = []
     gamma_curves: dict[str, dict[int, list]] = {}
     for name in cfg.methods:
@@ -251,6 +253,7 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
                     **asdict(pt),
                     "throughput_tok_s_gpu": pt.throughput_tok_s / gpus,
                     "source": source,
+                    **({"extrapolated": True} if measured_max and c > measured_max else {}),
                 }
             )
             if progress:
@@ -265,6 +268,11 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
         )
         methods_summary[name] = {
             **asdict(choice),
+            **(
+                {"extrapolated": True}
+                if measured_max and choice.concurrency and choice.concurrency > measured_max
+                else {}
+            ),
             "policy": str(sc.policy),
             "gamma": sc.gamma,
             "tau_curve": sc.curve_tau,
@@ -310,17 +318,32 @@ def _best_gamma(cfg: SweepConfig, name: str, gammas: list[int], inputs: tuple, g
 
 
 def _fit_defaults(cfg: SweepConfig) -> None:
-    """With --fit: the methods the fit has a drafter cost for (and no-spec, which needs none),
-    and the fit's own measured curves."""
+    """With --fit: only the methods the fit measured (a method it never saw is refused, not
+    predicted), the fit's own measured curves, and concurrency up to the most it measured unless
+    --max-concurrency asks for more (those rows are then labelled extrapolated)."""
     fitted = read_fit(cfg.fit)
+    measured = fitted.raw.get("methods_measured") or ["no-spec", *fitted.profile.draft]
     if cfg.methods == METHOD_NAMES:
-        cfg.methods = ("no-spec", *fitted.profile.draft)
+        cfg.methods = tuple(measured)
+    unmeasured = [m for m in cfg.methods if m not in measured]
+    if unmeasured:
+        raise InputError(
+            f"{fitted.path}: the fit measured {', '.join(measured)}, not {', '.join(unmeasured)}: "
+            "measure it (dsbench load) and fit again"
+        )
     if cfg.baseline not in cfg.methods:
         cfg.baseline = cfg.methods[0]
     if not cfg.acceptance and cfg.domain == "mix":
         cfg.domain = FIT_DOMAIN  # measured on the load test's own workload
     if cfg.gamma is None and fitted.acceptance:
         cfg.gamma = min(len(c.conditional) for c in fitted.acceptance)  # what the engine drafted
+    if cfg.max_concurrency is None:
+        cfg.max_concurrency = int(_measured_requests(fitted)[1])
+
+
+def _measured_requests(fitted) -> tuple[float, float]:
+    lo, hi = fitted.raw.get("requests_measured") or (1.0, float(max(fitted.profile.requests)))
+    return float(lo), float(hi)
 
 
 def save_json(store: Store, summary: dict, rows: list[dict], gamma_curves: dict | None = None) -> list[Path]:

@@ -62,7 +62,7 @@ def test_fit_without_baseline_pins_the_draft_floor():
     r = np.array([1, 4, 16, 64, 128, 256], dtype=float)
     y = t_verify(r * 8, 0.008, 1e-5, 200.0) + 2e-5 * r
     f = fit_latency(np.array(["dflash"] * 6), r, r * 8, y)
-    assert f.pinned == ["dflash.a"] and f.draft["dflash"][0] == 0.0
+    assert f.pinned == ["dflash.a", "kv"] and f.draft["dflash"][0] == 0.0 and f.kv == 0.0
     assert abs(f.draft["dflash"][1] / 2e-5 - 1) < 0.05
 
 
@@ -174,8 +174,16 @@ def test_fit_on_live_points_feeds_sweep(live_points, tmp_path):
     )
     assert r.exit_code == 0, r.output
     sw = json.loads(r.output)
-    assert sw["inputs"]["results_source"] == "predicted (fitted model)" and set(sw["methods"]) == {"no-spec", "dspark"}
+    # only what the fit measured: DSpark, not a never-measured no-spec baseline
+    assert sw["inputs"]["results_source"] == "predicted (fitted model)" and set(sw["methods"]) == {"dspark"}
     assert all(row["source"] == "predicted (fitted model)" for row in sw["frontier"])
+    assert sw["inputs"]["measured_requests"] == [1, 32] and any(row.get("extrapolated") for row in sw["frontier"])
+    assert not any(row.get("extrapolated") for row in sw["frontier"] if row["concurrency"] <= 32)
+    fit = str(tmp_path / "fit" / "fit.json")
+    r = runner.invoke(app, ["sweep", "--fit", fit, "--methods", "no-spec,dspark", "--out", str(tmp_path / "s2")])
+    assert r.exit_code == 2 and "the fit measured dspark, not no-spec" in r.output
+    r = runner.invoke(app, ["sweep", "--fit", fit, "--slo", "300", "--out", str(tmp_path / "s3"), "--json"])
+    assert r.exit_code == 0 and max(json.loads(r.output)["inputs"]["concurrency"]) == 32  # bounded by default
 
     # an engine without speculative counters: tau from acceptance curves, said per point
     r = runner.invoke(app, ["fit", f"dspark={live_points / 'no-counters'}", "--out", str(tmp_path / "fit2")])

@@ -73,6 +73,19 @@ def _deployment(inp: dict) -> str:
     return where
 
 
+def _extrapolation(inp: dict) -> str:
+    """Where a sweep's step times go beyond what was measured (a roofline is exact everywhere)."""
+    top = max(inp["concurrency"])
+    measured = inp.get("measured_requests")
+    if measured:  # a fit: what the load test covered, not the tabulated profile's range
+        if top > measured[1]:
+            return f"; the fit measured {measured[0]:g}-{measured[1]:g} requests: rows beyond are extrapolated"
+        return ""
+    if inp["profile_source"] != "roofline" and inp["profiled_max_requests"] < top:
+        return f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
+    return ""
+
+
 def _traffic(inp: dict) -> str:
     """What a sweep's traffic model covered (older sweeps: just their context)."""
     return "; ".join(inp.get("modelled") or [f"context {inp['context_len']}"])
@@ -89,11 +102,7 @@ def sweep(s: dict) -> None:
             + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
             + "".join(f" ({p} protocol)" for p in inp.get("acceptance_protocols") or [])
             + "; per-user speed = tau / round time; budget = tokens verified per request per round"
-            + (
-                f"; step times beyond {inp['profiled_max_requests']} requests are extrapolated"
-                if inp["profile_source"] != "roofline" and inp["profiled_max_requests"] < max(inp["concurrency"])
-                else ""
-            )
+            + _extrapolation(inp)
             + (
                 f"; concurrency capped at {inp['max_concurrency_memory']} where the KV cache fills memory"
                 " (less with a drafter's weights and KV)"
@@ -123,7 +132,7 @@ def sweep(s: dict) -> None:
     for name, m in s["methods"].items():
         if m["feasible"]:
             table.add_row(
-                name,
+                name + (" [yellow](extrapolated)[/]" if m.get("extrapolated") else ""),
                 m["policy"],
                 str(m["gamma"]),
                 fmt(m["throughput"], ",.0f"),

@@ -368,7 +368,8 @@ def _pass_s(
         shared_mlps = st.dense + (st.moe if dep.ep == 1 else 0)
         t = t + _collective_s(hw, st.attn + shared_mlps, ring)
     if st.moe and dep.ep > 1:  # dispatch (fp8) and combine (bf16) all-to-all per MoE layer
-        leaving = b * m.experts_per_token * m.hidden * (dep.ep - 1) / dep.ep
+        # the busiest rank also receives imbalance x its share of the routed tokens
+        leaving = b * m.experts_per_token * m.hidden * (dep.ep - 1) / dep.ep * dep.expert_imbalance
         t = t + _collective_s(hw, st.moe, leaving * DISPATCH_BYTES)
         t = t + _collective_s(hw, st.moe, leaving * ACTIVATION_BYTES)
     return t
