@@ -134,7 +134,7 @@ def gamma_candidates(cfg: SweepConfig, name: str, curves: list[Acceptance]) -> l
 def _search_curve(sc: Scenario, grid, cfg: SweepConfig) -> list[tuple[int, float, float, float]]:
     """(concurrency, tok/s per user, tok/s per instance, verify budget) over the grid, cheaply:
     fixed-length verification in closed form (exact in expectation), scheduled verification
-    simulated on a fifth of --samples."""
+    simulated on a fifth of --samples (at least 16 rounds: a round of 1,000 requests is 1,000 samples)."""
     out = []
     for c in grid:
         if sc.policy.kind == "fixed":
@@ -142,7 +142,9 @@ def _search_curve(sc: Scenario, grid, cfg: SweepConfig) -> list[tuple[int, float
             l = sc.gamma if sc.policy.param is None else min(int(sc.policy.param), sc.gamma)
             out.append((int(c), tps, tps * c, 1.0 + l))
         else:
-            pt = simulate(sc, int(c), samples=max(1000, cfg.samples // 5), seed=cfg.seed, target_rel_se=None)
+            pt = simulate(
+                sc, int(c), samples=max(1000, cfg.samples // 5), min_rounds=16, seed=cfg.seed, target_rel_se=None
+            )
             out.append((int(c), pt.tps_user, pt.throughput_tok_s, pt.verify_budget))
     return out
 

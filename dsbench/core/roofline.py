@@ -23,8 +23,9 @@ import numpy as np
 
 # Bytes per weight element, block scales included: nvfp4 keeps one fp8 scale per 16 values,
 # int4 (GPTQ/AWQ) one bf16 scale per 128.
-WEIGHT_DTYPES = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.515625}
-KV_DTYPES = {"bf16": 2.0, "fp8": 1.0}
+# fp32 is for CPUs (validating the roofline against a measured CPU profile): GPUs state no fp32 peak.
+WEIGHT_DTYPES = {"bf16": 2.0, "fp8": 1.0, "fp4": 0.5625, "int4": 0.515625, "fp32": 4.0}
+KV_DTYPES = {"bf16": 2.0, "fp8": 1.0, "fp32": 4.0}
 ACTIVATION_BYTES = 2.0  # bf16 activations on the wire (TP all-reduce, EP combine)
 DISPATCH_BYTES = 1.0  # EP dispatch sends fp8 activations (DeepEP's low-latency kernels)
 
@@ -42,11 +43,16 @@ class Hardware:
     peak_fp4_flops: float = 0.0
     link_bw: float = 0.0
     link_latency_s: float = 0.0
+    peak_fp32_flops: float = 0.0
 
     def matmul_peak(self, weight_dtype: str) -> float:
         """FLOP/s of the GEMMs for weights in `weight_dtype`: fp8 and fp4 run on their own tensor
         cores where the GPU has them; int4, and fp8/fp4 on GPUs without, dequantise to bf16
-        (weight-only kernels: the bytes shrink, the compute does not)."""
+        (weight-only kernels: the bytes shrink, the compute does not). fp32 needs its own peak."""
+        if weight_dtype == "fp32":
+            if not self.peak_fp32_flops > 0:
+                raise ValueError(f"{self.name} states no fp32 peak")
+            return self.peak_fp32_flops
         own = {"fp8": self.peak_fp8_flops, "fp4": self.peak_fp4_flops}.get(weight_dtype, 0.0)
         return own or self.peak_flops
 
@@ -341,6 +347,7 @@ def _pass_s(
     attn_p = m.attn_params + (st.attn_in - 1) * m.attn_input_params
     split = st.attn * attn_p + st.dense * 3 * m.hidden * st.mlp_width + st.moe * m.moe_fixed_params + st.extra
     head = m.head_params if st.head else 0
+    head_bytes = wb if dep.weight_dtype == "fp32" else ACTIVATION_BYTES  # the LM head stays bf16 (fp32 on CPUs)
     # routed experts on the busiest GPU: distinct experts its share of the tokens hits, and those tokens
     if st.moe and dep.ep > 1:
         group = np.asarray(tokens, float) * dep.ep / dep.gpus
@@ -353,14 +360,15 @@ def _pass_s(
     else:
         touched, expert_flops = 0.0, 0.0
     kv = r * context_len * dep.kv_bytes_per_token(m, st.attn) if st.attn else 0.0
-    weights = (split / dep.tp + st.moe * touched) * wb + head / dep.tp * ACTIVATION_BYTES  # LM head stays bf16
+    weights = (split / dep.tp + st.moe * touched) * wb + head / dep.tp * head_bytes
     attended = decode * m.attended(context_len, st.attn) + prefill * m.attended(prefill_context, st.attn)
     attn_flops = attended * m.attn_flops_per_attended / dep.tp
     matmul = 2.0 * (_padded(b, kn.token_tile) * split + _padded(decode, kn.token_tile) * head) / dep.tp
     matmul = matmul + st.moe * expert_flops
     t_mem = (weights + kv) / (hw.mem_bw * kn.bw_efficiency)
+    attn_peak = hw.peak_fp32_flops if dep.kv_dtype == "fp32" else hw.peak_flops
     t_cmp = matmul / (hw.matmul_peak(dep.weight_dtype) * kn.flops_efficiency) + attn_flops / (
-        hw.peak_flops * kn.flops_efficiency
+        attn_peak * kn.flops_efficiency
     )
     t = np.maximum(t_mem, t_cmp) + overhead_s
     if dep.tp > 1:  # all-reduce after attention and after every MLP the TP group shares
