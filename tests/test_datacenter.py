@@ -108,42 +108,12 @@ def test_expert_parallel_shards_experts_and_pays_all_to_all():
 def test_deployments_that_cannot_hold_the_model_are_refused(tmp_path):
     r = run("profile", "--roofline", "H800", "--target", "v4-flash-like", "--context", 4096, "-o", tmp_path / "a.json")
     assert r.exit_code == 2 and "does not fit on 1 x H800" in r.output and "Traceback" not in r.output
-    # DeepSeek-V3 in its own fp8 needs more than 8 x 80 GB
-    r = run(
-        "profile",
-        "--roofline",
-        "H800",
-        "--target",
-        "deepseek-v3",
-        "--gpus",
-        8,
-        "--dp",
-        8,
-        "--ep",
-        8,
-        "-o",
-        tmp_path / "b.json",
-    )
+    # DeepSeek-V3 in its own fp8 needs more than 8 x 80 GB; 8 x 141 GB hold it
+    ep8 = ("--target", "deepseek-v3", "--gpus", 8, "--dp", 8, "--ep", 8)
+    r = run("profile", "--roofline", "H800", *ep8, "-o", tmp_path / "b.json")
     assert r.exit_code == 2 and "does not fit on 8 x H800" in r.output
-    r = run(
-        "profile",
-        "--roofline",
-        "H200",
-        "--target",
-        "deepseek-v3",
-        "--gpus",
-        8,
-        "--dp",
-        8,
-        "--ep",
-        8,
-        "-o",
-        tmp_path / "c.json",
-        "--json",
-    )
-    assert (
-        r.exit_code == 0 and json.loads(r.output)["deployment"]["weight_dtype"] == "fp8"
-    )  # from its quantization_config
+    r = run("profile", "--roofline", "H200", *ep8, "-o", tmp_path / "c.json", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["deployment"]["weight_dtype"] == "fp8"  # its quantization_config
     for args, message in [
         (("--target", "llama-3.1-8b", "--tp", 3), "--tp 3 must divide the model's 32 attention heads"),
         (("--target", "llama-3.1-8b", "--ep", 2, "--gpus", 2), "needs a mixture-of-experts model"),
