@@ -19,6 +19,7 @@ from .core.simulator import Scenario, closed_form, simulate
 from .core.traffic import Lengths
 from .errors import InputError
 from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_lengths, read_profile
+from .shipped import resolve_shipped
 from .store import Store, provenance
 
 
@@ -159,6 +160,11 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
     profile = read_profile(cfg.profile)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
     needs_curves = any(METHODS[m].fixed_gamma != 0 for m in cfg.methods if m in METHODS)
+    if needs_curves and not cfg.acceptance and not resolve_shipped(acc_ref, "acceptance", suffix="").exists():
+        raise InputError(
+            f"no acceptance curves ship for {acc_ref}: measure them (dsbench accept) or name some with "
+            "--acceptance (e.g. `--acceptance qwen3-8b`, the paper-derived Qwen3-8B curves; outputs say so)"
+        )
     return profile, (read_acceptance(acc_ref) if needs_curves else []), acc_ref
 
 

@@ -398,3 +398,55 @@ def test_fit_with_the_kv_term_predicts_held_out_points_of_the_simulated_server()
     m, r, b, y = points([24, 48, 96, 160])
     pred = np.array([float(f.round_s(mi, ri, bi)) for mi, ri, bi in zip(m, r, b)])
     assert np.all(np.abs(pred / y - 1) < 0.03), pred / y
+
+
+def test_sliding_window_layers_read_only_their_window(tmp_path):
+    base = json.loads((profiles_dir() / "models" / "qwen3-8b.json").read_text())
+    qwen = {**base, "use_sliding_window": True, "sliding_window": 1024, "max_window_layers": 28}
+    gemma_like = {**base, "sliding_window": 512, "layer_types": ["sliding_attention", "full_attention"] * 18}
+    for name, cfg, window, sliding in (("q", qwen, 1024, 8), ("g", gemma_like, 512, 18)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(cfg))
+        m = read_model_shape(tmp_path / f"{name}.json")
+        assert (m.sliding_window, m.sliding_layers) == (window, sliding)
+        assert float(m.attended(4096)) == (36 - sliding) * 4096 + sliding * window
+    dense = read_model_shape("qwen3-8b")  # use_sliding_window false: every layer reads everything
+    assert dense.sliding_layers == 0 and float(dense.attended(4096)) == 36 * 4096
+
+
+def test_lengths_file_and_its_bad_lines(tmp_path):
+    from dsbench.readers import read_lengths
+
+    good = tmp_path / "lengths.jsonl"
+    good.write_text('{"input_tokens": 1000, "output_tokens": 200}\n{"prompt_tokens": 500, "completion_tokens": 100}\n')
+    lengths = read_lengths(good)
+    assert lengths.summary()["mean_isl"] == 750 and lengths.summary()["requests"] == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"input_tokens": 10, "output_tokens": 5}\n{"input_tokens": 10}\n')
+    r = run("sweep", "--lengths", bad, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "bad.jsonl:2" in r.output and "Traceback" not in r.output
+    r = run("sweep", "--lengths", good, "--isl", 5, "--osl", 5, "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "not both" in r.output
+
+
+def test_a_model_without_shipped_curves_asks_for_them(tmp_path):
+    r = run("profile", "--roofline", "H200", "--target", "qwen3-235b-a22b", "--gpus", 8, "-o", tmp_path / "p.json")
+    assert r.exit_code == 0, r.output
+    r = run("sweep", "--profile", tmp_path / "p.json", "--out", tmp_path / "s")
+    assert r.exit_code == 2 and "no acceptance curves ship for qwen3-235b-a22b" in r.output
+    r = run(
+        "sweep",
+        "--profile",
+        tmp_path / "p.json",
+        "--acceptance",
+        "qwen3-8b",
+        "--levels",
+        6,
+        "--samples",
+        1000,
+        "--methods",
+        "mtp-1,dspark",
+        "--out",
+        tmp_path / "s",
+        "--json",
+    )
+    assert r.exit_code == 0 and json.loads(r.stdout)["inputs"]["acceptance_sources"] == ["paper"]

@@ -168,7 +168,7 @@ def test_interrupted_profile_keeps_measured_points(tiny_config, tmp_path):
         (["--device", "cuda"], "no CUDA device is available"),
         (["--device", "tpu"], "--device must be auto, cpu or cuda"),
         (["--cuda-graph"], "--cuda-graph needs a CUDA device"),
-        (["--dtype", "fp8"], "--dtype must be one of bf16, fp16, fp32"),
+        (["--dtype", "fp8"], "--dtype for a measured profile must be auto, bf16, fp16 or fp32"),
         (["--layers", "1"], "--layers must be >= 2"),
         (["--repeats", "1"], "--repeats must be >= 2"),
         (["--batch-tokens", "x"], "--batch-tokens: expected comma-separated numbers"),

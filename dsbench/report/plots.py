@@ -6,7 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from ..core.frontier import pareto_mask  # noqa: E402
 
 # One colour per method everywhere dsbench draws.
 METHOD_COLORS = {
@@ -31,17 +34,24 @@ def frontier_figure(
     `rows`: dicts with method, tps_user, throughput_tok_s_gpu (ordered by concurrency).
     `best`: per method the chosen point at the SLO ({"tps_user", "throughput"}), starred.
     `gamma_curves`: per method, per draft length tried, [tok/s per user, tok/s per GPU] points
-    (the gamma search's), drawn faintly behind the chosen length's line.
+    (the gamma search's), drawn faintly behind the chosen length's line, with their envelope
+    (the best length at each per-user speed) dashed.
     """
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=110)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for m in methods:
         pts = [r for r in rows if r["method"] == m]
         color = METHOD_COLORS.get(m)
-        for g, curve in (gamma_curves or {}).get(m, {}).items():
+        curves = (gamma_curves or {}).get(m, {})
+        for g, curve in curves.items():
             x, y = zip(*curve)
             ax.plot(x, y, "-", lw=0.7, alpha=0.3, color=color)
             ax.annotate(f"γ{g}", (x[-1], y[-1]), fontsize=6, color=color, alpha=0.6)
+        if curves:  # the envelope: the best draft length at every per-user speed
+            x, y = (np.array(v) for v in zip(*(pt for curve in curves.values() for pt in curve)))
+            keep = pareto_mask(x, y)
+            order = np.argsort(x[keep])
+            ax.plot(x[keep][order], y[keep][order], "--", lw=1.0, alpha=0.7, color=color)
         ax.plot(
             [r["tps_user"] for r in pts],
             [r["throughput_tok_s_gpu"] for r in pts],
