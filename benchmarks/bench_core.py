@@ -71,10 +71,10 @@ def main() -> None:
     exe = shutil.which("dsbench") or sys.executable
     base = [exe] if exe.endswith("dsbench") else [exe, "-m", "dsbench.cli"]
     with tempfile.TemporaryDirectory() as tmp:
-        results["sweep_wall_s"] = wall([*base, "sweep", "--slo", "80", "--quiet", "--out", os.path.join(tmp, "o")])
+        results["sweep_wall_s"] = wall([*base, "sweep", "--slo", "80", "--quiet", "--force", "--out", os.path.join(tmp, "o")])
         doc = json.loads(
             subprocess.run(
-                [*base, "sweep", "--json", "--out", os.path.join(tmp, "o")], check=True, capture_output=True, text=True
+                [*base, "sweep", "--json", "--force", "--out", os.path.join(tmp, "o")], check=True, capture_output=True, text=True
             ).stdout
         )
     results["sweep_levels"] = len(doc["inputs"]["concurrency"])
@@ -91,7 +91,7 @@ def main() -> None:
         )
     print(
         f"dsbench sweep --slo 80: {results['sweep_wall_s']:.2f} s wall, {results['sweep_levels']} concurrency levels "
-        "x 5 methods, "
+        "x 5 methods (gamma searched), "
         f"max Monte-Carlo rel. s.e. {results['sweep_max_rel_se']:.2%}"
     )
     print(f"dsbench --help: {results['help_wall_s']:.2f} s wall")
