@@ -451,6 +451,11 @@ class SweepInputs(Doc):
     capped_by_memory: bool = False
 
 
+def traffic_modelled(inputs: dict) -> str:
+    """What a sweep's traffic model covered, in words (older sweeps: their context alone)."""
+    return "; ".join(inputs.get("modelled") or [f"context {inputs.get('context_len')}"])
+
+
 class SweepDoc(Doc):
     """A sweep (dsbench.sweep/1); `partial: true` while it runs (then only finished methods)."""
 

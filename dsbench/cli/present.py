@@ -86,19 +86,16 @@ def _extrapolation(inp: dict) -> str:
     return ""
 
 
-def _traffic(inp: dict) -> str:
-    """What a sweep's traffic model covered (older sweeps: just their context)."""
-    return "; ".join(inp.get("modelled") or [f"context {inp['context_len']}"])
-
-
 def sweep(s: dict) -> None:
     """`dsbench sweep`: per method, the best throughput at the SLO and what it takes."""
+    from ..documents import traffic_modelled
+
     inp = s["inputs"]
     table = Table(
         title=f"Best throughput at per-user speed >= {s['slo']:g} tok/s  "
         f"({_deployment(inp)}, {inp['model']}, {inp['domain']} traffic)",
         caption=(
-            f"{inp['results_source']} on a {inp['profile_source']} profile ({_traffic(inp)})"
+            f"{inp['results_source']} on a {inp['profile_source']} profile ({traffic_modelled(inp)})"
             + (f" with {', '.join(inp['acceptance_sources'])}-derived acceptance" if inp["acceptance_sources"] else "")
             + "".join(f" ({p} protocol)" for p in inp.get("acceptance_protocols") or [])
             + "; per-user speed = tau / round time; budget = tokens verified per request per round"

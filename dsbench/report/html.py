@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..core.loadstats import request_metrics
-from ..documents import conditional_of, sampling_text
+from ..documents import conditional_of, sampling_text, traffic_modelled
 from ..errors import InputError
 from ..readers import (
     ACCEPTANCE_SCHEMA,
@@ -214,8 +214,14 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
             )
             src = (
                 f"{inp.get('results_source', 'simulated')}: {inp.get('profile_source')} profile "
-                f"({inp.get('device')}, {inp.get('model')}), acceptance "
-                f"{', '.join(inp.get('acceptance_sources') or [])}"
+                f"({inp.get('device')}{' x' + str(inp['gpus']) if inp.get('gpus', 1) > 1 else ''}, "
+                f"{inp.get('model')}; {traffic_modelled(inp)}), "
+                f"acceptance {', '.join(inp.get('acceptance_sources') or [])}"
+                + (
+                    f", gamma the best of {inp['gamma_search'][0]}..{inp['gamma_search'][-1]}"
+                    if inp.get("gamma_search")
+                    else ""
+                )
                 + "".join(f" ({p} protocol)" for p in inp.get("acceptance_protocols") or [])
                 + f", {inp.get('domain')} traffic"
                 + (
