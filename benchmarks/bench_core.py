@@ -71,11 +71,10 @@ def main() -> None:
     exe = shutil.which("dsbench") or sys.executable
     base = [exe] if exe.endswith("dsbench") else [exe, "-m", "dsbench.cli"]
     with tempfile.TemporaryDirectory() as tmp:
-        results["sweep_wall_s"] = wall([*base, "sweep", "--slo", "80", "--quiet", "--force", "--out", os.path.join(tmp, "o")])
+        out = ["--force", "--out", os.path.join(tmp, "o")]
+        results["sweep_wall_s"] = wall([*base, "sweep", "--slo", "80", "--quiet", *out])
         doc = json.loads(
-            subprocess.run(
-                [*base, "sweep", "--json", "--force", "--out", os.path.join(tmp, "o")], check=True, capture_output=True, text=True
-            ).stdout
+            subprocess.run([*base, "sweep", "--json", *out], check=True, capture_output=True, text=True).stdout
         )
     results["sweep_levels"] = len(doc["inputs"]["concurrency"])
     results["sweep_max_rel_se"] = max(p["throughput_rel_se"] for p in doc["frontier"])
