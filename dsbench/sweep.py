@@ -232,6 +232,12 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "profiled_max_requests": int(max(profile.requests)),
             "profile_repairs": [str(r) for r in profile.repairs if r.beyond_spread],
             "profile_repairs_within_spread": sum(not r.beyond_spread for r in profile.repairs),
+            # drafter round times raised so they never fall with more requests or a longer draft
+            "draft_repairs": {
+                name: n
+                for name in cfg.methods
+                if METHODS[name].drafting != "none" and (n := _draft_cost(profile, name).repaired)
+            },
             "results_source": source,
             "fitted_model": cfg.fit,
             "measured_requests": list(_measured_requests(read_fit(cfg.fit))) if cfg.fit else None,

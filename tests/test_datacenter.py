@@ -174,7 +174,16 @@ def _measured(points: list[tuple[int, int, float, float]]) -> dict:
         "model": {"name": "qwen3-8b"},
         "context_len": 1024,
         "points": [{"batch_tokens": b, "requests": r, "step_s": s, "cv": cv} for r, b, s, cv in points],
-        "draft": {"dspark": {"points": [{"requests": r, "gamma": g, "step_s": 1e-3} for r in (1, 8) for g in (1, 7)]}},
+        # R = 8, gamma 7 measured faster than gamma 1: noise the sweep must not extrapolate
+        "draft": {
+            "dspark": {
+                "points": [
+                    {"requests": r, "gamma": g, "step_s": 0.8e-3 if (r, g) == (8, 7) else 1e-3}
+                    for r in (1, 8)
+                    for g in (1, 7)
+                ]
+            }
+        },
     }
 
 
@@ -205,9 +214,30 @@ def test_a_noisy_measured_profile_is_repaired_and_flagged_not_extrapolated_to_no
     assert r.exit_code == 0, r.output
     sw = json.loads(r.stdout)
     assert sw["inputs"]["profile_repairs"] and "R=8 B=8" in sw["inputs"]["profile_repairs"][0]
+    assert sw["inputs"]["draft_repairs"] == {"dspark": 1}
     no_spec = [row for row in sw["frontier"] if row["method"] == "no-spec"]
     assert max(row["tps_user"] for row in no_spec) <= 1 / 0.010  # never faster than one pass at R = 1
     assert all(row["verify_s"] >= 0.010 for row in no_spec)
+    r = run(
+        "sweep",
+        "--profile",
+        tmp_path / "p.json",
+        "--methods",
+        "no-spec,dspark",
+        "--baseline",
+        "no-spec",
+        "--max-concurrency",
+        64,
+        "--levels",
+        4,
+        "--samples",
+        1000,
+        "--gamma",
+        7,
+        "--out",
+        tmp_path / "o2",
+    )
+    assert r.exit_code == 0 and "profile repaired: R=8 B=8" in r.output and "1 dspark drafter time" in r.output
 
 
 def test_profile_layers_refuses_a_deeper_pass_that_is_not_slower(tmp_path, monkeypatch):

@@ -152,6 +152,8 @@ def sweep(s: dict) -> None:
     console.print(table)
     for line in inp.get("profile_repairs") or []:
         err.print(f"[yellow]profile repaired:[/] {line}", highlight=False)
+    for method, n in (inp.get("draft_repairs") or {}).items():
+        err.print(f"[yellow]profile repaired:[/] {n} {method} drafter time(s) raised to stay monotone", highlight=False)
     if inp.get("profile_repairs_within_spread"):
         err.print(
             f"[dim]{inp['profile_repairs_within_spread']} profile point(s) raised within their measured spread "
