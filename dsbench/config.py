@@ -194,12 +194,74 @@ class GateConfig:
             raise InputError("give the candidate results to gate (or --plan to size runs from --baseline)")
 
 
+ROOFLINE_DTYPES = ("bf16", "fp8", "fp4", "int4")  # core.roofline.WEIGHT_DTYPES, without importing numpy
+
+
+# --------------------------------------------------------------------------- deployments
+
+
+@dataclass
+class DeploymentSettings:
+    """The serving instance a roofline models (`profile --roofline`, `sweep --roofline`)."""
+
+    gpus: int | None = setting(
+        None, "GPUs in the serving instance (= tp x dp; default: tp x dp, 1).", panel="Deployment (roofline)"
+    )
+    tp: int | None = setting(
+        None, "Tensor-parallel ranks (default: --gpus / --dp, so --gpus alone means TP).", panel="Deployment (roofline)"
+    )
+    dp: int | None = setting(
+        None, "Data-parallel attention ranks, each serving 1/dp of the requests.", panel="Deployment (roofline)"
+    )
+    ep: int = setting(
+        1,
+        "Expert-parallel ranks the routed experts are split over (1: experts split tp ways).",
+        panel="Deployment (roofline)",
+    )
+    kv_dtype: str = setting("bf16", "KV cache: bf16 or fp8.", panel="Deployment (roofline)")
+    expert_imbalance: float = setting(
+        1.0, "Tokens on the busiest expert-parallel rank over the mean (1: balanced).", panel="Deployment (roofline)"
+    )
+
+    def validate_deployment(self, dtype: str, roofline: bool) -> None:
+        """Every deployment value checked; without a roofline none may be given (one device is measured)."""
+        if not roofline:
+            given = [f for f, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp)) if v is not None]
+            given += [f for f, v, d in (("--ep", self.ep, 1), ("--kv-dtype", self.kv_dtype, "bf16")) if v != d]
+            if given or self.expert_imbalance != 1.0:
+                raise InputError(
+                    f"{', '.join(given) or '--expert-imbalance'}: deployments are modelled, not measured: "
+                    "use them with --roofline GPU"
+                )
+            return
+        for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp), ("--ep", self.ep)):
+            if v is not None and v < 1:
+                raise InputError(f"{flag} must be a whole number >= 1, got {v}")
+        if dtype not in ("auto", *ROOFLINE_DTYPES):
+            raise InputError(f"--dtype with --roofline must be auto or one of {', '.join(ROOFLINE_DTYPES)}")
+        tp, dp = self.parallelism()
+        if self.gpus is not None and tp * dp != self.gpus:
+            raise InputError(f"--gpus {self.gpus} must equal --tp x --dp ({tp} x {dp} = {tp * dp})")
+
+    def parallelism(self) -> tuple[int, int]:
+        """(tp, dp) of the roofline instance from --gpus, --tp, --dp (--gpus alone: all TP)."""
+        g, tp, dp = self.gpus, self.tp, self.dp
+        if tp is None and dp is None:
+            return (g or 1), 1
+        if tp is None:
+            return (max(1, g // dp) if g else 1), dp
+        if dp is None:
+            return tp, (max(1, g // tp) if g else 1)
+        return tp, dp
+
+
 # --------------------------------------------------------------------------- sweep
 
 
 @dataclass
-class SweepConfig:
-    """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names."""
+class SweepConfig(DeploymentSettings):
+    """Inputs of one sweep. `profile`/`acceptance` are paths or shipped names; with `roofline`
+    the profile is modelled in place (as `profile --roofline` would write it)."""
 
     slo: float = setting(80.0, "Per-user speed to promise, tokens/s per user.")
     profile: str = setting(
@@ -207,6 +269,19 @@ class SweepConfig:
         "Profile JSON, or a shipped one by name (h100-qwen3-8b, h200-qwen3-8b, "
         "a100-qwen3-8b, b200-qwen3-8b, mi300x-qwen3-8b, l40s-qwen3-8b).",
         panel="Inputs",
+    )
+    roofline: str | None = setting(
+        None,
+        "Model this GPU (profiles/gpus.json) for --target instead of reading --profile; the deployment "
+        "options apply, and the profile is written beside the sweep.",
+        panel="Inputs",
+    )
+    target: str = setting("qwen3-8b", "Target model config for --roofline (a file or a shipped name).", panel="Inputs")
+    context: int = setting(
+        2048, "Context length (tokens) of every request with --roofline (--isl/--osl replace it).", panel="Inputs"
+    )
+    dtype: str = setting(
+        "auto", "Weights with --roofline: bf16, fp8, fp4 (nvfp4) or int4 (auto: as the config ships).", panel="Inputs"
     )
     acceptance: str | None = setting(
         None, "Acceptance file or directory (default: shipped curves for the profile's model).", panel="Inputs"
@@ -268,6 +343,9 @@ class SweepConfig:
         from .core.methods import METHODS
         from .core.policies import Policy
 
+        self.validate_deployment(self.dtype, self.roofline is not None)
+        if self.roofline is not None and (self.fit or self.context < 1):
+            raise InputError("--roofline models a profile: not with --fit, and --context must be >= 1")
         if not self.slo > 0 or self.slo != self.slo or self.slo == float("inf"):
             raise InputError(f"--slo must be a positive number of tokens/s per user, got {self.slo}")
         if self.domain not in (*DOMAINS, "mix", FIT_DOMAIN):
@@ -304,7 +382,7 @@ DRAFTERS = ("mtp-1", "eagle3", "dflash", "dspark")  # the methods with a drafter
 
 
 @dataclass
-class ProfileConfig:
+class ProfileConfig(DeploymentSettings):
     target: str = setting(
         "qwen3-8b",
         "Target model: a Hugging Face config JSON, model folder, or a shipped config name "
@@ -316,24 +394,6 @@ class ProfileConfig:
         "auto",
         "Weights: measured bf16, fp16 or fp32 (default: bf16 on CUDA, fp32 on CPU); roofline bf16, fp8, fp4 "
         "(nvfp4) or int4 (default: fp8 for a config that ships fp8 weights, else bf16).",
-    )
-    gpus: int | None = setting(
-        None, "GPUs in the serving instance (= tp x dp; default: tp x dp, 1).", panel="Deployment (roofline)"
-    )
-    tp: int | None = setting(
-        None, "Tensor-parallel ranks (default: --gpus / --dp, so --gpus alone means TP).", panel="Deployment (roofline)"
-    )
-    dp: int | None = setting(
-        None, "Data-parallel attention ranks, each serving 1/dp of the requests.", panel="Deployment (roofline)"
-    )
-    ep: int = setting(
-        1,
-        "Expert-parallel ranks the routed experts are split over (1: experts split tp ways).",
-        panel="Deployment (roofline)",
-    )
-    kv_dtype: str = setting("bf16", "KV cache: bf16 or fp8.", panel="Deployment (roofline)")
-    expert_imbalance: float = setting(
-        1.0, "Tokens on the busiest expert-parallel rank over the mean (1: balanced).", panel="Deployment (roofline)"
     )
     device: str = setting("auto", "auto, cpu or cuda[:N].", panel="Measurement")
     batch_tokens: list[int] = setting(
@@ -377,15 +437,9 @@ class ProfileConfig:
     def validate(self) -> None:
         if self.context <= 0:
             raise InputError(f"--context must be a positive number of tokens, got {self.context}")
+        self.validate_deployment(self.dtype, self.roofline is not None)
         if self.roofline is not None:
-            return self._validate_deployment()
-        given = [flag for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp)) if v is not None]
-        given += [flag for flag, v, d in (("--ep", self.ep, 1), ("--kv-dtype", self.kv_dtype, "bf16")) if v != d]
-        if given or self.expert_imbalance != 1.0:
-            raise InputError(
-                f"{', '.join(given) or '--expert-imbalance'}: deployments are modelled, not measured here; "
-                "use them with --roofline GPU (a measured profile is one device)"
-            )
+            return
         if self.dtype not in ("auto", "bf16", "fp16", "fp32"):
             raise InputError(f"--dtype for a measured profile must be auto, bf16, fp16 or fp32, not {self.dtype!r}")
         unknown = [m for m in self.draft if m not in DRAFTERS]
@@ -398,29 +452,6 @@ class ProfileConfig:
         if self.repeats < 2 or self.warmup_passes < 0 or (self.threads is not None and self.threads < 1):
             raise InputError("--repeats must be >= 2, --warmup-passes >= 0 and --threads >= 1")
 
-    def _validate_deployment(self) -> None:
-        for flag, v in (("--gpus", self.gpus), ("--tp", self.tp), ("--dp", self.dp), ("--ep", self.ep)):
-            if v is not None and v < 1:
-                raise InputError(f"{flag} must be a whole number >= 1, got {v}")
-        if self.dtype not in ("auto", *ROOFLINE_DTYPES):
-            raise InputError(f"--dtype with --roofline must be auto or one of {', '.join(ROOFLINE_DTYPES)}")
-        tp, dp = self.parallelism()
-        if self.gpus is not None and tp * dp != self.gpus:
-            raise InputError(f"--gpus {self.gpus} must equal --tp x --dp ({tp} x {dp} = {tp * dp})")
-
-    def parallelism(self) -> tuple[int, int]:
-        """(tp, dp) of the roofline instance from --gpus, --tp, --dp (--gpus alone: all TP)."""
-        g, tp, dp = self.gpus, self.tp, self.dp
-        if tp is None and dp is None:
-            return (g or 1), 1
-        if tp is None:
-            return (max(1, g // dp) if g else 1), dp
-        if dp is None:
-            return tp, (max(1, g // tp) if g else 1)
-        return tp, dp
-
-
-ROOFLINE_DTYPES = ("bf16", "fp8", "fp4", "int4")  # core.roofline.WEIGHT_DTYPES, without importing numpy
 
 # --------------------------------------------------------------------------- accept
 

@@ -123,6 +123,11 @@ def read_profile(path: str | os.PathLike) -> Profile:
     return _parse_profile(json_object(p, "profile"), p)
 
 
+def profile_from(data: dict, where: Path) -> Profile:
+    """A profile document held in memory (a roofline modelled in place), checked as a file would be."""
+    return _parse_profile(data, where)
+
+
 def _parse_profile(data: dict, p: Path) -> Profile:
     from .documents import ProfileDoc, validated
 

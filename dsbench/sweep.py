@@ -18,7 +18,16 @@ from .core.policies import Policy
 from .core.simulator import Scenario, closed_form, simulate
 from .core.traffic import Lengths
 from .errors import InputError
-from .readers import SWEEP_SCHEMA, Acceptance, Profile, read_acceptance, read_fit, read_lengths, read_profile
+from .readers import (
+    SWEEP_SCHEMA,
+    Acceptance,
+    Profile,
+    profile_from,
+    read_acceptance,
+    read_fit,
+    read_lengths,
+    read_profile,
+)
 from .shipped import resolve_shipped
 from .store import Store, provenance
 
@@ -157,7 +166,7 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
         if cfg.acceptance:
             return fitted.profile, read_acceptance(cfg.acceptance), cfg.acceptance
         return fitted.profile, fitted.acceptance, str(fitted.path)
-    profile = read_profile(cfg.profile)
+    profile = read_profile(cfg.profile) if cfg.roofline is None else modelled_profile(cfg)
     acc_ref = cfg.acceptance or str(profile.model.get("name", ""))
     needs_curves = any(METHODS[m].fixed_gamma != 0 for m in cfg.methods if m in METHODS)
     if needs_curves and not cfg.acceptance and not resolve_shipped(acc_ref, "acceptance", suffix="").exists():
@@ -166,6 +175,14 @@ def load_inputs(cfg: SweepConfig) -> tuple[Profile, list[Acceptance], str]:
             "--acceptance (e.g. `--acceptance qwen3-8b`, the paper-derived Qwen3-8B curves; outputs say so)"
         )
     return profile, (read_acceptance(acc_ref) if needs_curves else []), acc_ref
+
+
+def modelled_profile(cfg: SweepConfig) -> Profile:
+    """`--roofline GPU --target MODEL`: the profile `dsbench profile --roofline` would write."""
+    from .profile.run import roofline_document
+
+    doc = roofline_document(cfg)
+    return profile_from(doc, Path(f"roofline {cfg.roofline} x{doc['device']['gpus']} {cfg.target}"))
 
 
 def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store | None = None) -> SweepResult:
@@ -244,6 +261,9 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
         },
     }
     measured_max = summary["inputs"]["measured_requests"][1] if cfg.fit else None
+    if cfg.roofline is not None and store is not None:  # what the sweep ran on, to reread or re-sweep
+        summary["inputs"]["profile"] = str(store.document("profile.json", profile.raw, "ProfileDoc"))
+        summary["inputs"]["profile_written"] = True
     rows: list[dict] = []
     gamma_curves: dict[str, dict[int, list]] = {}
     for name in cfg.methods:
@@ -382,6 +402,8 @@ def save(result: SweepResult, store: Store) -> list[Path]:
     s = result.summary
     paths = save_json(store, s, result.rows)
     inp = s["inputs"]
+    if inp.get("profile_written"):
+        paths.append(Path(inp["profile"]))
     title = f"Throughput vs per-user speed — {inp['device']} x{inp['gpus']}, {inp['model']}, {inp['domain']} traffic"
     dep = inp.get("deployment") or {}
     if dep and (inp["gpus"] > 1 or dep.get("ep", 1) > 1):

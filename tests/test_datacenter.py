@@ -480,3 +480,21 @@ def test_a_model_without_shipped_curves_asks_for_them(tmp_path):
         "--json",
     )
     assert r.exit_code == 0 and json.loads(r.stdout)["inputs"]["acceptance_sources"] == ["paper"]
+
+
+def test_sweep_models_a_roofline_in_place_as_profile_would(tmp_path):
+    dep = ("--target", "qwen3-30b-a3b", "--gpus", 2, "--ep", 2, "--dp", 2, "--context", 4096)
+    r = run("profile", "--roofline", "H100", *dep, "-o", tmp_path / "p.json")
+    assert r.exit_code == 0, r.output
+    common = ("--acceptance", "qwen3-8b", "--methods", "mtp-1,dspark", "--levels", 6, "--samples", 1000, "--json")
+    a = run("sweep", "--profile", tmp_path / "p.json", *common, "--out", tmp_path / "a")
+    b = run("sweep", "--roofline", "H100", *dep, *common, "--out", tmp_path / "b")
+    assert a.exit_code == 0 and b.exit_code == 0, b.output
+    rows = lambda r: [
+        (x["method"], x["concurrency"], x["throughput_tok_s_gpu"]) for x in json.loads(r.stdout)["frontier"]
+    ]  # noqa: E731
+    assert rows(a) == rows(b)
+    written = json.loads((tmp_path / "b" / "profile.json").read_text())
+    assert written["deployment"] == json.loads((tmp_path / "p.json").read_text())["deployment"]
+    r = run("sweep", "--ep", 2, "--out", tmp_path / "c")
+    assert r.exit_code == 2 and "use them with --roofline GPU" in r.output

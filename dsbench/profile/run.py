@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ProfileConfig, Progress
+from ..config import ProfileConfig, Progress, SweepConfig
 from ..store import Store
 
 
@@ -13,13 +13,14 @@ def run_profile(cfg: ProfileConfig, progress: Progress | None = None, store: Sto
     """The profile document; with a store, profile.json is rewritten after every measured point."""
     cfg.validate()
     if cfg.roofline is not None:
-        return _roofline(cfg)
+        return roofline_document(cfg)
     from .measure import measured_profile
 
     return measured_profile(cfg, progress, (lambda doc: save(doc, store)) if store is not None else None)
 
 
-def _roofline(cfg: ProfileConfig) -> dict:
+def roofline_document(cfg: ProfileConfig | SweepConfig) -> dict:
+    """The roofline profile document of `cfg.target` on `cfg.roofline` in cfg's deployment."""
     from ..core.roofline import Deployment
     from ..shipped import read_gpu, read_model_shape, shipped_weight_dtype
     from .roofline import roofline_profile
