@@ -224,40 +224,14 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
             "verify_budget": "tokens verified per request per round (1 + l)",
         },
         "inputs": {
-            "profile": str(profile.path),
-            "profile_source": profile.source,
-            "device": profile.device.get("name"),
-            "gpus": gpus,
-            "deployment": profile.raw.get("deployment"),
-            "model": profile.model.get("name"),
-            "context_len": round(context) if context is not None else profile.context_len,
-            **_traffic_summary(lengths, profile, cfg),
-            "acceptance": acc_ref,
-            "acceptance_sources": sorted({c.source for c in curves}),
-            # which accept protocol measured them (dsbench's own or DeepSpec's; deepspec-compat)
-            "acceptance_protocols": sorted({str(c.raw["protocol"]) for c in curves if c.raw.get("protocol")}),
-            "domain": cfg.domain,
-            "gamma": cfg.gamma,
+            **_inputs(cfg, profile, curves, acc_ref, lengths),
             "gamma_search": searched,
             "policy": str(policy),
-            "seed": cfg.seed,
-            "samples_per_point": cfg.samples,
             "concurrency": [int(c) for c in grid],
             "max_concurrency_requested": max_c,
             "max_concurrency_memory": memory_cap,
             "capped_by_memory": capped,
-            "profiled_max_requests": int(max(profile.requests)),
-            "profile_repairs": [str(r) for r in profile.repairs if r.beyond_spread],
-            "profile_repairs_within_spread": sum(not r.beyond_spread for r in profile.repairs),
-            # drafter round times raised so they never fall with more requests or a longer draft
-            "draft_repairs": {
-                name: n
-                for name in cfg.methods
-                if METHODS[name].drafting != "none" and (n := _draft_cost(profile, name).repaired)
-            },
             "results_source": source,
-            "fitted_model": cfg.fit,
-            "measured_requests": list(_measured_requests(read_fit(cfg.fit))) if cfg.fit else None,
         },
     }
     measured_max = summary["inputs"]["measured_requests"][1] if cfg.fit else None
@@ -325,8 +299,43 @@ def run_sweep(cfg: SweepConfig, progress: Progress | None = None, store: Store |
     base = methods_summary[cfg.baseline]
     for s in methods_summary.values():
         s["ratio"] = s["throughput"] / base["throughput"] if s["feasible"] and base["feasible"] else None
+        s.setdefault("throughput", None)
     summary["gamma_curves"] = gamma_curves
     return SweepResult(summary, rows)
+
+
+def _inputs(cfg: SweepConfig, profile: Profile, curves: list[Acceptance], acc_ref: str, lengths) -> dict:
+    """What a sweep ran on: profile, deployment, traffic, acceptance, repairs (sweep.json's `inputs`)."""
+    context = lengths.inflight_context if lengths is not None else None
+    return {
+        "profile": str(profile.path),
+        "profile_source": profile.source,
+        "device": profile.device.get("name"),
+        "gpus": profile.gpus,
+        "deployment": profile.raw.get("deployment"),
+        "model": profile.model.get("name"),
+        "context_len": round(context) if context is not None else profile.context_len,
+        **_traffic_summary(lengths, profile, cfg),
+        "acceptance": acc_ref,
+        "acceptance_sources": sorted({c.source for c in curves}),
+        # which accept protocol measured them (dsbench's own or DeepSpec's; deepspec-compat)
+        "acceptance_protocols": sorted({str(c.raw["protocol"]) for c in curves if c.raw.get("protocol")}),
+        "domain": cfg.domain,
+        "gamma": cfg.gamma,
+        "seed": cfg.seed,
+        "samples_per_point": cfg.samples,
+        "profiled_max_requests": int(max(profile.requests)),
+        "profile_repairs": [str(r) for r in profile.repairs if r.beyond_spread],
+        "profile_repairs_within_spread": sum(not r.beyond_spread for r in profile.repairs),
+        # drafter round times raised so they never fall with more requests or a longer draft
+        "draft_repairs": {
+            name: n
+            for name in cfg.methods
+            if METHODS[name].drafting != "none" and (n := _draft_cost(profile, name).repaired)
+        },
+        "fitted_model": cfg.fit,
+        "measured_requests": list(_measured_requests(read_fit(cfg.fit))) if cfg.fit else None,
+    }
 
 
 def _best_gamma(cfg: SweepConfig, name: str, gammas: list[int], inputs: tuple, grid, progress):
