@@ -579,7 +579,24 @@ class LoadConfig:
         panel="Load",
     )
     api: str = setting("chat", "chat (/v1/chat/completions) or completions (/v1/completions).", panel="Load")
-    arrival_seed: int = setting(0, "Seed of the Poisson arrivals.", panel="Load")
+    arrival_seed: int = setting(0, "Seed of the open-loop arrivals.", panel="Load")
+    burstiness: float = setting(
+        1.0,
+        "Gamma shape of open-loop inter-arrival gaps: 1 Poisson, below 1 bursty, above 1 regular "
+        "(vLLM's --burstiness).",
+        panel="Load",
+    )
+    ramp_up_s: float = setting(
+        0.0,
+        "Seconds over which each point's load climbs to its level (closed loop: workers start one by one; "
+        "open loop: the rate rises linearly); at most --warmup-s, so the window sees the full load.",
+        panel="Load",
+    )
+    prompt_seed: int = setting(
+        0,
+        "Seed of the prompt order (every prompt once per pass, shuffled); negative: cycle in file order.",
+        panel="Load",
+    )
     workers: int = setting(
         1,
         "Client processes per load point (needs --duration-s); for loads one process cannot time accurately.",
@@ -669,6 +686,11 @@ class LoadConfig:
             )
         if self.slo is not None and not self.slo > 0:
             raise InputError(f"--slo must be positive, got {self.slo}")
+        if not self.burstiness > 0 or not 0 <= self.ramp_up_s <= self.warmup_s:
+            raise InputError(
+                f"--burstiness must be > 0 and --ramp-up-s between 0 and --warmup-s ({self.warmup_s}); "
+                f"got {self.burstiness} and {self.ramp_up_s}"
+            )
 
     def sampling(self):
         from .documents import Sampling
@@ -691,6 +713,9 @@ class LoadConfig:
             warmup_s=self.warmup_s,
             drain_s=drain,
             seed=self.arrival_seed,
+            burstiness=self.burstiness,
+            ramp_up_s=self.ramp_up_s,
+            prompt_seed=self.prompt_seed if self.prompt_seed >= 0 else None,
         )
         return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [
             PointPlan(rate=r, **common) for r in self.rates

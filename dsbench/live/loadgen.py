@@ -1,4 +1,5 @@
-"""Load generation for one load point: closed-loop concurrency or open-loop Poisson arrivals.
+"""Load generation for one load point: closed-loop concurrency or open-loop arrivals (Poisson or
+bursty, optionally ramped up), prompts drawn in a seeded order.
 
 The steady-state window opens `warmup` seconds after the first request and closes when the load
 stops being what was asked for: for a closed loop, the first time a worker finds no more work
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from ..core.arrivals import poisson_arrivals
+from ..core.arrivals import arrivals, prompt_order
 from . import prom
 from .client import RequestRecord, build_payload, stream_request
 
@@ -32,6 +33,9 @@ class PointPlan:
     warmup_s: float = 1.0
     drain_s: float = 30.0  # after the window closes, wait this long for in-flight requests, then cancel them
     seed: int = 0
+    burstiness: float = 1.0  # Gamma shape of open-loop gaps (1: Poisson; core.arrivals)
+    ramp_up_s: float = 0.0  # seconds over which the load climbs to its level
+    prompt_seed: int | None = 0  # seeded prompt order (None: cycle in file order)
 
     @property
     def label(self) -> str:
@@ -98,6 +102,7 @@ class _Window:
         self.on_record, self.on_progress = on_record, on_progress
         self.run = PointRun(spec, t0_ns=start_ns + int(spec.warmup_s * 1e9))
         self.closed = asyncio.Event()
+        self.prompt_index = prompt_order(len(prompts), spec.prompt_seed)
         self.issued = self.done = self.refused_in_a_row = 0
         self.give_up_after = max(10, 2 * (spec.concurrency or 1))
 
@@ -120,12 +125,12 @@ class _Window:
             point=spec.label,
             scheduled_ns=scheduled_ns,
             max_tokens=self.target.max_tokens,
-            domain=getattr(self.prompts[i % len(self.prompts)], "domain", None),
+            domain=getattr(self.prompts[self.prompt_index(i)], "domain", None),
         )
 
     async def send(self, rec: RequestRecord) -> None:
         t = self.target
-        p = self.prompts[rec.id % len(self.prompts)]
+        p = self.prompts[self.prompt_index(rec.id)]
         payload = build_payload(t.model, getattr(p, "text", p), t.max_tokens, t.api, t.extra_body, t.continuous_usage)
         try:
             await stream_request(self.client, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
@@ -144,21 +149,25 @@ class _Window:
             self.closed.set()
 
     async def closed_loop(self) -> list[asyncio.Task]:
-        """C workers, each sending its next request when the last one ends; the window closes
-        when the first finds no more work (from then on fewer than C are in flight)."""
+        """C workers, each sending its next request when the last one ends (with a ramp-up, worker
+        k starts k / C of the way through it); the window closes when the first finds no more work
+        (from then on fewer than C are in flight)."""
+        c = self.spec.concurrency
 
-        async def worker() -> None:
+        async def worker(k: int) -> None:
+            await asyncio.sleep(self.spec.ramp_up_s * k / c)
             while (rec := self.next_request(time.monotonic_ns())) is not None:
                 await self.send(rec)
             self.close()
 
-        return [asyncio.create_task(worker()) for _ in range(self.spec.concurrency)]
+        return [asyncio.create_task(worker(k)) for k in range(c)]
 
     async def open_loop(self) -> list[asyncio.Task]:
-        """Requests at Poisson arrival times drawn up front (core.arrivals); the window closes at the
-        last arrival."""
+        """Requests at arrival times drawn up front (core.arrivals: Poisson, or bursty Gamma gaps,
+        ramped); the window closes at the last arrival."""
         spec, tasks = self.spec, []
-        for t in poisson_arrivals(spec.rate, spec.seed, spec.requests, None if spec.requests else spec.duration_s):
+        duration = None if spec.requests else spec.duration_s
+        for t in arrivals(spec.rate, spec.seed, spec.requests, duration, spec.burstiness, spec.ramp_up_s):
             scheduled = self.start_ns + int(t * 1e9)
             await asyncio.sleep(max(0.0, (scheduled - time.monotonic_ns()) / 1e9))
             rec = self.next_request(scheduled)
