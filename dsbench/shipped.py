@@ -186,12 +186,66 @@ WORKLOADS_DIR_NAME = "workloads"
 @dataclass
 class Prompt:
     text: str
-    domain: str
+    domain: str  # the set it came from (file name, or the line's "domain")
+    category: str | None = None  # Spec-Bench / SPEED-Bench's per-line "category", where given
+
+
+# Words that common BPE vocabularies (Llama, Qwen, GPT) encode as one token each with their leading
+# space, so a synthetic prompt of N of them is close to N tokens; the server's usage says exactly.
+_SYNTHETIC_WORDS = (
+    "the of and to in is that it for was on are as with his they be at one have this from or had by "
+    "not word but what some we can out other were all there when up use your how said an each she "
+    "which do their time if will way about many then them write would like so these her long make "
+    "thing see him two has look more day could go come did number sound no most people my over know "
+    "water than call first who may down side been now find any new work part take get place made "
+    "live where after back little only round man year came show every good me give our under name "
+    "very through just form great think say help low line differ turn cause much mean before move "
+    "right boy old too same tell does set three want air well also play small end put home read hand"
+).split()
+
+
+def synthetic_prompts(tokens: int, count: int = 64, seed: int = 0) -> list[Prompt]:
+    """`count` prompts of `tokens` seeded random common words (about one token each), domain
+    `synthetic-N`: `--workload synthetic:N` (with --max-tokens and --ignore-eos for the output)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, tokens])
+    words = np.array(_SYNTHETIC_WORDS)
+    return [Prompt(" ".join(rng.choice(words, size=tokens)), f"synthetic-{tokens}") for _ in range(count)]
+
+
+def _sharegpt(p: Path) -> list[Prompt]:
+    """ShareGPT's JSON list of {"conversations": [{"from": "human", "value": ...}, ...]}: each
+    conversation's first human turn."""
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"{p}: not valid JSON ({e.msg})") from None
+    if not isinstance(data, list):
+        raise InputError(f'{p}: expected a ShareGPT list of {{"conversations": [...]}}')
+    prompts = []
+    for i, conv in enumerate(data):
+        turns = conv.get("conversations") if isinstance(conv, dict) else None
+        if not isinstance(turns, list):
+            raise InputError(f"{p}: item {i} has no 'conversations' list")
+        first = next(
+            (t.get("value") for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")), None
+        )
+        if isinstance(first, str) and first.strip():
+            prompts.append(Prompt(first, p.stem))
+    return prompts
 
 
 def read_workload(ref: str | os.PathLike) -> list[Prompt]:
-    """Prompts from a JSONL file: `{"prompt", "domain"?}` lines, or DeepSpec's `{"turns": [...]}`
-    (first turn, domain = file name). A shipped set may be named: math, code, chat."""
+    """Prompts from a JSONL file: `{"prompt", "domain"?}` lines, or `{"turns": [...]}` as DeepSpec,
+    Spec-Bench and SPEED-Bench (exported to JSONL) write them (first turn; domain = the file name,
+    category = the line's `category`); a ShareGPT `.json`; `synthetic:N` (seeded prompts of about N
+    tokens). A shipped set may be named: math, code, chat."""
+    if str(ref).startswith("synthetic:"):
+        n = str(ref).split(":", 1)[1]
+        if not n.isdigit() or int(n) < 1:
+            raise InputError(f"workload {ref!r}: synthetic:N takes a whole number of prompt tokens >= 1")
+        return synthetic_prompts(int(n))
     p = Path(ref)
     if not p.exists():
         shipped = Path(__file__).resolve().parent.parent / WORKLOADS_DIR_NAME / f"{ref}.jsonl"
@@ -199,6 +253,15 @@ def read_workload(ref: str | os.PathLike) -> list[Prompt]:
         p = next((c for c in (shipped, packaged) if c.exists()), p)
     if not p.exists():
         raise InputError(f"workload file not found: {ref}")
+    if p.suffix == ".json":
+        prompts = _sharegpt(p)
+        if not prompts:
+            raise InputError(f"{p}: no prompts")
+        return prompts
+    if p.suffix == ".parquet":
+        raise InputError(
+            f"{p}: export parquet to JSONL first (pandas.read_parquet(f).to_json(out, orient='records', lines=True))"
+        )
     prompts = []
     for i, line in enumerate(p.read_text().splitlines(), 1):
         if not line.strip():
@@ -215,7 +278,8 @@ def read_workload(ref: str | os.PathLike) -> list[Prompt]:
             and obj["turns"]
             and isinstance(obj["turns"][0], str)
         ):
-            prompts.append(Prompt(obj["turns"][0], p.stem))
+            category = obj.get("category")
+            prompts.append(Prompt(obj["turns"][0], p.stem, str(category) if category else None))
         else:
             raise InputError(f'{p}:{i}: expected {{"prompt": str}} or {{"turns": [str, ...]}}')
     if not prompts:

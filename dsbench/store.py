@@ -117,10 +117,12 @@ class LoadWriter:
         store.claim("load.json")
         requests.unlink(missing_ok=True)  # only reached when there was none, or --force replaces it
         store.path("load.json").unlink(missing_ok=True)
-        requests.parent.mkdir(parents=True, exist_ok=True)
-        self._requests = open(requests, "a", buffering=1)
+        self._path, self._requests = requests, None  # opened by the first request: a refused run leaves nothing
 
     def request(self, rec: dict) -> None:
+        if self._requests is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            self._requests = open(self._path, "a", buffering=1)
         self._requests.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
     def point(self, label: str, summary: dict, request_rows: list[dict]) -> None:
@@ -135,4 +137,5 @@ class LoadWriter:
         return self.store.document("load.json", {**doc, "schema": LOAD_SCHEMA}, "LoadRun")
 
     def close(self) -> None:
-        self._requests.close()
+        if self._requests is not None:
+            self._requests.close()

@@ -127,3 +127,63 @@ def test_load_shapes_against_the_simulated_server(tmp_path):
 def test_bad_load_shapes_are_one_line(tmp_path, args, message):
     r = _load("http://127.0.0.1:9", tmp_path, "--workload", "math", "--requests", "3", *args)
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_benchmark_layouts_and_synthetic_prompts_reach_a_real_server(tmp_path):
+    """ShareGPT (.json), Spec-Bench / SPEED-Bench ({"turns", "category"} JSONL) and synthetic:N
+    prompts, sent to `dsbench serve --sim`: every request carries its prompt's category as its
+    domain, and a synthetic prompt is N words."""
+    sharegpt = tmp_path / "sharegpt.json"
+    sharegpt.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "a",
+                    "conversations": [{"from": "human", "value": "Write a haiku."}, {"from": "gpt", "value": "..."}],
+                },
+                {
+                    "id": "b",
+                    "conversations": [{"from": "system", "value": "x"}, {"from": "human", "value": "Sum 2+2."}],
+                },
+            ]
+        )
+    )
+    spec = tmp_path / "question.jsonl"
+    spec.write_text(
+        "".join(
+            json.dumps({"question_id": i, "category": c, "turns": [f"Question {i}?", "follow-up"]}) + "\n"
+            for i, c in enumerate(["translation", "rag", "math_reasoning"])
+        )
+    )
+    assert [p.text for p in read_workload(sharegpt)] == ["Write a haiku.", "Sum 2+2."]
+    assert [p.category for p in read_workload(spec)] == ["translation", "rag", "math_reasoning"]
+    synthetic = read_workload("synthetic:32")
+    assert len(synthetic) == 64 and all(len(p.text.split()) == 32 for p in synthetic)
+    assert synthetic[0].text == read_workload("synthetic:32")[0].text  # seeded
+    with sim_server("--time-scale", "0.2") as (url, _):
+        r = _load(
+            url,
+            tmp_path / "o",
+            "--concurrency",
+            "2",
+            "--requests",
+            "10",
+            "--warmup-s",
+            "0",
+            "--workload",
+            sharegpt,
+            "--workload",
+            spec,
+            "--workload",
+            "synthetic:32",
+            "--ignore-eos",
+        )
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in (tmp_path / "o" / "requests.jsonl").read_text().splitlines()]
+    assert {x["domain"] for x in recs} <= {"sharegpt", "translation", "rag", "math_reasoning", "synthetic-32"}
+    assert all(x["error"] is None and x["prompt_tokens"] for x in recs)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"not": "a list"}))
+    for workload, message in ((bad, "expected a ShareGPT list"), ("synthetic:x", "synthetic:N takes a whole number")):
+        r = _load(url, tmp_path / "p", "--concurrency", "1", "--requests", "1", "--workload", workload)
+        assert r.exit_code == 2 and message in r.output

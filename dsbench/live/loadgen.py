@@ -81,6 +81,11 @@ class Target:
         return self.url.rstrip("/") + ("/v1/chat/completions" if self.api == "chat" else "/v1/completions")
 
 
+def _domain(prompt) -> str | None:
+    """What a request's figures are grouped by: a benchmark line's category, else its set."""
+    return getattr(prompt, "category", None) or getattr(prompt, "domain", None)
+
+
 class _Window:
     """One load point in flight: issues requests (closed loop or Poisson), keeps the steady-state
     window (opens `warmup_s` after the start, closes when the load stops being what was asked
@@ -125,7 +130,7 @@ class _Window:
             point=spec.label,
             scheduled_ns=scheduled_ns,
             max_tokens=self.target.max_tokens,
-            domain=getattr(self.prompts[self.prompt_index(i)], "domain", None),
+            domain=_domain(self.prompts[self.prompt_index(i)]),
         )
 
     async def send(self, rec: RequestRecord) -> None:
