@@ -628,6 +628,8 @@ class LoadConfig:
     timeout_s: float = setting(60.0, "Seconds without data before a request counts as timed out.")
     gpus: int = setting(1, "GPUs behind the server, for per-GPU throughput.")
     slo: float | None = setting(None, "Per-user speed SLO (tok/s) for goodput.")
+    slo_ttft_s: float | None = setting(None, "TTFT SLO (seconds) for goodput: requests must meet every SLO given.")
+    slo_tpot_s: float | None = setting(None, "TPOT SLO (seconds per token) for goodput.")
     method: str | None = setting(
         None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`."
     )
@@ -684,8 +686,9 @@ class LoadConfig:
             raise InputError(
                 "--workers must be >= 1, and more than one worker needs --duration-s (the window must end on time)"
             )
-        if self.slo is not None and not self.slo > 0:
-            raise InputError(f"--slo must be positive, got {self.slo}")
+        for flag, v in (("--slo", self.slo), ("--slo-ttft-s", self.slo_ttft_s), ("--slo-tpot-s", self.slo_tpot_s)):
+            if v is not None and not v > 0:
+                raise InputError(f"{flag} must be positive, got {v}")
         if not self.burstiness > 0 or not 0 <= self.ramp_up_s <= self.warmup_s:
             raise InputError(
                 f"--burstiness must be > 0 and --ramp-up-s between 0 and --warmup-s ({self.warmup_s}); "

@@ -125,7 +125,11 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: st
             "the point ended before --warmup did: the window is the whole point, warm-up included "
             "(lengthen --duration/--requests or shorten --warmup)"
         )
-    s.update(summarise(records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency))
+    s.update(
+        summarise(
+            records, t0, max(run.t1_ns, t0 + 1), cfg.slo, cfg.gpus, run.spec.concurrency, cfg.slo_ttft_s, cfg.slo_tpot_s
+        )
+    )
     spec, counters = spec_window(run, engine, s, records)
     s["spec"] = spec.model_dump()
     s["uncertainty"]["tau"] = vars(

@@ -221,3 +221,20 @@ def test_a_load_point_written_before_the_rename_reads_under_the_new_name():
 
     point = LoadPoint.model_validate({"label": "c=1", "request_throughput_s": 2.5}).model_dump(by_alias=True)
     assert point["request_throughput_req_s"] == 2.5 and "request_throughput_s" not in point
+
+
+def test_goodput_counts_requests_meeting_every_slo_given():
+    """Four requests (TTFT 0.1, 0.1, 0.5, 0.5 s; per-user speed 90, 10, 90, 10 tok/s): per-user
+    speed >= 20 alone passes half, TTFT <= 0.2 s alone half, both together a quarter; goodput is the
+    request rate times the joint attainment."""
+    recs = [
+        _rec(0.0, [ttft, ttft + 9 / speed], [1, 9], 10)
+        for ttft, speed in ((0.1, 90.0), (0.1, 10.0), (0.5, 90.0), (0.5, 10.0))
+    ]
+    s = summarise(recs, 0, int(2e9), slo=20, ttft_slo_s=0.2)
+    assert s["slo_attainment_tps_user"] == 0.5 and s["slo_attainment_ttft_s"] == 0.5
+    assert s["slo_attainment"] == 0.25
+    assert s["goodput_requests_s"] == pytest.approx(s["request_throughput_req_s"] * 0.25)
+    t = summarise(recs, 0, int(2e9), tpot_slo_s=0.05)  # TPOT 1/90 and 1/10 s
+    assert t["slo_attainment"] == 0.5 and t["slo"] is None
+    assert "slo_attainment" not in summarise(recs, 0, int(2e9))

@@ -273,6 +273,8 @@ def load_point(s: dict) -> str:
         line += f", {s['requests_cancelled']} cancelled at the drain time"
     if s.get("output_tok_s"):
         line += f"; {s['output_tok_s']:.0f} tok/s, {fmt(s.get('tps_user_mean'), '.1f')} tok/s/user"
+    if s.get("slo_attainment") is not None:
+        line += f"; {s['slo_attainment']:.0%} meet the SLO, goodput {fmt(s.get('goodput_requests_s'), '.2f')} req/s"
     return line
 
 

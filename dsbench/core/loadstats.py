@@ -113,12 +113,21 @@ def latency_pool(records: list[dict], t0_ns: int) -> tuple[list[dict], str | Non
 
 
 def summarise(
-    records: list[dict], t0_ns: int, t1_ns: int, slo: float | None = None, gpus: int = 1, concurrency: int | None = None
+    records: list[dict],
+    t0_ns: int,
+    t1_ns: int,
+    slo: float | None = None,
+    gpus: int = 1,
+    concurrency: int | None = None,
+    ttft_slo_s: float | None = None,
+    tpot_slo_s: float | None = None,
 ) -> dict:
     """Figures of one load point; [t0_ns, t1_ns] is its steady-state window.
 
     Request rate and goodput are completed requests over the run (first send to last
     completion), as vLLM's benchmark counts them; `*_window` figures count the window only.
+    Goodput counts the requests meeting every SLO given: per-user speed >= `slo` (tok/s), TTFT
+    <= `ttft_slo_s`, TPOT <= `tpot_slo_s` (seconds); each one's attainment is kept too.
     """
     window_s = (t1_ns - t0_ns) / NS
     errors: dict[str, int] = {}
@@ -181,15 +190,29 @@ def summarise(
     lags = np.concatenate([np.asarray(r["chunk_lag_s"]) for r in records if r.get("chunk_lag_s")] or [np.zeros(0)])
     if len(lags):  # server-stamped chunks: how late the client saw them (its timing error)
         out["client_lag_s_p50"], out["client_lag_s_p99"] = _pct(lags, 50), _pct(lags, 99)
-    if slo is not None:
-        good = int((tps >= slo).sum())
-        out["slo"] = slo
-        out["slo_attainment"] = good / len(tps) if len(tps) else None
-        out["goodput_requests_s"] = (
-            out["request_throughput_req_s"] * out["slo_attainment"]
-            if out["request_throughput_req_s"] is not None and out["slo_attainment"] is not None
-            else None
-        )
+    out.update(_goodput(derived, out["request_throughput_req_s"], slo, ttft_slo_s, tpot_slo_s))
+    return out
+
+
+def _goodput(derived: list[dict], rate: float | None, slo, ttft_slo_s, tpot_slo_s) -> dict:
+    """SLO attainment (each SLO alone, and all together) over the requests that have every figure
+    the given SLOs judge, and goodput = request rate x joint attainment."""
+    checks = {
+        "tps_user": (slo, lambda v, lim: v >= lim),
+        "ttft_s": (ttft_slo_s, lambda v, lim: v <= lim),
+        "tpot_s": (tpot_slo_s, lambda v, lim: v <= lim),
+    }
+    given = {k: c for k, c in checks.items() if c[0] is not None}
+    if not given:
+        return {}
+    judged = [d for d in derived if all(d[k] is not None for k in given)]
+    out = {"slo": slo, "slo_ttft_s": ttft_slo_s, "slo_tpot_s": tpot_slo_s}
+    passes = {k: [ok(d[k], lim) for d in judged] for k, (lim, ok) in given.items()}
+    for k, flags in passes.items():
+        out[f"slo_attainment_{k}"] = sum(flags) / len(flags) if flags else None
+    joint = [all(p) for p in zip(*passes.values())]
+    out["slo_attainment"] = sum(joint) / len(joint) if joint else None
+    out["goodput_requests_s"] = rate * out["slo_attainment"] if rate is not None and joint else None
     return out
 
 
