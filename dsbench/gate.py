@@ -89,6 +89,10 @@ def _load_metrics(rs: RunSet, f: Path) -> None:
                 "max_tokens": cfg.get("max_tokens"),
                 "api": cfg.get("api"),
                 "gpus": cfg.get("gpus", 1),
+                # the load's shape: runs before these options cycled their prompts under Poisson arrivals
+                "prompt order": cfg.get("prompt_seed", "cycled"),
+                "burstiness": cfg.get("burstiness", 1.0),
+                "ramp-up s": cfg.get("ramp_up_s", 0.0),
                 **{f"sampling.{k}": v for k, v in (doc.get("sampling") or {"(not recorded)": True}).items()},
             },
         )
@@ -132,6 +136,9 @@ def _sweep_metrics(rs: RunSet, f: Path) -> None:
                 "domain": inp.get("domain"),
                 "slo": doc.get("slo"),
                 "results source": inp.get("results_source"),
+                "context": inp.get("context_len"),
+                "lengths": _lengths_identity(inp.get("lengths")),
+                "deployment": _deployment_identity(inp.get("deployment")),
             },
         )
     )
@@ -155,6 +162,22 @@ def _sweep_metrics(rs: RunSet, f: Path) -> None:
         if s.get("peak_tps_user") is not None:
             rel = rel_se(m, lambda rr: max(rr, key=lambda r: r.get("tps_user", 0)))
             rs.metrics[f"sweep.{m}.peak_tps_user"] = _modelled(float(s["peak_tps_user"]), rel)
+
+
+def _lengths_identity(lengths: dict | None) -> str | None:
+    return None if not lengths else f"isl {lengths['mean_isl']:g} / osl {lengths['mean_osl']:g}"
+
+
+def _deployment_identity(dep: dict | None) -> str | None:
+    """A deployment in a line; one bf16 GPU (and sweeps from before deployments) is None."""
+    if not dep or (
+        dep.get("tp", 1) * dep.get("dp", 1) == 1
+        and dep.get("ep", 1) == 1
+        and dep.get("weight_dtype") == "bf16"
+        and dep.get("kv_dtype") == "bf16"
+    ):
+        return None
+    return f"tp{dep['tp']} dp{dep['dp']} ep{dep['ep']} {dep['weight_dtype']}/{dep['kv_dtype']} KV"
 
 
 def _modelled(value: float, rel_se: float | None) -> Metric:

@@ -498,3 +498,11 @@ def test_sweep_models_a_roofline_in_place_as_profile_would(tmp_path):
     assert written["deployment"] == json.loads((tmp_path / "p.json").read_text())["deployment"]
     r = run("sweep", "--ep", 2, "--out", tmp_path / "c")
     assert r.exit_code == 2 and "use them with --roofline GPU" in r.output
+
+
+def test_gate_tells_sweeps_of_other_traffic_or_deployments_apart(tmp_path):
+    common = ("--methods", "no-spec,mtp-1", "--levels", 4, "--samples", 1000, "--max-concurrency", 32)
+    assert run("sweep", *common, "--out", tmp_path / "a").exit_code == 0
+    assert run("sweep", *common, "--isl", 512, "--osl", 256, "--out", tmp_path / "b").exit_code == 0
+    r = run("gate", tmp_path / "b", "--baseline", tmp_path / "a")
+    assert r.exit_code == 2 and "not like for like" in r.output and "isl 512 / osl 256" in r.output
