@@ -187,3 +187,16 @@ def test_benchmark_layouts_and_synthetic_prompts_reach_a_real_server(tmp_path):
     for workload, message in ((bad, "expected a ShareGPT list"), ("synthetic:x", "synthetic:N takes a whole number")):
         r = _load(url, tmp_path / "p", "--concurrency", "1", "--requests", "1", "--workload", workload)
         assert r.exit_code == 2 and message in r.output
+
+
+def test_achieved_concurrency_is_the_time_averaged_requests_in_flight():
+    from dsbench.core.loadstats import concurrency_achieved
+
+    s = int(1e9)
+    recs = [
+        {"start_ns": 1, "end_ns": 4 * s},  # in flight through the whole 1..3 s window (0: never sent)
+        {"start_ns": 2 * s, "end_ns": 5 * s},  # the second half of it
+        {"start_ns": 3 * s + 1, "end_ns": 6 * s},  # after it
+        {"start_ns": 1 * s, "end_ns": None},  # still open at the window's end
+    ]
+    assert concurrency_achieved(recs, s, 3 * s) == pytest.approx(1 + 0.5 + 1)

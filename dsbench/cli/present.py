@@ -289,13 +289,15 @@ def load(doc: dict) -> None:
     )
     table = Table(
         title=f"Load test — engine: {doc.get('engine') or 'unknown'}; sampling: {shown} ({what})",
-        caption="req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
+        caption="in flight = requests in flight over the window, time-averaged (what the server saw); "
+        "req/s = completed requests / run; tok/s over the steady-state window; tok/s/user = decode tokens / "
         "decode time (p90: speed 90 % of requests reach); tau = tokens per decode step, τ/draft = 1 + accepted / "
         "drafted steps (vLLM's mean acceptance length); src: c = server counters, r = per-request, p = client proxy",
         caption_justify="left",
     )
     for col in (
         "point",
+        "in flight",
         "ok",
         "failed",
         "cancel",
@@ -319,6 +321,7 @@ def load(doc: dict) -> None:
         tau = fmt(spec.get("tau"), ".2f") if spec.get("state") != "unreadable" else "?"
         table.add_row(
             s["label"],
+            fmt(s.get("concurrency_achieved"), ".1f"),
             str(s["requests_ok"]),
             str(s["requests_failed"]),
             str(s.get("requests_cancelled", 0)),

@@ -101,6 +101,20 @@ def chunks_in_window(records: list[dict], t0_ns: int, t1_ns: int) -> int:
     return n
 
 
+def concurrency_achieved(records: list[dict], t0_ns: int, t1_ns: int) -> float | None:
+    """Requests in flight over the window, time-averaged: sum of each request's time inside
+    [t0, t1] (from send to end; one still open at t1 counts to t1) over the window's length.
+    What the server actually saw, next to the concurrency asked for."""
+    if t1_ns <= t0_ns:
+        return None
+    busy = 0
+    for r in records:
+        start, end = r.get("start_ns"), r.get("end_ns") or t1_ns
+        if start:
+            busy += max(0, min(end, t1_ns) - max(start, t0_ns))
+    return busy / (t1_ns - t0_ns)
+
+
 def latency_pool(records: list[dict], t0_ns: int) -> tuple[list[dict], str | None]:
     """The completed requests latency statistics are taken over: those sent after the warm-up
     (whenever they finished), or, when every completed request was sent during it, all of them
@@ -176,6 +190,7 @@ def summarise(
         # pXX of speed: reached by XX % of requests, i.e. the (100 - XX)th percentile
         **{f"tps_user_p{q}": _pct(tps, 100 - q) for q in (50, 90, 99)},
         "tps_user_aggregate": thr / concurrency if thr is not None and concurrency else None,
+        "concurrency_achieved": concurrency_achieved(records, t0_ns, t1_ns),
         **_dist(col["ttft_s"], "ttft_s"),
         **_dist(col["tpot_s"], "tpot_s"),
         **_dist(col["e2e_s"], "e2e_s"),
