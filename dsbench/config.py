@@ -592,6 +592,12 @@ class LoadConfig:
         "open loop: the rate rises linearly); at most --warmup-s, so the window sees the full load.",
         panel="Load",
     )
+    multi_turn: bool = setting(
+        False,
+        'Send each prompt\'s turns ({"turns"} files, ShareGPT) as one session: turn k carries the earlier turns '
+        "and the server's replies, so the context grows (closed loop, chat API).",
+        panel="Load",
+    )
     prompt_seed: int = setting(
         0,
         "Seed of the prompt order (every prompt once per pass, shuffled); negative: cycle in file order.",
@@ -689,6 +695,10 @@ class LoadConfig:
         for flag, v in (("--slo", self.slo), ("--slo-ttft-s", self.slo_ttft_s), ("--slo-tpot-s", self.slo_tpot_s)):
             if v is not None and not v > 0:
                 raise InputError(f"{flag} must be positive, got {v}")
+        if self.multi_turn and (self.rates or self.api != "chat"):
+            raise InputError(
+                "--multi-turn runs sessions in a closed loop over the chat API: use --concurrency, --api chat"
+            )
         if not self.burstiness > 0 or not 0 <= self.ramp_up_s <= self.warmup_s:
             raise InputError(
                 f"--burstiness must be > 0 and --ramp-up-s between 0 and --warmup-s ({self.warmup_s}); "
@@ -719,6 +729,7 @@ class LoadConfig:
             burstiness=self.burstiness,
             ramp_up_s=self.ramp_up_s,
             prompt_seed=self.prompt_seed if self.prompt_seed >= 0 else None,
+            multi_turn=self.multi_turn,
         )
         return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [
             PointPlan(rate=r, **common) for r in self.rates

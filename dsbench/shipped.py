@@ -188,6 +188,7 @@ class Prompt:
     text: str
     domain: str  # the set it came from (file name, or the line's "domain")
     category: str | None = None  # Spec-Bench / SPEED-Bench's per-line "category", where given
+    turns: tuple[str, ...] = ()  # every user turn of a conversation (text is the first), for multi-turn load
 
 
 # Words that common BPE vocabularies (Llama, Qwen, GPT) encode as one token each with their leading
@@ -228,11 +229,13 @@ def _sharegpt(p: Path) -> list[Prompt]:
         turns = conv.get("conversations") if isinstance(conv, dict) else None
         if not isinstance(turns, list):
             raise InputError(f"{p}: item {i} has no 'conversations' list")
-        first = next(
-            (t.get("value") for t in turns if isinstance(t, dict) and t.get("from") in ("human", "user")), None
-        )
-        if isinstance(first, str) and first.strip():
-            prompts.append(Prompt(first, p.stem))
+        human = [
+            t["value"]
+            for t in turns
+            if isinstance(t, dict) and t.get("from") in ("human", "user") and isinstance(t.get("value"), str)
+        ]
+        if human and human[0].strip():
+            prompts.append(Prompt(human[0], p.stem, turns=tuple(human)))
     return prompts
 
 
@@ -279,7 +282,8 @@ def read_workload(ref: str | os.PathLike) -> list[Prompt]:
             and isinstance(obj["turns"][0], str)
         ):
             category = obj.get("category")
-            prompts.append(Prompt(obj["turns"][0], p.stem, str(category) if category else None))
+            turns = tuple(t for t in obj["turns"] if isinstance(t, str))
+            prompts.append(Prompt(obj["turns"][0], p.stem, str(category) if category else None, turns))
         else:
             raise InputError(f'{p}:{i}: expected {{"prompt": str}} or {{"turns": [str, ...]}}')
     if not prompts:

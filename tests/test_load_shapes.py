@@ -200,3 +200,46 @@ def test_achieved_concurrency_is_the_time_averaged_requests_in_flight():
         {"start_ns": 1 * s, "end_ns": None},  # still open at the window's end
     ]
     assert concurrency_achieved(recs, s, 3 * s) == pytest.approx(1 + 0.5 + 1)
+
+
+def test_multi_turn_sessions_carry_their_history(tmp_path):
+    """Three-turn conversations against `dsbench serve --sim` (whose prompt count is words in
+    every message): each later turn's prompt holds the earlier turns and replies, so its prompt
+    tokens grow turn by turn; the replies themselves are not written."""
+    convs = tmp_path / "chats.jsonl"
+    convs.write_text(
+        "".join(
+            json.dumps({"category": "coding", "turns": [f"Write function {i}.", "Now add tests.", "Make it faster."]})
+            + "\n"
+            for i in range(4)
+        )
+    )
+    with sim_server("--time-scale", "0.2") as (url, _):
+        r = _load(
+            url,
+            tmp_path / "o",
+            "--concurrency",
+            "2",
+            "--requests",
+            "12",
+            "--warmup-s",
+            "0",
+            "--workload",
+            convs,
+            "--multi-turn",
+        )
+    assert r.exit_code == 0, r.output
+    recs = [json.loads(x) for x in (tmp_path / "o" / "requests.jsonl").read_text().splitlines()]
+    assert all("reply" not in x for x in recs) and {x["domain"] for x in recs} == {"coding"}
+    sessions: dict[int, list[dict]] = {}
+    for x in recs:
+        sessions.setdefault(x["session"], []).append(x)
+    assert len(sessions) == 4
+    for turns in sessions.values():
+        turns.sort(key=lambda x: x["turn"])
+        assert [x["turn"] for x in turns] == [1, 2, 3]
+        tokens = [x["prompt_tokens"] for x in turns]
+        # each turn adds the previous reply (8 tokens) and the new prompt, plus message overhead
+        assert tokens[0] < tokens[1] < tokens[2] and tokens[1] - tokens[0] >= 8 + 3
+    r = _load(url, tmp_path / "p", "--rate", "2", "--requests", "2", "--workload", convs, "--multi-turn")
+    assert r.exit_code == 2 and "--multi-turn runs sessions in a closed loop" in r.output

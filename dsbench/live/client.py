@@ -47,13 +47,18 @@ class RequestRecord:
     )
     usage_error: str | None = None  # the server's usage was impossible (then output_tokens is None)
     max_tokens: int | None = None  # what was asked for (usage above it is impossible)
+    session: int | None = None  # multi-turn: the id of the session's first request
+    turn: int | None = None  # multi-turn: 1, 2, ... within the session
+    reply: str | None = field(default=None, repr=False)  # multi-turn: the text, for the next turn (not written)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("reply")  # the model's text feeds the next turn; result files keep figures, not outputs
+        return out
 
 
 def _content(event: dict, chat: bool) -> str:
@@ -144,7 +149,9 @@ def _parse_events(rec: RequestRecord, events: list[tuple[int, bytes]], done: boo
         usage = event.get("usage")
         if any(c.get("finish_reason") for c in event.get("choices") or []):
             finished = True  # some servers (transformers serve) close without [DONE]
-        if _content(event, chat):
+        if text := _content(event, chat):
+            if rec.reply is not None:
+                rec.reply += text
             if rec.first_chunk_ns is None:
                 rec.first_chunk_ns = now
             rec.last_chunk_ns = now
@@ -194,9 +201,16 @@ def _check_usage(rec: RequestRecord) -> None:
 
 
 def build_payload(
-    model: str, prompt: str, max_tokens: int, api: str, extra: dict | None = None, continuous_usage: bool = False
+    model: str,
+    prompt: str,
+    max_tokens: int,
+    api: str,
+    extra: dict | None = None,
+    continuous_usage: bool = False,
+    history: list[dict] | None = None,
 ) -> dict:
-    """Request body for /v1/chat/completions (api='chat') or /v1/completions.
+    """Request body for /v1/chat/completions (api='chat') or /v1/completions; `history`: earlier
+    turns' messages (multi-turn chat), sent before this prompt.
 
     `continuous_usage` asks for usage on every chunk (vLLM's extension, which dsbench serve
     also speaks); strict OpenAI-compatible servers may reject it, so it is opt-in.
@@ -204,7 +218,7 @@ def build_payload(
     opts = {"include_usage": True, **({"continuous_usage_stats": True} if continuous_usage else {})}
     body: dict = {"model": model, "max_tokens": max_tokens, "stream": True, "stream_options": opts}
     if api == "chat":
-        body["messages"] = [{"role": "user", "content": prompt}]
+        body["messages"] = [*(history or []), {"role": "user", "content": prompt}]
     else:
         body["prompt"] = prompt
     body.update(extra or {})

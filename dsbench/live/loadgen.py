@@ -36,6 +36,7 @@ class PointPlan:
     burstiness: float = 1.0  # Gamma shape of open-loop gaps (1: Poisson; core.arrivals)
     ramp_up_s: float = 0.0  # seconds over which the load climbs to its level
     prompt_seed: int | None = 0  # seeded prompt order (None: cycle in file order)
+    multi_turn: bool = False  # closed loop: each prompt's turns as one session, replies carried forward
 
     @property
     def label(self) -> str:
@@ -113,8 +114,9 @@ class _Window:
 
     # -- requests ------------------------------------------------------------------------------
 
-    def next_request(self, scheduled_ns: int) -> RequestRecord | None:
-        """The next request to send, or None when the point's budget (or the server) is spent."""
+    def next_request(self, scheduled_ns: int, prompt=None) -> RequestRecord | None:
+        """The next request to send, or None when the point's budget (or the server) is spent
+        (`prompt`: a session's, for its later turns)."""
         spec = self.spec
         if self.refused_in_a_row >= self.give_up_after:
             self.run.aborted = f"server unreachable: {self.refused_in_a_row} connection failures in a row"
@@ -130,13 +132,15 @@ class _Window:
             point=spec.label,
             scheduled_ns=scheduled_ns,
             max_tokens=self.target.max_tokens,
-            domain=_domain(self.prompts[self.prompt_index(i)]),
+            domain=_domain(prompt if prompt is not None else self.prompts[self.prompt_index(i)]),
         )
 
-    async def send(self, rec: RequestRecord) -> None:
+    async def send(self, rec: RequestRecord, text: str | None = None, history: list[dict] | None = None) -> None:
         t = self.target
-        p = self.prompts[self.prompt_index(rec.id)]
-        payload = build_payload(t.model, getattr(p, "text", p), t.max_tokens, t.api, t.extra_body, t.continuous_usage)
+        if text is None:
+            p = self.prompts[self.prompt_index(rec.id)]
+            text = getattr(p, "text", p)
+        payload = build_payload(t.model, text, t.max_tokens, t.api, t.extra_body, t.continuous_usage, history)
         try:
             await stream_request(self.client, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
         finally:  # cancelled ones too: stream_request marked them and kept what arrived
@@ -162,10 +166,27 @@ class _Window:
         async def worker(k: int) -> None:
             await asyncio.sleep(self.spec.ramp_up_s * k / c)
             while (rec := self.next_request(time.monotonic_ns())) is not None:
-                await self.send(rec)
+                await (self.session(rec) if self.spec.multi_turn else self.send(rec))
             self.close()
 
         return [asyncio.create_task(worker(k)) for k in range(c)]
+
+    async def session(self, rec: RequestRecord) -> None:
+        """One conversation: turn k sends the earlier turns and the server's replies before its own
+        prompt, so the context grows turn by turn; each turn is its own request record (`session`
+        = the first's id, `turn`). A failed turn ends the session."""
+        prompt = self.prompts[self.prompt_index(rec.id)]
+        turns = getattr(prompt, "turns", ()) or (getattr(prompt, "text", prompt),)
+        history: list[dict] = []
+        first = rec.id
+        for k, text in enumerate(turns, 1):
+            if k > 1 and (rec := self.next_request(time.monotonic_ns(), prompt)) is None:
+                return
+            rec.session, rec.turn, rec.reply = first, k, ""
+            await self.send(rec, text, list(history))
+            if not rec.ok:
+                return
+            history += [{"role": "user", "content": text}, {"role": "assistant", "content": rec.reply}]
 
     async def open_loop(self) -> list[asyncio.Task]:
         """Requests at arrival times drawn up front (core.arrivals: Poisson, or bursty Gamma gaps,
