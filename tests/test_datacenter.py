@@ -193,24 +193,8 @@ def test_a_noisy_measured_profile_is_repaired_and_flagged_not_extrapolated_to_no
     pts = [(1, b, 0.010 + 1e-5 * b, 0.02) for b in (1, 2, 4, 8, 16, 32, 64, 128)]
     pts += [(8, b, 0.0094 + 1e-5 * b, 0.02) for b in (8, 16, 32, 64, 128)]  # 6 % faster: beyond 2 x its 2 % CV
     (tmp_path / "p.json").write_text(json.dumps(_measured(pts)))
-    r = run(
-        "sweep",
-        "--profile",
-        tmp_path / "p.json",
-        "--methods",
-        "no-spec,dspark",
-        "--baseline",
-        "no-spec",
-        "--max-concurrency",
-        256,
-        "--levels",
-        8,
-        "--samples",
-        2000,
-        "--out",
-        tmp_path / "o",
-        "--json",
-    )
+    sweep = ("sweep", "--profile", tmp_path / "p.json", "--methods", "no-spec,dspark", "--baseline", "no-spec")
+    r = run(*sweep, "--max-concurrency", 256, "--levels", 8, "--samples", 2000, "--out", tmp_path / "o", "--json")
     assert r.exit_code == 0, r.output
     sw = json.loads(r.stdout)
     assert sw["inputs"]["profile_repairs"] and "R=8 B=8" in sw["inputs"]["profile_repairs"][0]
@@ -218,25 +202,7 @@ def test_a_noisy_measured_profile_is_repaired_and_flagged_not_extrapolated_to_no
     no_spec = [row for row in sw["frontier"] if row["method"] == "no-spec"]
     assert max(row["tps_user"] for row in no_spec) <= 1 / 0.010  # never faster than one pass at R = 1
     assert all(row["verify_s"] >= 0.010 for row in no_spec)
-    r = run(
-        "sweep",
-        "--profile",
-        tmp_path / "p.json",
-        "--methods",
-        "no-spec,dspark",
-        "--baseline",
-        "no-spec",
-        "--max-concurrency",
-        64,
-        "--levels",
-        4,
-        "--samples",
-        1000,
-        "--gamma",
-        7,
-        "--out",
-        tmp_path / "o2",
-    )
+    r = run(*sweep, "--max-concurrency", 64, "--levels", 4, "--samples", 1000, "--gamma", 7, "--out", tmp_path / "o2")
     assert r.exit_code == 0 and "profile repaired: R=8 B=8" in r.output and "1 dspark drafter time" in r.output
 
 
