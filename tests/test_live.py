@@ -168,8 +168,13 @@ def test_load_against_transformers_serve(tmp_path_factory):
     assert point["requests_ok"] == 6 and point["spec"]["state"] == "unknown"  # transformers serve has no /metrics
     for rec in recs:
         assert 1 <= rec["output_tokens"] <= 24  # from the server's usage, not re-tokenised
-        assert rec["first_chunk_ns"] >= rec["start_ns"] and rec["last_chunk_ns"] >= rec["first_chunk_ns"]
         assert rec["chunk_offsets_s"] == sorted(rec["chunk_offsets_s"])
+    # a random-weight model can emit only tokens that decode to no text (seen under transformers
+    # 5.10.2): such a request has usage but no content chunk, so no stamps; the others are ordered
+    shown = [rec for rec in recs if rec["first_chunk_ns"] is not None]
+    assert shown and all(rec["chunk_offsets_s"] == [] for rec in recs if rec["first_chunk_ns"] is None)
+    for rec in shown:
+        assert rec["first_chunk_ns"] >= rec["start_ns"] and rec["last_chunk_ns"] >= rec["first_chunk_ns"]
     assert point["ttft_s_p50"] > 0 and point["output_tok_s"] > 0
     # a tiny model can finish before the first chunk is read, and its chunks then arrive in one read:
     # no decode time to measure, and no TPOT is better than a made-up one
