@@ -39,6 +39,7 @@ class Profile:
     gpus: int = 1
     max_requests: int | None = None
     raw: dict = field(default_factory=dict, repr=False)
+    _surfaces: dict = field(default_factory=dict, repr=False, compare=False)  # traffic -> surface (surface())
 
     def max_requests_for(self, method: str, context: float | None = None) -> int | None:
         """Requests whose KV cache fits with `method`'s drafter (None: the profile does not say),
@@ -80,19 +81,25 @@ class Profile:
         """The verification step-time surface: the exact formula for roofline profiles, else the
         interpolated points (made monotone, `repairs`). With `lengths` (core.traffic.Lengths) the
         roofline is evaluated at their mean in-flight context and prices their prefill; a measured
-        profile, timed at one context, refuses them."""
+        profile, timed at one context, refuses them. One surface per traffic, shared by every
+        scenario of a sweep (its per-concurrency slices are cached)."""
+        key = None if lengths is None else (lengths.inflight_context, lengths.prefill_context)
+        if key not in self._surfaces:
+            self._surfaces[key] = self._build_surface(key)
+        return self._surfaces[key]
+
+    def _build_surface(self, traffic: tuple[float, float] | None):
         from .core.roofline import RooflineSurface
         from .core.sps import StepTimeSurface
 
         inputs = self.roofline_inputs()
         if inputs is not None:
             hw, model, knobs, dep = inputs
-            if lengths is None:
+            if traffic is None:
                 return RooflineSurface(hw, model, knobs, self.context_len, deployment=dep)
-            return RooflineSurface(
-                hw, model, knobs, lengths.inflight_context, deployment=dep, prefill_context=lengths.prefill_context
-            )
-        if lengths is not None:
+            context, prefill_context = traffic
+            return RooflineSurface(hw, model, knobs, context, deployment=dep, prefill_context=prefill_context)
+        if traffic is not None:
             raise InputError(
                 f"{self.path}: request lengths (--isl/--osl, --lengths) need a roofline profile: this "
                 f"{self.source} profile was timed at one context ({self.context_len} tokens) and cannot price "

@@ -149,8 +149,7 @@ def _search_curve(sc: Scenario, grid, cfg: SweepConfig) -> list[tuple[int, float
     for c in grid:
         if sc.policy.kind == "fixed":
             tau, tps = closed_form(sc, int(c))
-            l = sc.gamma if sc.policy.param is None else min(int(sc.policy.param), sc.gamma)
-            out.append((int(c), tps, tps * c, 1.0 + l))
+            out.append((int(c), tps, tps * c, 1.0 + sc.fixed_length))
         else:
             pt = simulate(
                 sc, int(c), samples=max(1000, cfg.samples // 5), min_rounds=16, seed=cfg.seed, target_rel_se=None

@@ -206,6 +206,22 @@ def test_a_noisy_measured_profile_is_repaired_and_flagged_not_extrapolated_to_no
     assert r.exit_code == 0 and "profile repaired: R=8 B=8" in r.output and "1 dspark drafter time" in r.output
 
 
+# one point of the tiny config on CPU (its timings are injected by the tests that use it)
+TINY_PROFILE = (
+    "profile",
+    "--target",
+    "tiny-qwen3",
+    "--device",
+    "cpu",
+    "--concurrency",
+    1,
+    "--batch-tokens",
+    1,
+    "--context",
+    32,
+)
+
+
 def test_profile_layers_refuses_a_deeper_pass_that_is_not_slower(tmp_path, monkeypatch):
     from dsbench.profile import measure
     from dsbench.profile.timing import Timing
@@ -216,23 +232,7 @@ def test_profile_layers_refuses_a_deeper_pass_that_is_not_slower(tmp_path, monke
         return Timing(np.full(repeats, 2e-3 if next(calls) % 2 == 0 else 1.9e-3))
 
     monkeypatch.setattr(measure, "time_calls", fake)
-    r = run(
-        "profile",
-        "--target",
-        "tiny-qwen3",
-        "--device",
-        "cpu",
-        "--layers",
-        2,
-        "--concurrency",
-        1,
-        "--batch-tokens",
-        1,
-        "--context",
-        32,
-        "-o",
-        tmp_path / "p.json",
-    )
+    r = run(*TINY_PROFILE, "--layers", 2, "-o", tmp_path / "p.json")
     assert r.exit_code == 2 and "measured no slower than the 1-layer pass" in r.output, r.output
 
 
@@ -243,23 +243,7 @@ def test_a_point_with_a_wide_spread_is_flagged(tmp_path, monkeypatch):
     monkeypatch.setattr(
         measure, "time_calls", lambda fn, repeats, warmup, device="cpu": Timing(np.array([1e-3, 1e-3, 1e-3, 9e-3]))
     )
-    r = run(
-        "profile",
-        "--target",
-        "tiny-qwen3",
-        "--device",
-        "cpu",
-        "--concurrency",
-        1,
-        "--batch-tokens",
-        1,
-        "--context",
-        32,
-        "--repeats",
-        4,
-        "-o",
-        tmp_path / "p.json",
-    )
+    r = run(*TINY_PROFILE, "--repeats", 4, "-o", tmp_path / "p.json")
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "p.json").read_text())
     assert doc["points"][0]["noisy"] and doc["noisy_points"] and "noisy" in r.output

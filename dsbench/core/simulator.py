@@ -57,6 +57,11 @@ class Scenario:
         return 0.0 if self.draft_cost is None or self.gamma == 0 else self.draft_cost(concurrency, self.gamma)
 
     @property
+    def fixed_length(self) -> int:
+        """Drafts verified per request by a fixed(l) policy: l, capped at gamma (the whole block by default)."""
+        return self.gamma if self.policy.param is None else min(int(self.policy.param), self.gamma)
+
+    @property
     def curve_tau(self) -> float:
         """E[tau] of full-length verification on the input curves (domain mean)."""
         if self.gamma == 0:
@@ -181,7 +186,7 @@ def closed_form(sc: Scenario, concurrency: int) -> tuple[float, float]:
     """
     if sc.policy.kind != "fixed":
         raise ValueError("closed form exists only for fixed-length verification")
-    l = sc.gamma if sc.policy.param is None else min(int(sc.policy.param), sc.gamma)
+    l = sc.fixed_length
     tau = float(np.mean([expected_tau(s.conditional[: sc.gamma], l) for s in sc.samplers])) if l else 1.0
     b, c = concurrency * (1 + l), concurrency
     if sc.prefill_per_token:  # E[step] is the step at the mean prefill: the roofline is linear in it
