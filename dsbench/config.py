@@ -547,27 +547,15 @@ class AcceptConfig:
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class LoadConfig:
-    url: str = setting(help="Server base URL (OpenAI-compatible).")
-    model: str = setting(help="Model id to request.")
+@dataclass(kw_only=True)
+class ClientSettings:
+    """How requests are made and timed: the settings `load` and `search` share."""
+
     workloads: list[str] = setting(
         help='Prompt file(s), JSONL ({"prompt"} or DeepSpec {"turns"}), or a shipped set: '
         "math, code, chat. Repeatable.",
         flag="--workload",
     )
-    concurrency: list[int] = setting(
-        factory=list, help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).", panel="Load", csv=int
-    )
-    rates: list[float] = setting(
-        factory=list,
-        help="Open-loop Poisson load points in requests/s, comma-separated.",
-        flag="--rate",
-        panel="Load",
-        csv=float,
-    )
-    requests: int | None = setting(None, "Requests per load point.", panel="Load")
-    duration_s: float | None = setting(None, "Seconds of issuing per load point.", panel="Load")
     warmup_s: float = setting(
         1.0, "Seconds at the start of each point left out of the steady-state window.", panel="Load"
     )
@@ -579,13 +567,6 @@ class LoadConfig:
         panel="Load",
     )
     api: str = setting("chat", "chat (/v1/chat/completions) or completions (/v1/completions).", panel="Load")
-    arrival_seed: int = setting(0, "Seed of the open-loop arrivals.", panel="Load")
-    burstiness: float = setting(
-        1.0,
-        "Gamma shape of open-loop inter-arrival gaps: 1 Poisson, below 1 bursty, above 1 regular "
-        "(vLLM's --burstiness).",
-        panel="Load",
-    )
     ramp_up_s: float = setting(
         0.0,
         "Seconds over which each point's load climbs to its level (closed loop: workers start one by one; "
@@ -633,42 +614,19 @@ class LoadConfig:
     api_key_env: str | None = setting(None, "Environment variable holding the API key (never written to outputs).")
     timeout_s: float = setting(60.0, "Seconds without data before a request counts as timed out.")
     gpus: int = setting(1, "GPUs behind the server, for per-GPU throughput.")
-    slo: float | None = setting(None, "Per-user speed SLO (tok/s) for goodput.")
-    slo_ttft_s: float | None = setting(None, "TTFT SLO (seconds) for goodput: requests must meet every SLO given.")
-    slo_tpot_s: float | None = setting(None, "TPOT SLO (seconds per token) for goodput.")
-    method: str | None = setting(
-        None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`."
-    )
-    out: Path = setting(
-        Path("dsbench-load"), "Directory for requests.jsonl, points/, load.json.", short="-o", panel="Output"
-    )
-    force: bool = setting(False, "Replace results already in --out.", panel="Output")
 
     def __post_init__(self):
         if self.temperature is not None and self.temperature < 0:
             self.temperature = None  # negative on the command line: send none
 
     def recorded(self) -> dict:
-        """The run's settings as load.json records them (where it is written is not one)."""
+        """The run's settings as its document records them (where it is written is not one)."""
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in ("out", "force")}
 
-    def validate(self) -> None:
-        from .core.methods import METHODS
+    def validate_client(self) -> None:
         from .live.engines import ENGINES as KNOWN
 
         engines = ("auto", *KNOWN, "none")
-        if not self.url.startswith(("http://", "https://")):
-            raise InputError(f"--url must start with http:// or https://, got {self.url!r}")
-        if not self.concurrency and not self.rates:
-            raise InputError("give at least one load point: --concurrency 1,2,4 or --rate 2.5")
-        if any(c < 1 for c in self.concurrency) or any(not r > 0 for r in self.rates):
-            raise InputError("--concurrency values must be >= 1 and --rate values > 0")
-        if (self.requests is None) == (self.duration_s is None):
-            raise InputError("give exactly one of --requests N or --duration-s S")
-        if (self.requests is not None and self.requests < 1) or (
-            self.duration_s is not None and not self.duration_s > 0
-        ):
-            raise InputError("--requests must be >= 1 and --duration-s > 0")
         if self.drain_s is not None and self.drain_s < 0:
             raise InputError("--drain-s must be >= 0")
         if (
@@ -684,26 +642,14 @@ class LoadConfig:
             raise InputError("--warmup-s must be >= 0, --max-tokens >= 1, --timeout-s > 0, --gpus >= 1")
         if self.api not in ("chat", "completions"):
             raise InputError(f"--api must be chat or completions, got {self.api!r}")
-        if self.method is not None and self.method not in METHODS:
-            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.engine not in engines:
             raise InputError(f"--engine must be one of {', '.join(engines)}, got {self.engine!r}")
-        if self.workers < 1 or (self.workers > 1 and self.duration_s is None):
-            raise InputError(
-                "--workers must be >= 1, and more than one worker needs --duration-s (the window must end on time)"
-            )
-        for flag, v in (("--slo", self.slo), ("--slo-ttft-s", self.slo_ttft_s), ("--slo-tpot-s", self.slo_tpot_s)):
-            if v is not None and not v > 0:
-                raise InputError(f"{flag} must be positive, got {v}")
-        if self.multi_turn and (self.rates or self.api != "chat"):
-            raise InputError(
-                "--multi-turn runs sessions in a closed loop over the chat API: use --concurrency, --api chat"
-            )
-        if not self.burstiness > 0 or not 0 <= self.ramp_up_s <= self.warmup_s:
-            raise InputError(
-                f"--burstiness must be > 0 and --ramp-up-s between 0 and --warmup-s ({self.warmup_s}); "
-                f"got {self.burstiness} and {self.ramp_up_s}"
-            )
+        if self.workers < 1:
+            raise InputError("--workers must be >= 1")
+        if self.multi_turn and self.api != "chat":
+            raise InputError("--multi-turn runs sessions over the chat API: use --api chat")
+        if not 0 <= self.ramp_up_s <= self.warmup_s:
+            raise InputError(f"--ramp-up-s must be between 0 and --warmup-s ({self.warmup_s}); got {self.ramp_up_s}")
 
     def sampling(self):
         from .documents import Sampling
@@ -715,6 +661,69 @@ class LoadConfig:
             ignore_eos=self.ignore_eos,
             extra_body=self.extra_body,
         )
+
+
+@dataclass(kw_only=True)
+class LoadConfig(ClientSettings):
+    url: str = setting(help="Server base URL (OpenAI-compatible).")
+    model: str = setting(help="Model id to request.")
+    concurrency: list[int] = setting(
+        factory=list, help="Closed-loop load points, comma-separated (e.g. 1,2,4,8).", panel="Load", csv=int
+    )
+    rates: list[float] = setting(
+        factory=list,
+        help="Open-loop Poisson load points in requests/s, comma-separated.",
+        flag="--rate",
+        panel="Load",
+        csv=float,
+    )
+    requests: int | None = setting(None, "Requests per load point.", panel="Load")
+    duration_s: float | None = setting(None, "Seconds of issuing per load point.", panel="Load")
+    arrival_seed: int = setting(0, "Seed of the open-loop arrivals.", panel="Load")
+    burstiness: float = setting(
+        1.0,
+        "Gamma shape of open-loop inter-arrival gaps: 1 Poisson, below 1 bursty, above 1 regular "
+        "(vLLM's --burstiness).",
+        panel="Load",
+    )
+    slo: float | None = setting(None, "Per-user speed SLO (tok/s) for goodput.")
+    slo_ttft_s: float | None = setting(None, "TTFT SLO (seconds) for goodput: requests must meet every SLO given.")
+    slo_tpot_s: float | None = setting(None, "TPOT SLO (seconds per token) for goodput.")
+    method: str | None = setting(
+        None, "What the server runs (no-spec, mtp-1, dflash, eagle3, dspark): recorded for `dsbench fit` and `report`."
+    )
+    out: Path = setting(
+        Path("dsbench-load"), "Directory for requests.jsonl, points/, load.json.", short="-o", panel="Output"
+    )
+    force: bool = setting(False, "Replace results already in --out.", panel="Output")
+
+    def validate(self) -> None:
+        from .core.methods import METHODS
+
+        self.validate_client()
+        if not self.url.startswith(("http://", "https://")):
+            raise InputError(f"--url must start with http:// or https://, got {self.url!r}")
+        if not self.concurrency and not self.rates:
+            raise InputError("give at least one load point: --concurrency 1,2,4 or --rate 2.5")
+        if any(c < 1 for c in self.concurrency) or any(not r > 0 for r in self.rates):
+            raise InputError("--concurrency values must be >= 1 and --rate values > 0")
+        if (self.requests is None) == (self.duration_s is None):
+            raise InputError("give exactly one of --requests N or --duration-s S")
+        if (self.requests is not None and self.requests < 1) or (
+            self.duration_s is not None and not self.duration_s > 0
+        ):
+            raise InputError("--requests must be >= 1 and --duration-s > 0")
+        if self.method is not None and self.method not in METHODS:
+            raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.workers > 1 and self.duration_s is None:
+            raise InputError("more than one --workers needs --duration-s (the window must end on time)")
+        for flag, v in (("--slo", self.slo), ("--slo-ttft-s", self.slo_ttft_s), ("--slo-tpot-s", self.slo_tpot_s)):
+            if v is not None and not v > 0:
+                raise InputError(f"{flag} must be positive, got {v}")
+        if self.multi_turn and self.rates:
+            raise InputError("--multi-turn runs sessions in a closed loop: use --concurrency, not --rate")
+        if not self.burstiness > 0:
+            raise InputError(f"--burstiness must be > 0, got {self.burstiness}")
 
     def points(self):
         from .live.loadgen import PointPlan
@@ -734,6 +743,110 @@ class LoadConfig:
         return [PointPlan(concurrency=c, **common) for c in self.concurrency] + [
             PointPlan(rate=r, **common) for r in self.rates
         ]
+
+
+# --------------------------------------------------------------------------- search
+
+SLO_STATS = ("mean", "p50", "p90")  # core.loadstats.SPEED_STATS, without importing numpy
+
+
+@dataclass(kw_only=True)
+class SearchConfig(ClientSettings):
+    slo: float = setting(
+        help="Per-user speed SLO (tok/s): the search finds the highest throughput meeting it.", panel="Search"
+    )
+    url: str | None = setting(
+        None, "Server base URL (OpenAI-compatible), searched when no --serve starts one.", panel="Server"
+    )
+    model: str | None = setting(None, "Model id to request (default: the first one /v1/models lists).", panel="Server")
+    serve: list[str] = setting(
+        factory=list,
+        help="A server to start, search and stop, as LABEL=COMMAND (repeatable): LABEL a method (no-spec, mtp-1, "
+        "dflash, eagle3, dspark) or any name; {port} in COMMAND becomes a free loopback port (else it must listen "
+        "at --url).",
+        panel="Server",
+    )
+    method: str | None = setting(
+        None, "What the --url server runs, its label in the results (default: server).", panel="Server"
+    )
+    startup_timeout_s: float = setting(600.0, "Seconds a --serve server has to answer /v1/models.", panel="Server")
+    slo_stat: str = setting("mean", "The SLO's statistic of per-user speed: mean, p50 or p90.", panel="Search")
+    slo_ttft_s: float | None = setting(
+        None, "TTFT SLO (seconds, on the same statistic): a point over it fails.", panel="Search"
+    )
+    tolerance: float = setting(
+        0.05,
+        "Stop when the throughputs of the highest point meeting the SLO and the lowest above it failing are this "
+        "close (relative).",
+        panel="Search",
+    )
+    max_concurrency: int = setting(DEFAULT_MAX_CONCURRENCY_PER_GPU, "Highest concurrency to measure.", panel="Search")
+    start_concurrency: int = setting(1, "The first concurrency measured.", panel="Search")
+    windows: int = setting(
+        5, "Windows each measurement is cut into, for intervals of speed and throughput.", panel="Search"
+    )
+    repeats: int = setting(
+        2,
+        "Measurements of a concurrency whose speed interval straddles the SLO before its mean decides.",
+        panel="Search",
+    )
+    max_measurements: int = setting(16, "Measurements per server at most.", panel="Search")
+    baseline: str = setting("mtp-1", "Label the others are compared with.", panel="Search")
+    duration_s: float = setting(8.0, "Seconds of issuing per load point.", panel="Load")
+    out: Path = setting(
+        Path("dsbench-search"), "Directory for search.json and one load run per server.", short="-o", panel="Output"
+    )
+    force: bool = setting(
+        False, "Replace results already in --out (else an earlier search there resumes).", panel="Output"
+    )
+
+    def servers(self) -> list[tuple[str, str | None]]:
+        """(label, command or None) per server to search, in order."""
+        if not self.serve:
+            return [(self.method or "server", None)]
+        out = []
+        for item in self.serve:
+            label, sep, command = item.partition("=")
+            out.append((label.strip(), command.strip() if sep else ""))
+        return out
+
+    def settings(self):
+        from .core.search import SearchSettings
+
+        return SearchSettings(
+            slo=self.slo,
+            tolerance=self.tolerance,
+            max_concurrency=self.max_concurrency,
+            start=self.start_concurrency,
+            repeats=self.repeats,
+            max_measurements=self.max_measurements,
+            ttft_slo_s=self.slo_ttft_s,
+        )
+
+    def validate(self) -> None:
+        self.validate_client()
+        if not self.slo > 0 or (self.slo_ttft_s is not None and not self.slo_ttft_s > 0):
+            raise InputError(f"--slo and --slo-ttft-s must be positive, got {self.slo} and {self.slo_ttft_s}")
+        if self.slo_stat not in SLO_STATS:
+            raise InputError(f"--slo-stat must be one of {', '.join(SLO_STATS)}, got {self.slo_stat!r}")
+        if not self.serve and not self.url:
+            raise InputError("give a server: --url URL, or --serve LABEL=COMMAND (repeatable)")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise InputError(f"--url must start with http:// or https://, got {self.url!r}")
+        labels = [label for label, _ in self.servers()]
+        bad = [x for x, (label, cmd) in zip(self.serve, self.servers()) if not label or not cmd or "/" in label]
+        if bad or len(set(labels)) != len(labels):
+            raise InputError(
+                f"--serve takes LABEL=COMMAND with distinct labels (no '/'): got {', '.join(bad or labels)}"
+            )
+        if not 0 < self.tolerance < 1 or not self.duration_s > 0 or not self.startup_timeout_s > 0:
+            raise InputError("--tolerance must be in (0, 1), --duration-s and --startup-timeout-s > 0")
+        if not 1 <= self.start_concurrency <= self.max_concurrency:
+            raise InputError("--start-concurrency must be between 1 and --max-concurrency")
+        if self.windows < 2 or self.repeats < 1 or self.max_measurements < 1:
+            raise InputError("--windows must be >= 2 (an interval needs two), --repeats and --max-measurements >= 1")
+        if self.warmup_s >= self.duration_s:
+            raise InputError(f"--warmup-s ({self.warmup_s}) must be shorter than --duration-s ({self.duration_s})")
 
 
 # --------------------------------------------------------------------------- serve

@@ -327,6 +327,65 @@ def read_load(data: dict, path: str | Path) -> dict:
     return run.model_dump(by_alias=True)
 
 
+# --------------------------------------------------------------------------- live SLO search
+
+
+class SearchPoint(Doc):
+    """One concurrency a search measured: per-window figures pooled over its measurements."""
+
+    concurrency: int = Field(ge=1)
+    speed: float | None = None  # tok/s per user, the SLO's statistic, mean over windows
+    speed_ci: list[float | None]
+    throughput: float | None = None  # tok/s per GPU, mean over windows
+    throughput_ci: list[float | None]
+    speeds: list[float]
+    throughputs: list[float]
+    ttft_s: float | None = None
+    saturated: str | None = None
+    measurements: int = Field(ge=0)
+    verdict: Literal["meets", "fails", "unsure"]
+    order: list[int]  # when it was measured: indices into the search's measurement order
+
+
+class SearchBest(Doc):
+    concurrency: int
+    throughput_tok_s_gpu: float
+    throughput_ci: list[float | None]
+    speed: float
+    speed_ci: list[float | None]
+    upper_throughput_tok_s_gpu: float | None = None
+    source: str = "measured"
+
+
+class SearchMethod(Doc):
+    """One server's search."""
+
+    label: str
+    method: str | None = None
+    command: str | None = None
+    points: list[SearchPoint] = Field(default_factory=list)
+    measurements: int = 0
+    outcome: Literal["bracketed", "infeasible", "capped", "budget", "stopped"] | None = None  # None: under way
+    reason: str | None = None
+    best: SearchBest | None = None
+    bracket: list[int | None] | None = None
+    complete: bool = False
+    fit: dict | None = None
+
+
+class SearchRun(Doc):
+    """A `dsbench search` run: search.json."""
+
+    schema_: Literal["dsbench.search/1"] = Field(alias="schema")
+    config: dict = Field(default_factory=dict)
+    slo: dict
+    methods: list[SearchMethod]
+    best_method: str | None = None
+    baseline: str | None = None
+    ratios: dict[str, float | None] = Field(default_factory=dict)
+    interrupted: bool = False
+
+
 # --------------------------------------------------------------------------- profiles, curves, sweeps, fits
 
 Source = Literal["measured", "roofline", "paper", "fitted", "simulated"]

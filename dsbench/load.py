@@ -19,7 +19,7 @@ from .core.uncertainty import Estimate, block_length, block_ratio_se, ratio_se
 from .errors import InputError
 from .live import engines, prom
 from .live.client import build_payload
-from .live.loadgen import PointRun, Target, run_point
+from .live.loadgen import PointPlan, PointRun, Target, run_point
 from .live.shard import run_point_sharded
 from .readers import LOAD_SCHEMA
 from .shipped import read_workload
@@ -106,6 +106,44 @@ def tau_estimate(
     return Estimate(spec.tau, est.se / est.value * spec.tau, est.n, est.method)  # relative se, on the reported tau
 
 
+def by_context(records: list[dict], engine: str | None, by_turn: bool) -> list[dict]:
+    """Per-user speed and tau against context: per turn of multi-turn sessions (the context grows
+    turn by turn), else per quartile of prompt length. tau per request from the engine's
+    per-request counts where it gives them, else tokens per decode chunk (a proxy, labelled)."""
+    done = [r for r in records if not r.get("error") and r.get("prompt_tokens")]
+    if not done:
+        return []
+    if by_turn:
+        groups = {t: [r for r in done if r.get("turn") == t] for t in sorted({r.get("turn") or 1 for r in done})}
+    else:
+        edges = np.unique(np.percentile([r["prompt_tokens"] for r in done], [0, 25, 50, 75, 100]))
+        bins = np.clip(np.searchsorted(edges, [r["prompt_tokens"] for r in done], side="right") - 1, 0, len(edges) - 2)
+        groups = {int(b): [r for r, k in zip(done, bins) if k == b] for b in sorted(set(bins.tolist()))}
+    rows = []
+    for key, group in groups.items():
+        taus, source = [], "per-request"
+        for r in group:
+            c = engines.request_counts(engine, r.get("server_stats"), r.get("output_tokens"))
+            w = engines.figures(engine, c, "per-request", first_tokens=1.0) if c is not None else None
+            if w is not None and w.tau:
+                taus.append(w.tau)
+        if not taus:
+            source = "client proxy (tokens per chunk)"
+            taus = [m["tokens_per_chunk"] for m in map(request_metrics, group) if m["tokens_per_chunk"]]
+        speeds = [m["tps_user"] for m in map(request_metrics, group) if m["tps_user"]]
+        rows.append(
+            {
+                ("turn" if by_turn else "prompt_quartile"): key,
+                "requests": len(group),
+                "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in group])),
+                "tps_user_p50": float(np.median(speeds)) if speeds else None,
+                "tau_mean": float(np.mean(taus)) if taus else None,
+                "tau_source": source if taus else None,
+            }
+        )
+    return rows
+
+
 def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: str = "measured") -> dict:
     """The summary of one load point (definitions in core/loadstats.py); `source` is what the
     server said it is: measured, or simulated (dsbench serve --sim)."""
@@ -139,6 +177,7 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: st
         s["spec_counters"] = counters.model_dump()
     if spec.measured and spec.tau:
         s["chunk_warning"] = chunk_consistency(s.get("tokens_per_chunk_mean"), spec.tau)
+    s["by_context"] = by_context(latency_pool(records, t0)[0], engine, cfg.multi_turn)
     lag = s.get("client_lag_s_p99")
     loop = float(np.percentile(run.loop_lag_s, 99)) if run.loop_lag_s else None
     s["client_loop_lag_s_p99"] = loop
@@ -273,6 +312,89 @@ def auth_headers(cfg: LoadConfig) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
 
+def stopped(run: PointRun, summary: dict) -> str | bool | None:
+    """Why a run cannot go on after this point (aborted, or no request completed), else None."""
+    if run.aborted or (summary["requests_ok"] == 0 and summary["requests"] > 0):
+        what = "failed" if summary["requests_failed"] else "was cancelled at the drain time (stalled streams?)"
+        return run.aborted or f"no request of {run.spec.label} completed: every one {what}"
+    return None
+
+
+class LoadSession:
+    """One server, checked once (`open`), then load points run and summarised one at a time
+    (`measure`), every request and point written as it arrives: what `load` runs over its list of
+    points, and `search` over the points it chooses."""
+
+    def __init__(self, cfg: LoadConfig, writer: LoadWriter, progress: Progress | None, headers, prompts, sampling):
+        self.cfg, self.writer, self.progress = cfg, writer, progress
+        self.headers, self.prompts, self.sampling = headers, prompts, sampling
+        self.info: ServerInfo | None = None
+        self.target: Target | None = None
+
+    async def open(self) -> ServerInfo:
+        cfg = self.cfg
+        first = build_payload(
+            cfg.model, getattr(self.prompts[0], "text", ""), cfg.max_tokens, cfg.api, self.sampling.body()
+        )
+        self.info = info = await preflight(cfg, self.headers, first)
+        extra, continuous = request_extras(info.engine)
+        self.target = Target(
+            cfg.url,
+            cfg.model,
+            cfg.api,
+            cfg.max_tokens,
+            info.metrics_url,
+            self.headers,
+            cfg.timeout_s,
+            {**extra, **self.sampling.body()},
+            continuous_usage=continuous,
+        )
+        return info
+
+    async def measure(self, spec: PointPlan, label: str | None = None) -> tuple[dict, PointRun]:
+        """Run one point and write it (as `label`, default the point's own); returns its summary."""
+        cfg, writer, progress = self.cfg, self.writer, self.progress
+        on_progress = (lambda n, what=spec.label: progress(what, n, cfg.requests)) if progress else None
+        if on_progress:
+            on_progress(0)
+        if cfg.workers > 1:
+            run = await run_point_sharded(
+                self.target, spec, self.prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress
+            )
+        else:
+            run = await run_point(
+                self.target,
+                spec,
+                self.prompts,
+                on_record=lambda r: writer.request(r.to_dict()),
+                on_progress=on_progress,
+            )
+        summary = summarise_run(run, cfg, self.info.engine, self.info.server["source"])
+        writer.point(
+            label or spec.label,
+            summary,
+            [
+                {"id": r.id, "error": r.error, "output_tokens": r.output_tokens, **request_metrics(r.to_dict())}
+                for r in run.records
+            ],
+        )
+        return summary, run
+
+
+def load_document(cfg: LoadConfig) -> dict:
+    """A load run's document before its first point."""
+    return {
+        "schema": LOAD_SCHEMA,
+        "provenance": provenance(),
+        "config": cfg.recorded(),
+        "engine": None,
+        "sampling": cfg.sampling().model_dump(),
+        "definitions": DEFINITIONS,
+        "points": [],
+        "interrupted": False,
+    }
+
+
 def run_load(
     cfg: LoadConfig,
     writer: LoadWriter,
@@ -290,63 +412,22 @@ def run_load(
     headers = auth_headers(cfg)
     prompts = [p for w in cfg.workloads for p in read_workload(w)]
     sampling = cfg.sampling()
-    doc = {
-        "schema": LOAD_SCHEMA,
-        "provenance": provenance(),
-        "config": cfg.recorded(),
-        "engine": None,
-        "sampling": sampling.model_dump(),
-        "definitions": DEFINITIONS,
-        "points": [],
-        "interrupted": False,
-    }
+    doc = load_document(cfg)
 
     async def main() -> None:
-        first = build_payload(cfg.model, getattr(prompts[0], "text", ""), cfg.max_tokens, cfg.api, sampling.body())
-        info = await preflight(cfg, headers, first)
+        session = LoadSession(cfg, writer, progress, headers, prompts, sampling)
+        info = await session.open()
         doc["engine"], doc["server_notes"], doc["served_models"] = info.engine, info.notes, info.served
         doc["server"] = info.server
-        extra, continuous = request_extras(info.engine)
-        target = Target(
-            cfg.url,
-            cfg.model,
-            cfg.api,
-            cfg.max_tokens,
-            info.metrics_url,
-            headers,
-            cfg.timeout_s,
-            {**extra, **sampling.body()},
-            continuous_usage=continuous,
-        )
-        engine = info.engine
         for spec in cfg.points():
-            on_progress = (lambda n, label=spec.label: progress(label, n, cfg.requests)) if progress else None
-            if on_progress:
-                on_progress(0)
-            if cfg.workers > 1:
-                run = await run_point_sharded(
-                    target, spec, prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress
-                )
-            else:
-                run = await run_point(
-                    target, spec, prompts, on_record=lambda r: writer.request(r.to_dict()), on_progress=on_progress
-                )
-            summary = summarise_run(run, cfg, engine, info.server["source"])
-            writer.point(
-                spec.label,
-                summary,
-                [
-                    {"id": r.id, "error": r.error, "output_tokens": r.output_tokens, **request_metrics(r.to_dict())}
-                    for r in run.records
-                ],
-            )
+            summary, run = await session.measure(spec)
             doc["points"].append(summary)
             writer.summary(doc)
             if on_point:
                 on_point(summary)
-            if run.aborted or (summary["requests_ok"] == 0 and summary["requests"] > 0):
-                what = "failed" if summary["requests_failed"] else "was cancelled at the drain time (stalled streams?)"
-                doc["stopped"] = run.aborted or f"no request of {spec.label} completed: every one {what}"
+            stop = stopped(run, summary)
+            if stop:
+                doc["stopped"] = stop
                 break
 
     try:

@@ -280,6 +280,18 @@ def read_sweep(path: str | os.PathLike) -> dict:
 
 
 LOAD_SCHEMA = "dsbench.load/2"
+SEARCH_SCHEMA = "dsbench.search/1"
+
+
+def read_search(path: str | os.PathLike) -> dict:
+    """Read a search.json written by `dsbench search` (a file or its directory)."""
+    from .documents import SearchRun, parse
+
+    p = Path(path)
+    p = p / "search.json" if p.is_dir() else p
+    data = json_object(p, "search results")
+    check_schema(data, p, SEARCH_SCHEMA)
+    return parse(SearchRun, data, p).model_dump(by_alias=True)
 
 
 LOAD_SCHEMAS = ("dsbench.load/1", LOAD_SCHEMA)  # /1: engine-shaped `spec` dicts, read through documents.SpecWindow
@@ -396,7 +408,7 @@ def find_results(path: str | os.PathLike) -> list[tuple[str, Path]]:
         schema = data.get("schema") if isinstance(data, dict) else None
         if schema in LOAD_SCHEMAS:
             found.append((LOAD_SCHEMA, f))
-        elif schema in (SWEEP_SCHEMA, ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA):
+        elif schema in (SWEEP_SCHEMA, ACCEPTANCE_SCHEMA, PROFILE_SCHEMA, CALIBRATION_SCHEMA, FIT_SCHEMA, SEARCH_SCHEMA):
             found.append((schema, f))
         elif p.is_file():
             raise InputError(f"{f}: not a dsbench result (field 'schema' is {schema!r})")

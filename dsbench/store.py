@@ -70,6 +70,13 @@ class Store:
             self.mine.add(path)
         return path
 
+    def adopt(self, name: str) -> Path:
+        """Take `name` as this run's own although it is there already: a run resuming its own
+        earlier results (search), never a way around --force."""
+        path = self.path(name)
+        self.mine.add(path)
+        return path
+
     def document(self, name: str, data: dict, model: str) -> Path:
         """Write a typed document atomically (checked against documents.MODEL first)."""
         path = self.claim(name)
@@ -109,14 +116,19 @@ def write_document(path: Path, data: dict, model: str) -> None:
 class LoadWriter:
     """Writes a load run through a Store as it happens: requests.jsonl (one line per finished
     request, flushed), points/<label>.json + .csv after each point, and load.json (all points so
-    far). An earlier run in the same place is refused unless the store may replace it."""
+    far). An earlier run in the same place is refused unless the store may replace it, or
+    `resume` says this run continues it (its load.json is then `previous`, and requests append)."""
 
-    def __init__(self, store: Store):
-        self.store = store
-        requests = store.claim("requests.jsonl")
-        store.claim("load.json")
-        requests.unlink(missing_ok=True)  # only reached when there was none, or --force replaces it
-        store.path("load.json").unlink(missing_ok=True)
+    def __init__(self, store: Store, resume: bool = False):
+        self.store, self.previous = store, None
+        if resume and store.path("load.json").exists():
+            requests = store.adopt("requests.jsonl")
+            self.previous = json.loads(store.adopt("load.json").read_text())
+        else:
+            requests = store.claim("requests.jsonl")
+            store.claim("load.json")
+            requests.unlink(missing_ok=True)  # only reached when there was none, or --force replaces it
+            store.path("load.json").unlink(missing_ok=True)
         self._path, self._requests = requests, None  # opened by the first request: a refused run leaves nothing
 
     def request(self, rec: dict) -> None:

@@ -241,5 +241,11 @@ def test_multi_turn_sessions_carry_their_history(tmp_path):
         tokens = [x["prompt_tokens"] for x in turns]
         # each turn adds the previous reply (8 tokens) and the new prompt, plus message overhead
         assert tokens[0] < tokens[1] < tokens[2] and tokens[1] - tokens[0] >= 8 + 3
+    # acceptance and speed against context, per turn (the simulator gives no per-request counts:
+    # tau is tokens per decode chunk, exact for it, one chunk per round)
+    rows = read_load(tmp_path / "o")["points"][0]["by_context"]
+    assert [row["turn"] for row in rows] == [1, 2, 3] and sum(row["requests"] for row in rows) == 12
+    assert rows[0]["prompt_tokens_mean"] < rows[1]["prompt_tokens_mean"] < rows[2]["prompt_tokens_mean"]
+    assert all(row["tau_source"].startswith("client proxy") and row["tau_mean"] >= 1 for row in rows)
     r = _load(url, tmp_path / "p", "--rate", "2", "--requests", "2", "--workload", convs, "--multi-turn")
     assert r.exit_code == 2 and "--multi-turn runs sessions in a closed loop" in r.output

@@ -395,3 +395,55 @@ def test_llama_cpp_fewer_draft_tokens_fail_the_gate(models, tmp_path):
     # 16 requests a side: enough for tau's standard error over requests (10 is the least)
     r = runner.invoke(app, ["gate", str(tmp_path / "n1"), "--baseline", str(tmp_path / "n4")])
     assert r.exit_code == 1 and re.search(r"c=2\.tau` .*REGRESSED", r.stdout), r.output
+
+
+def test_search_starts_vllm_per_method_and_stops_it(models, tmp_path):
+    """`search --serve` over two vLLM servers (no speculation, n-gram), started from the commands
+    given (leading NAME=value words as their environment), each searched to an outcome on the
+    p90 speed (this CPU build streams some requests' tokens in one burst, which a mean or p50
+    would take for speed), written as vLLM load runs, compared, and stopped afterwards."""
+    from tests.engine_servers import vllm_python
+
+    target, _ = models
+    env = "VLLM_TARGET_DEVICE=cpu VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1"
+    base = (
+        f"{env} {vllm_python()} -m vllm.entrypoints.openai.api_server --model {target} --served-model-name tiny "
+        "--host 127.0.0.1 --port {port} --enforce-eager --dtype float32 --max-model-len 512 --max-num-seqs 8"
+    )
+    ngram = json.dumps({"method": "ngram", "num_speculative_tokens": 3, "prompt_lookup_max": 3, "prompt_lookup_min": 1})
+    r = runner.invoke(
+        app,
+        [
+            "search",
+            "--slo", "40",
+            "--slo-stat", "p90",
+            "--serve", f"no-spec={base}",
+            "--serve", f"ngram={base} --speculative-config '{ngram}'",
+            "--baseline", "no-spec",
+            "--workload", "chat",
+            "--max-tokens", "32",
+            "--ignore-eos",
+            "--temperature", "0",
+            "--duration-s", "3",
+            "--warmup-s", "0.5",
+            "--windows", "2",
+            "--repeats", "1",
+            "--tolerance", "0.2",
+            "--max-concurrency", "8",
+            "--max-measurements", "6",
+            "--out", str(tmp_path),
+            "--quiet",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "search.json").read_text())
+    assert [m["label"] for m in doc["methods"]] == ["no-spec", "ngram"]
+    for m in doc["methods"]:
+        assert m["engine"] == "vllm" and m["outcome"] in ("bracketed", "capped", "infeasible", "budget"), m
+        run = read_load(tmp_path / m["label"])
+        assert run["engine"] == "vllm" and len(run["points"]) == m["measurements"] >= 1
+        assert "vllm" in (tmp_path / m["label"] / "server.log").read_text().lower()
+        with pytest.raises(httpx.HTTPError):  # stopped
+            httpx.get(m["url"] + "/v1/models", timeout=2)
+    spec = read_load(tmp_path / "ngram")["points"][-1]["spec"]
+    assert spec["state"] == "active" and spec["tau"] > 1  # the n-gram server really speculated

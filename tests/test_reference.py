@@ -17,6 +17,7 @@ CONFIGS = {
     "profile": configs.ProfileConfig,
     "accept": configs.AcceptConfig,
     "load": configs.LoadConfig,
+    "search": configs.SearchConfig,
     "fit": configs.FitConfig,
     "calibrate": configs.CalibrateConfig,
     "report": configs.ReportConfig,
@@ -54,7 +55,7 @@ def test_one_meaning_per_flag():
     target model, and a flag with a unit carries it in its name."""
     commands = typer.main.get_command(app).commands
     opts = {name: {o: p for p in cmd.params for o in getattr(p, "opts", [])} for name, cmd in commands.items()}
-    for name in ("sweep", "profile", "accept", "load", "fit", "calibrate", "report"):
+    for name in ("sweep", "profile", "accept", "load", "search", "fit", "calibrate", "report"):
         assert "--out" in opts[name] and "-o" in opts[name] and "--force" in opts[name], name
     for name, flags in opts.items():
         if "--model" in flags:

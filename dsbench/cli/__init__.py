@@ -2,7 +2,7 @@
 point and prints with rich. Heavy imports (numpy, scipy, matplotlib, torch) happen inside
 commands, so `dsbench --help` starts fast."""
 
-from . import sweep, profile, load, serve, accept, calibrate, fit, report, gate  # noqa: F401, I001  (each registers its command on `app`, in this order)
+from . import sweep, profile, load, search, serve, accept, calibrate, fit, report, gate  # noqa: F401, I001  (each registers its command on `app`, in this order)
 from ._common import app
 
 

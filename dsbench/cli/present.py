@@ -361,3 +361,50 @@ def load(doc: dict) -> None:
             )
         if s["requests_failed"] or s.get("requests_cancelled"):
             err.print(f"[yellow]{load_point(s)}[/]", highlight=False)
+
+
+def search_step(label: str, c: int, reason: str, point, settings) -> str:
+    """`dsbench search`: one measurement in a line (printed as the search goes)."""
+    from ..core.search import judged
+
+    lo, hi = point.interval(settings.level)
+    ci = f" [{lo:.1f}, {hi:.1f}]" if hi - lo < float("inf") else ""
+    state = judged(point, settings.slo, settings.ttft_slo_s, settings.repeats, settings.level)
+    line = f"{label} c={c} ({reason}): {point.speed:.1f}{ci} tok/s/user, {point.throughput:.0f} tok/s -> {state}"
+    return line + (f" (saturated: {point.saturated})" if point.saturated else "")
+
+
+def search(doc: dict) -> None:
+    """`dsbench search`: the best throughput per server at the SLO, and what it took."""
+    slo = doc["slo"]
+    simulated = any((m.get("server") or {}).get("source") == "simulated" for m in doc["methods"])
+    table = Table(
+        title=f"Highest throughput at {slo['statistic']} per-user speed >= {slo['tps_user']:g} tok/s"
+        + (f", TTFT <= {slo['ttft_s']:g} s" if slo.get("ttft_s") else "")
+        + (" (SIMULATED servers)" if simulated else " (measured)"),
+        caption="best = the highest concurrency measured to meet the SLO; the true best lies below the next "
+        "(failing) point's throughput, 'upper'; [..] = 95 % intervals over windows; n = measurements taken",
+    )
+    for col in ("server", "outcome", "conc.", "tok/s/GPU", "upper", "tok/s/user", f"vs {doc.get('baseline')}", "n"):
+        table.add_column(col, justify="left" if col in ("server", "outcome") else "right")
+    for m in doc["methods"]:
+        b = m.get("best") or {}
+        ci = b.get("throughput_ci") or [None, None]
+        span = f" [{fmt(ci[0], ',.0f')}, {fmt(ci[1], ',.0f')}]" if ci[0] is not None else ""
+        ratio = (doc.get("ratios") or {}).get(m["label"])
+        table.add_row(
+            m["label"] + (" *" if m["label"] == doc.get("best_method") else ""),
+            m.get("outcome") or "under way",
+            str(b.get("concurrency", "-")),
+            fmt(b.get("throughput_tok_s_gpu"), ",.0f") + span,
+            fmt(b.get("upper_throughput_tok_s_gpu"), ",.0f"),
+            fmt(b.get("speed"), ".1f"),
+            f"{ratio:.2f}x" if ratio else "-",
+            str(m.get("measurements", 0)),
+        )
+    console.print(table)
+    for m in doc["methods"]:
+        if m.get("reason"):
+            console.print(f"{m['label']}: {m['reason']}", style="dim", highlight=False)
+        for note in m.get("notes") or []:
+            err.print(f"[yellow]{m['label']}:[/] {note}", highlight=False)

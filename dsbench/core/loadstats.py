@@ -290,3 +290,34 @@ def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, toleran
             "the server splits decode steps into several chunks"
         )
     return None
+
+
+SPEED_STATS = ("mean", "p50", "p90")
+
+
+def speed_stat(pool: list[dict], stat: str) -> float | None:
+    """Per-user speed (tok/s) of completed requests: `mean` pooled (decode tokens / decode time),
+    `pXX` the speed XX % of them reach."""
+    derived = [(r, request_metrics(r)) for r in pool]
+    if stat == "mean":
+        dec = [(r["output_tokens"] - 1, d["e2e_s"] - d["ttft_s"]) for r, d in derived if d["tpot_s"] is not None]
+        time = sum(t for _, t in dec)
+        return sum(n for n, _ in dec) / time if time > 0 else None
+    speeds = np.array([d["tps_user"] for _, d in derived if d["tps_user"] is not None])
+    return _pct(speeds, 100 - int(stat[1:]))
+
+
+def window_figures(records: list[dict], t0_ns: int, t1_ns: int, windows: int, stat: str) -> list[dict]:
+    """The window [t0, t1] cut into `windows` equal parts, each with its own per-user speed
+    (`stat` over the completed requests sent in it, whenever they ended: taking those that ended
+    in it instead would favour the fast ones) and throughput (tokens arriving in it / its
+    length): repeated windows, for intervals."""
+    width = (t1_ns - t0_ns) / windows
+    done = [r for r in records if not r.get("error") and r.get("start_ns")]
+    parts = []
+    for k in range(windows):
+        a, b = t0_ns + k * width, t0_ns + (k + 1) * width
+        sent = [r for r in done if a <= r["start_ns"] < b]
+        tokens = sum(tokens_in_window(r, a, b) for r in records if r.get("error") in (None, "cancelled"))
+        parts.append({"speed": speed_stat(sent, stat), "throughput": tokens / (width / NS), "requests": len(sent)})
+    return parts

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field, fields
 from prometheus_client.parser import text_string_to_metric_families
 
 ENGINES = ("vllm", "llama.cpp", "sglang", "dsbench")
+# gauges of requests queued at the server, not yet running (dsbench serve exports vLLM's)
+WAITING = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "llamacpp:requests_deferred")
 
 
 @dataclass
