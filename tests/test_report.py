@@ -1,5 +1,6 @@
 """`dsbench report`: one self-contained, escaped HTML file, checked as text and rendered by Chromium."""
 
+import html as html_lib
 import json
 import re
 import shutil
@@ -106,10 +107,12 @@ def report(results):
 
 
 def test_report_is_self_contained(report):
-    """No external references of any kind: no scripts, links, iframes, imports; every src/href is a
-    fragment inside the page; URLs appear only as text (the commands that made the files)."""
-    for tag in ("<script", "<link", "<iframe", "<object", "<embed", "@import", "<img"):
+    """No external references of any kind: no links, iframes, imports, and only the explorer's two
+    inline scripts (its data and its code, neither with a src); every src/href is a fragment inside
+    the page; URLs appear only as text (the commands that made the files)."""
+    for tag in ("<link", "<iframe", "<object", "<embed", "@import", "<img"):
         assert tag not in report.lower(), tag
+    assert re.findall(r"<script[^>]*>", report) == ["<script type=application/json id=frontier-data>", "<script>"]
     assert not re.search(r"""<[^>]*\b(?:src|href)\s*=\s*(?!["']?#)""", report)
     assert not re.search(r"url\((?!#)", report)
     assert report.count("<svg") >= 8
@@ -136,6 +139,8 @@ def test_report_has_every_section_side_by_side(report):
         "Confidence calibration",
         "Latency and per-user speed per load point",
         "Tokens per chunk vs tau",
+        "Acceptance and per-user speed against context",
+        "Explore the frontier",
         "SPS(B) profile",
         "Fitted latency model",
         "Inputs and provenance",
@@ -187,3 +192,40 @@ def test_chromium_renders_the_figures(results, report, tmp_path):
     for method in ("dspark", "dflash"):
         rgb = np.array([int(METHOD_COLORS[method][i : i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(img - rgb).sum(-1) < 40).sum() > 2000, method
+
+
+def _best_table(html_text: str) -> dict[str, list[str]]:
+    """The explorer's best-at-SLO table as Chromium left it: method -> its cells."""
+    table = re.search(r'<table id="best-at-slo">(.*?)</table>', html_text, re.S).group(1)
+    rows = {}
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)[1:]:
+        cells = [html_lib.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)]
+        rows[cells[0]] = cells
+    return rows
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium)")
+def test_the_slo_slider_recomputes_the_best_at_slo_table_in_chromium(tmp_path):
+    """Headless Chromium opens a report of one sweep with the slider at two SLOs and one method
+    unticked; the table the page's script computes equals, for every method, the best throughput
+    Python finds in the sweep's own frontier at that SLO (and the unticked method is gone)."""
+    out = tmp_path / "sweep"
+    r = runner.invoke(app, ["sweep", "--methods", "mtp-1,dspark", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["report", str(out), "-o", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    frontier = json.loads((out / "sweep.json").read_text())["frontier"]
+    for slo, hide in ((60, ""), (200, "mtp-1")):
+        dom = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+             (tmp_path / "r.html").as_uri() + f"#slo={slo}&hide={hide}"],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        rows = _best_table(dom)
+        assert set(rows) == {"mtp-1", "dspark"} - {hide}, rows
+        for m, cells in rows.items():
+            ok = [p for p in frontier if p["method"] == m and p["tps_user"] >= slo]
+            best = max(ok, key=lambda p: p["throughput_tok_s_gpu"]) if ok else None
+            shown = cells[2].replace(",", "")
+            assert (shown == "infeasible") if best is None else (shown == f"{best['throughput_tok_s_gpu']:.0f}"), cells
+            assert cells[1] == "modelled" and cells[6].startswith("simulated")

@@ -1,8 +1,9 @@
 """`dsbench report`: one self-contained HTML file from any mix of dsbench results.
 
 Everything is inline (figures as SVG with text drawn as paths, styles in one <style> block, no
-scripts, fonts or external references), so the file opens offline and can be attached to a
-ticket. Every string that comes from an input file passes through `esc`. Several runs (one per
+fonts or external references), so the file opens offline and can be attached to a ticket. One
+inline script draws the interactive frontier (report/explore.py); everything else reads
+without it. Every string that comes from an input file passes through `esc`. Several runs (one per
 argument) are shown side by side, one column each. Files are read through readers.py only.
 """
 
@@ -24,6 +25,7 @@ from ..readers import (
     FIT_SCHEMA,
     LOAD_SCHEMA,
     PROFILE_SCHEMA,
+    SEARCH_SCHEMA,
     SWEEP_SCHEMA,
     Profile,
     find_results,
@@ -34,9 +36,11 @@ from ..readers import (
     read_load,
     read_profile,
     read_requests,
+    read_search,
     read_sweep,
 )
 from . import plots
+from .explore import explorer
 
 
 def esc(x) -> str:
@@ -58,6 +62,7 @@ class Run:
     calibrations: list[tuple[Path, dict]] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
     fits: list[tuple[Path, dict]] = field(default_factory=list)
+    searches: list[tuple[Path, dict]] = field(default_factory=list)
     files: list[dict] = field(default_factory=list)  # provenance rows
 
 
@@ -86,6 +91,11 @@ def collect(path: str) -> Run:
             prof = read_profile(f)
             run.profiles.append(prof)
             _add_file(run, f, kind, prof.raw, prof.source)
+        elif schema == SEARCH_SCHEMA:
+            doc = read_search(f)
+            run.searches.append((f, doc))
+            sources = {(m.get("server") or {}).get("source", "measured") for m in doc["methods"]}
+            _add_file(run, f, kind, doc, ", ".join(sorted(sources)) or "measured")
         elif schema == FIT_SCHEMA:
             doc = read_fit(f).raw
             run.fits.append((f, doc))
@@ -163,6 +173,41 @@ def _slo_table(runs: list[Run]) -> str:
         "tok/s/user</th><th>method</th><th>policy</th>"
         "<th>tok/s per GPU</th><th>concurrency</th><th>tok/s per "
         "user</th><th>budget</th><th>ratio</th><th>source</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _search_table(runs: list[Run]) -> str:
+    rows = []
+    for run in runs:
+        for _, doc in run.searches:
+            slo = doc["slo"]
+            for m in doc["methods"]:
+                b = m.get("best") or {}
+                ratio = (doc.get("ratios") or {}).get(m["label"])
+                cells = [
+                    run.name,
+                    f"{slo.get('statistic')} >= {_num(slo.get('tps_user'), 'g')}",
+                    m["label"],
+                    m.get("outcome") or "under way",
+                    _num(b.get("throughput_tok_s_gpu")),
+                    _num(b.get("upper_throughput_tok_s_gpu")),
+                    b.get("concurrency", "—"),
+                    _num(b.get("speed"), ".1f"),
+                    f"{ratio:.2f}x vs {doc.get('baseline')}" if ratio else "—",
+                    m.get("measurements", 0),
+                    (m.get("server") or {}).get("source", "measured"),
+                ]
+                rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+    if not rows:
+        return ""
+    head = "run,SLO tok/s/user,server,outcome,tok/s per GPU,upper,concurrency,tok/s per user,ratio,measurements,source"
+    return (
+        "<h2>Searched at the SLO (measured)</h2><p class=cap>The highest concurrency measured to meet the SLO; the "
+        "true best lies below 'upper', the throughput of the lowest concurrency above it that failed.</p><table><tr>"
+        + "".join(f"<th>{h}</th>" for h in head.split(","))
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 
@@ -325,6 +370,15 @@ def _figures(runs: list[Run], fig_ids: list[int]) -> list[tuple[str, list[str]]]
                     fig(plots.distributions_figure(per_point, "per-request distributions", src), src)
                     + _errors_table(doc),
                 )
+            ctx = {p["label"]: p["by_context"] for p in doc["points"] if len(p.get("by_context") or []) > 1}
+            if ctx:
+                how = {r.get("tau_source") for rows in ctx.values() for r in rows} - {None}
+                src = f"measured ({f.parent.name}); tau from {', '.join(sorted(how)) or 'nothing'}"
+                add(
+                    "Acceptance and per-user speed against context",
+                    i,
+                    fig(plots.context_figure(ctx, "per turn, or per prompt-length quartile", src), src),
+                )
             pts = [
                 {"label": p["label"], "tau": p["spec"]["tau"], "tokens_per_chunk": p["tokens_per_chunk_mean"]}
                 for p in doc["points"]
@@ -432,6 +486,8 @@ def build_report(paths: list[str], title: str) -> str:
         + ", ".join(f"<code>{esc(r.name)}</code>" for r in runs)
         + "</p>",
         _slo_table(runs),
+        _search_table(runs),
+        explorer(runs),
     ]
     for section, cells in _figures(runs, [0]):
         parts.append(

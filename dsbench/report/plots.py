@@ -87,6 +87,37 @@ def frontier_figure(
     return fig
 
 
+def search_figure(methods: list[dict], slo: float, title: str, subtitle: str) -> Figure:
+    """A search's measured points (95 % intervals as bars; the best at the SLO starred) over each
+    method's fitted frontier (search.json `methods`, with `fit_frontier` rows added)."""
+    rows = [r for m in methods for r in m.get("fit_frontier") or []]
+    best = {
+        m["label"]: {"feasible": True, "tps_user": m["best"]["speed"], "throughput": m["best"]["throughput_tok_s_gpu"]}
+        for m in methods
+        if m.get("best")
+    }
+    fig = frontier_figure(rows, slo, title, subtitle, best)
+    ax = fig.axes[0]
+    for line in ax.get_lines():
+        if line.get_label() in best or line.get_label() in {r["method"] for r in rows}:
+            line.set_linestyle("--")  # fitted: dashed; the measured markers are the result
+    for m in methods:
+        pts = [p for p in m.get("points") or [] if p.get("speed") and p.get("throughput")]
+        if not pts:
+            continue
+        x = np.array([p["speed"] for p in pts])
+        y = np.array([p["throughput"] for p in pts])
+        lo = np.array([p["speed_ci"][0] if p["speed_ci"][0] is not None else s for p, s in zip(pts, x)])
+        hi = np.array([p["speed_ci"][1] if p["speed_ci"][1] is not None else s for p, s in zip(pts, x)])
+        ax.errorbar(
+            x, y, xerr=[np.clip(x - lo, 0, None), np.clip(hi - x, 0, None)], fmt="D", ms=6, mfc="white",
+            mew=1.5, color=_color(m["label"]), ecolor=_color(m["label"]), elinewidth=0.8, capsize=2,
+            label=f"{m['label']} (measured)",
+        )  # fmt: skip
+    ax.legend(title="dashed: fitted; markers: measured (★ best)", fontsize=8, title_fontsize=8)
+    return fig
+
+
 def save(fig: Figure, *paths) -> None:
     """Save a figure to each path (format from the suffix) and free it."""
     for p in paths:
@@ -254,6 +285,23 @@ def chunk_tau_figure(points: list[dict], title: str, source: str) -> Figure:
     ax.set_ylabel("tokens per chunk (client)")
     ax.legend(fontsize=8)
     return _finish(fig, ax, title, source)
+
+
+def context_figure(series: dict[str, list[dict]], title: str, source: str) -> Figure:
+    """tau and per-user speed p50 against mean prompt tokens, one line per load point (rows of
+    load's `by_context`: per turn of multi-turn sessions, or per prompt-length quartile)."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 4), dpi=110)
+    for label, rows in series.items():
+        x = [r["prompt_tokens_mean"] for r in rows]
+        a1.plot(x, [r["tau_mean"] for r in rows], "o-", label=label, lw=1.2, ms=4)
+        a2.plot(x, [r["tps_user_p50"] for r in rows], "o-", label=label, lw=1.2, ms=4)
+    a1.set_xlabel("prompt tokens (mean of the group)")
+    a1.set_ylabel("tau (tokens per decode step)")
+    a2.set_xlabel("prompt tokens (mean of the group)")
+    a2.set_ylabel("per-user speed p50 (tok/s)")
+    a1.legend(fontsize=7)
+    a2.grid(True, alpha=0.3)
+    return _finish(fig, a1, title, source)
 
 
 def sps_figure(curves: dict[str, tuple[list[float], list[float]]], title: str, source: str) -> Figure:
