@@ -649,7 +649,7 @@ class ClientSettings:
         if self.multi_turn and self.api != "chat":
             raise InputError("--multi-turn runs sessions over the chat API: use --api chat")
         if not 0 <= self.ramp_up_s <= self.warmup_s:
-            raise InputError(f"--ramp-up-s must be between 0 and --warmup-s ({self.warmup_s}); got {self.ramp_up_s}")
+            raise InputError(f"--ramp-up-s must be between 0 and --warmup-s ({self.warmup_s}), got {self.ramp_up_s}")
 
     def sampling(self):
         from .documents import Sampling
@@ -716,7 +716,7 @@ class LoadConfig(ClientSettings):
         if self.method is not None and self.method not in METHODS:
             raise InputError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
         if self.workers > 1 and self.duration_s is None:
-            raise InputError("more than one --workers needs --duration-s (the window must end on time)")
+            raise InputError("more than one worker needs --duration-s (the window must end on time)")
         for flag, v in (("--slo", self.slo), ("--slo-ttft-s", self.slo_ttft_s), ("--slo-tpot-s", self.slo_tpot_s)):
             if v is not None and not v > 0:
                 raise InputError(f"{flag} must be positive, got {v}")

@@ -121,7 +121,7 @@ def test_load_shapes_against_the_simulated_server(tmp_path):
     "args,message",
     [
         (["--rate", "5", "--burstiness", "0"], "--burstiness must be > 0"),
-        (["--concurrency", "2", "--warmup-s", "1", "--ramp-up-s", "2"], "--ramp-up-s between 0 and --warmup-s"),
+        (["--concurrency", "2", "--warmup-s", "1", "--ramp-up-s", "2"], "--ramp-up-s must be between 0 and --warmup-s"),
     ],
 )
 def test_bad_load_shapes_are_one_line(tmp_path, args, message):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import time
+from array import array
 from dataclasses import asdict, dataclass, field
 
 import httpx
@@ -55,10 +56,26 @@ class RequestRecord:
     def ok(self) -> bool:
         return self.error is None
 
+    def compact(self) -> None:
+        """Per-chunk lists as packed arrays (4-8 bytes an entry instead of 32) once the request is
+        written: a long point keeps every record in memory for its summary."""
+        for name, code in _PACKED.items():
+            v = getattr(self, name)
+            if isinstance(v, list):
+                setattr(self, name, array(code, v))
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out.pop("reply")  # the model's text feeds the next turn; result files keep figures, not outputs
+        for name in _PACKED:
+            if isinstance(out[name], array):
+                out[name] = out[name].tolist()
         return out
+
+
+# RequestRecord fields kept packed after the request: stamps as doubles, token counts and lags (microseconds of
+# error at most) in four bytes
+_PACKED = {"chunk_offsets_s": "d", "chunk_tokens": "i", "chunk_lag_s": "f"}
 
 
 def _content(event: dict, chat: bool) -> str:

@@ -147,6 +147,7 @@ class _Window:
             self.run.records.append(rec)
             if self.on_record:
                 self.on_record(rec)
+            rec.compact()
         self.done += 1
         self.refused_in_a_row = self.refused_in_a_row + 1 if rec.error == "connect" else 0
         if self.on_progress:

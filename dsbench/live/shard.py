@@ -93,6 +93,7 @@ async def run_point_sharded(
                 run.records.append(rec)
                 if on_record:
                     on_record(rec)
+                rec.compact()
                 if on_progress:
                     on_progress(len(run.records))
             else:
