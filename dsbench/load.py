@@ -320,6 +320,20 @@ def stopped(run: PointRun, summary: dict) -> str | bool | None:
     return None
 
 
+STREAMS_PER_PROCESS = 256  # what one client process holds well (benchmarks/bench_load_client.py)
+
+
+def auto_workers(spec: PointPlan) -> int:
+    """Client processes for a point when --workers is 0: one per STREAMS_PER_PROCESS closed-loop
+    streams, at most the cores; one for open-loop points and points without a duration (sharding
+    needs the window to end on time)."""
+    import os
+
+    if spec.concurrency is None or spec.duration_s is None or spec.multi_turn:
+        return 1
+    return max(1, min(os.cpu_count() or 1, -(-spec.concurrency // STREAMS_PER_PROCESS)))
+
+
 class LoadSession:
     """One server, checked once (`open`), then load points run and summarised one at a time
     (`measure`), every request and point written as it arrives: what `load` runs over its list of
@@ -348,6 +362,7 @@ class LoadSession:
             cfg.timeout_s,
             {**extra, **self.sampling.body()},
             continuous_usage=continuous,
+            http_client=cfg.http_client,
         )
         return info
 
@@ -357,9 +372,10 @@ class LoadSession:
         on_progress = (lambda n, what=spec.label: progress(what, n, cfg.requests)) if progress else None
         if on_progress:
             on_progress(0)
-        if cfg.workers > 1:
+        workers = cfg.workers or auto_workers(spec)
+        if workers > 1:
             run = await run_point_sharded(
-                self.target, spec, self.prompts, cfg.workers, lambda r: writer.request(r.to_dict()), on_progress
+                self.target, spec, self.prompts, workers, lambda r: writer.request(r.to_dict()), on_progress
             )
         else:
             run = await run_point(
@@ -370,6 +386,7 @@ class LoadSession:
                 on_progress=on_progress,
             )
         summary = summarise_run(run, cfg, self.info.engine, self.info.server["source"])
+        summary["client_processes"] = workers
         writer.point(
             label or spec.label,
             summary,

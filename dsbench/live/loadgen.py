@@ -20,6 +20,7 @@ import httpx
 from ..core.arrivals import arrivals, prompt_order
 from . import prom
 from .client import RequestRecord, build_payload, stream_request
+from .rawhttp import RawClient, stream_request_raw
 
 
 @dataclass
@@ -76,6 +77,11 @@ class Target:
     timeout_s: float = 60.0
     extra_body: dict = field(default_factory=dict)
     continuous_usage: bool = False  # the server accepts stream_options.continuous_usage_stats
+    http_client: str = "auto"  # raw (live/rawhttp.py), httpx, or auto: raw for http://, httpx for https://
+
+    @property
+    def raw(self) -> bool:
+        return self.http_client == "raw" or (self.http_client == "auto" and self.url.startswith("http://"))
 
     @property
     def endpoint(self) -> str:
@@ -104,6 +110,8 @@ class _Window:
         on_progress,
     ):
         self.client, self.target, self.spec, self.prompts = client, target, spec, prompts
+        # requests go through dsbench's own HTTP/1.1 client where it can (rawhttp.py says why); scrapes through httpx
+        self.raw = RawClient(target.timeout_s, min(10.0, target.timeout_s)) if target.raw else None
         self.start_ns, self.id_offset = start_ns, id_offset
         self.on_record, self.on_progress = on_record, on_progress
         self.run = PointRun(spec, t0_ns=start_ns + int(spec.warmup_s * 1e9))
@@ -142,7 +150,10 @@ class _Window:
             text = getattr(p, "text", p)
         payload = build_payload(t.model, text, t.max_tokens, t.api, t.extra_body, t.continuous_usage, history)
         try:
-            await stream_request(self.client, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
+            if self.raw is not None:
+                await stream_request_raw(self.raw, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
+            else:
+                await stream_request(self.client, t.endpoint, payload, rec, t.headers, chat=t.api == "chat")
         finally:  # cancelled ones too: stream_request marked them and kept what arrived
             self.run.records.append(rec)
             if self.on_record:
@@ -298,7 +309,12 @@ async def run_point(
         if start_ns is not None:
             await asyncio.sleep(max(0.0, (start_ns - time.monotonic_ns()) / 1e9))
         start_ns = time.monotonic_ns() if start_ns is None else start_ns
-        run = await _Window(client, target, spec, prompts, start_ns, id_offset, on_record, on_progress).drive()
+        window = _Window(client, target, spec, prompts, start_ns, id_offset, on_record, on_progress)
+        try:
+            run = await window.drive()
+        finally:
+            if window.raw is not None:
+                await window.raw.aclose()
     run.client_cpu_s = time.process_time() - cpu0
     run.wall_s = time.perf_counter() - wall0
     return run
