@@ -60,7 +60,7 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """Student-t confidence interval of the mean of `values`; (-inf, inf) below two values."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(x) < 2:
-        return (-math.inf, math.inf) if len(x) == 0 else (float(x[0]) - math.inf, float(x[0]) + math.inf)
+        return -math.inf, math.inf
     half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return float(x.mean() - half), float(x.mean() + half)
 
@@ -116,8 +116,8 @@ def fitted_frontier(a: float, b: float, top: int, gpus: int = 1) -> list[tuple[i
 @dataclass(frozen=True)
 class Step:
     """What the search does next: measure `concurrency`, or stop (`concurrency` None) with an
-    `outcome`: bracketed, infeasible, capped (the best is at or beyond `max_concurrency`),
-    saturated (the server saturates before the SLO binds) or budget (measurements ran out)."""
+    `outcome`: bracketed, infeasible (c=1 fails), capped (`max_concurrency` still meets the SLO)
+    or budget (the measurements ran out first)."""
 
     concurrency: int | None
     reason: str

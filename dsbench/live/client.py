@@ -138,16 +138,26 @@ async def stream_request(
         rec.error, rec.error_detail = "stream_broken", f"{type(e).__name__}: {e}"
     except _MALFORMED as e:
         rec.error, rec.error_detail = "bad_response", f"unparseable event: {type(e).__name__}: {e}"[:300]
-    except asyncio.CancelledError:  # the load generator cut it off: keep what arrived
-        rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
-        rec.end_ns = time.monotonic_ns()
-        with contextlib.suppress(*_MALFORMED):
-            _parse_events(rec, events, True, chat)
+    except asyncio.CancelledError:
+        cancelled(rec, events, chat)
         raise
     finally:
         rec.end_ns = time.monotonic_ns()
+    return kept(rec, events, chat)
+
+
+def cancelled(rec: RequestRecord, events: list[tuple[int, bytes]], chat: bool) -> None:
+    """The load generator cut the request off: say so, and keep what arrived."""
+    rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
+    rec.end_ns = time.monotonic_ns()
+    with contextlib.suppress(*_MALFORMED):
+        _parse_events(rec, events, True, chat)
+
+
+def kept(rec: RequestRecord, events: list[tuple[int, bytes]], chat: bool) -> RequestRecord:
+    """`rec`, with what arrived before a failure parsed into it."""
     if rec.error and events and rec.first_chunk_ns is None:
-        with contextlib.suppress(*_MALFORMED):  # keep what arrived before a failure
+        with contextlib.suppress(*_MALFORMED):
             _parse_events(rec, events, True, chat)
     return rec
 

@@ -12,12 +12,11 @@ error classes `stream_request` gives.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from urllib.parse import urlsplit
 
-from .client import _MALFORMED, RequestRecord, _parse_events
+from .client import _MALFORMED, RequestRecord, _parse_events, cancelled, kept
 
 
 class Broken(Exception):
@@ -188,11 +187,8 @@ async def stream_request_raw(
         rec.error, rec.error_detail = "stream_broken", f"{type(e).__name__}: {e}"
     except _MALFORMED as e:
         rec.error, rec.error_detail = "bad_response", f"unparseable event: {type(e).__name__}: {e}"[:300]
-    except asyncio.CancelledError:  # the load generator cut it off: keep what arrived
-        rec.error, rec.error_detail = "cancelled", "still running when the drain time ran out"
-        rec.end_ns = time.monotonic_ns()
-        with contextlib.suppress(*_MALFORMED):
-            _parse_events(rec, events, True, chat)
+    except asyncio.CancelledError:
+        cancelled(rec, events, chat)
         raise
     finally:
         rec.end_ns = time.monotonic_ns()
@@ -201,7 +197,4 @@ async def stream_request_raw(
                 client.release(host, port, reader, writer)
             else:
                 writer.close()
-    if rec.error and events and rec.first_chunk_ns is None:
-        with contextlib.suppress(*_MALFORMED):  # keep what arrived before a failure
-            _parse_events(rec, events, True, chat)
-    return rec
+    return kept(rec, events, chat)
