@@ -205,7 +205,8 @@ def test_achieved_concurrency_is_the_time_averaged_requests_in_flight():
 def test_multi_turn_sessions_carry_their_history(tmp_path):
     """Three-turn conversations against `dsbench serve --sim` (whose prompt count is words in
     every message): each later turn's prompt holds the earlier turns and replies, so its prompt
-    tokens grow turn by turn; the replies themselves are not written."""
+    tokens grow turn by turn; the replies themselves are not written; a budget of 12 requests is
+    four whole sessions, however the two workers' turns interleave."""
     convs = tmp_path / "chats.jsonl"
     convs.write_text(
         "".join(

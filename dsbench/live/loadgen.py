@@ -118,6 +118,7 @@ class _Window:
         self.closed = asyncio.Event()
         self.prompt_index = prompt_order(len(prompts), spec.prompt_seed)
         self.issued = self.done = self.refused_in_a_row = 0
+        self.reserved = 0  # requests the budget keeps for the later turns of sessions under way
         self.give_up_after = max(10, 2 * (spec.concurrency or 1))
 
     # -- requests ------------------------------------------------------------------------------
@@ -129,11 +130,18 @@ class _Window:
         if self.refused_in_a_row >= self.give_up_after:
             self.run.aborted = f"server unreachable: {self.refused_in_a_row} connection failures in a row"
             return None
-        if spec.requests is not None and self.issued >= spec.requests:
-            return None
         if spec.duration_s is not None and (time.monotonic_ns() - self.start_ns) / 1e9 >= spec.duration_s:
             return None
         i = self.id_offset + self.issued
+        if spec.requests is not None:
+            if prompt is not None:  # a session's later turn: its room in the budget was kept when it began
+                self.reserved -= 1
+            else:  # a new session (or request) starts only if the budget holds all its turns
+                turns = min(spec.requests, len(getattr(self.prompts[self.prompt_index(i)], "turns", ()) or (1,)))
+                turns = turns if spec.multi_turn else 1
+                if self.issued + self.reserved + turns > spec.requests:
+                    return None
+                self.reserved += turns - 1
         self.issued += 1
         return RequestRecord(
             id=i,
@@ -186,19 +194,25 @@ class _Window:
     async def session(self, rec: RequestRecord) -> None:
         """One conversation: turn k sends the earlier turns and the server's replies before its own
         prompt, so the context grows turn by turn; each turn is its own request record (`session`
-        = the first's id, `turn`). A failed turn ends the session."""
+        = the first's id, `turn`). A failed turn ends the session. Under a request budget a session
+        starts only when the budget holds all its turns, so none is cut short by it."""
         prompt = self.prompts[self.prompt_index(rec.id)]
         turns = getattr(prompt, "turns", ()) or (getattr(prompt, "text", prompt),)
         history: list[dict] = []
         first = rec.id
+        room = min(len(turns), self.spec.requests or len(turns)) - 1  # later turns the budget keeps for it
         for k, text in enumerate(turns, 1):
-            if k > 1 and (rec := self.next_request(time.monotonic_ns(), prompt)) is None:
-                return
+            if k > 1:
+                if room == 0 or (rec := self.next_request(time.monotonic_ns(), prompt)) is None:
+                    break
+                room -= 1
             rec.session, rec.turn, rec.reply = first, k, ""
             await self.send(rec, text, list(history))
             if not rec.ok:
-                return
+                break
             history += [{"role": "user", "content": text}, {"role": "assistant", "content": rec.reply}]
+        if self.spec.requests is not None:
+            self.reserved -= room  # a session that ended early gives its room back
 
     async def open_loop(self) -> list[asyncio.Task]:
         """Requests at arrival times drawn up front (core.arrivals: Poisson, or bursty Gamma gaps,
