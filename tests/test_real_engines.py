@@ -399,9 +399,9 @@ def test_llama_cpp_fewer_draft_tokens_fail_the_gate(models, tmp_path):
 
 def test_search_starts_vllm_per_method_and_stops_it(models, tmp_path):
     """`search --serve` over two vLLM servers (no speculation, n-gram), started from the commands
-    given (leading NAME=value words as their environment), each searched to an outcome on the
-    p90 speed (this CPU build streams some requests' tokens in one burst, which a mean or p50
-    would take for speed), written as vLLM load runs, compared, and stopped afterwards."""
+    given (leading NAME=value words as their environment), each searched to an outcome, written
+    as vLLM load runs, compared, and stopped afterwards. No figure is checked: this CPU build
+    streams most of a request's tokens in one burst, so its per-user speeds mean little."""
     from tests.engine_servers import vllm_python
 
     target, _ = models
