@@ -138,12 +138,12 @@ def saturation(summary: dict, run, lowest_ttft_s: float | None, below: core.Meas
 def point_document(p: core.Measured, order: list[int], s: core.SearchSettings) -> dict:
     lo, hi = p.interval(s.level)
     tlo, thi = p.throughput_interval(s.level)
-    finite = lambda v: v if np.isfinite(v) else None  # noqa: E731
+    finite = lambda v: v if np.isfinite(v) else None  # noqa: E731  (a point with no speed measured has none)
     return {
         "concurrency": p.concurrency,
-        "speed": p.speed,
+        "speed": finite(p.speed),
         "speed_ci": [finite(lo), finite(hi)],
-        "throughput": p.throughput,
+        "throughput": finite(p.throughput),
         "throughput_ci": [finite(tlo), finite(thi)],
         "speeds": p.speeds,
         "throughputs": p.throughputs,
@@ -214,7 +214,10 @@ class Search:
                 save()
                 return
             c = step.concurrency
-            spec = dataclasses.replace(lcfg, concurrency=[c]).points()[0]
+            warmup_s = self.warmup_s(c)
+            spec = dataclasses.replace(
+                lcfg, concurrency=[c], warmup_s=warmup_s, duration_s=warmup_s + cfg.duration_s - cfg.warmup_s
+            ).points()[0]
             n = self.points[c].measurements + 1 if c in self.points else 1
             summary, run = await session.measure(spec, label=f"c={c}" + (f"-{n}" if n > 1 else ""))
             load_doc["points"].append(summary)
@@ -229,6 +232,20 @@ class Search:
                 self._finish(core.Step(None, str(why), "stopped"))
                 save()
                 return
+
+    def warmup_s(self, c: int) -> float:
+        """The warm-up for a point at `c`: --warmup-s, or 1.5 request lifetimes if longer (every
+        stream starts at once, so the window must open after the first ones have ended, or no
+        request is sent inside it). A lifetime is --max-tokens at the speed the fit predicts at
+        `c`, no faster than the highest point below it measured."""
+        below = [p for p in self.points.values() if p.concurrency <= c and p.speeds]
+        if not below:
+            return self.cfg.warmup_s
+        speed = max(below, key=lambda p: p.concurrency).speed
+        fit = fitted(self.points)
+        if fit and fit["tpot_s"] + fit["tpot_s_per_request"] * c > 0:
+            speed = min(speed, 1 / (fit["tpot_s"] + fit["tpot_s_per_request"] * c))
+        return max(self.cfg.warmup_s, 1.5 * self.cfg.max_tokens / speed)
 
     def _add(self, c: int, summary: dict, run) -> None:
         cfg = self.cfg
@@ -247,6 +264,10 @@ class Search:
         p.saturated = saturation(summary, run, low_ttft, below)
         p.measurements += 1
         self.order.append(c)
+        if not parts or all(w["speed"] is None for w in parts):
+            self.doc.setdefault("notes", []).append(
+                f"c={c}: no request sent inside the window finished in it or the drain (lengthen --duration-s)"
+            )
         self._publish()
 
     def _publish(self) -> None:
@@ -258,6 +279,7 @@ class Search:
     def _finish(self, step: core.Step) -> None:
         self._publish()
         lo, hi, notes = core.bracket(self.points, self.settings)
+        notes = list(dict.fromkeys([*(self.doc.get("notes") or []), *notes]))
         self.doc.update(outcome=step.outcome, reason=step.reason, notes=notes, complete=step.outcome != "budget")
         self.doc["bracket"] = [lo.concurrency if lo else None, hi.concurrency if hi else None]
         if lo is None:
