@@ -147,7 +147,7 @@ def test_vllm_ngram_load_reads_vllms_own_figures_and_the_chain_runs(models, tmp_
             url,
             tmp_path / "run",
             "--concurrency",
-            "1,2,3,4,8",
+            "1,2,3,4,6,8",  # one more than the fit needs: on two busy cores vLLM may stream a point in one burst
             "--requests",
             "16",
             "--temperature",
