@@ -70,6 +70,12 @@ def spec_window(run: PointRun, engine: str | None, summary: dict, records: list[
     return chosen, (counters if chosen.source == "per-request" else None)
 
 
+def request_figures(engine: str | None, r: dict):
+    """One request's speculative figures from the per-request statistics it carried, or None."""
+    c = engines.request_counts(engine, r.get("server_stats"), r.get("output_tokens"))
+    return engines.figures(engine, c, "per-request", first_tokens=1.0) if c is not None else None
+
+
 def tau_estimate(
     run: PointRun, engine: str | None, spec, pooled: list[dict], records: list[dict], e2e_s: float | None
 ) -> Estimate:
@@ -92,8 +98,7 @@ def tau_estimate(
     else:
         for r in pooled:
             if spec.source == "per-request":
-                c = engines.request_counts(engine, r.get("server_stats"), r.get("output_tokens"))
-                w = engines.figures(engine, c, "per-request", first_tokens=1.0) if c is not None else None
+                w = request_figures(engine, r)
                 if w is not None and w.tau and w.decode_steps:
                     num.append(w.tau * w.decode_steps)
                     den.append(w.decode_steps)
@@ -121,16 +126,13 @@ def by_context(records: list[dict], engine: str | None, by_turn: bool) -> list[d
         groups = {int(b): [r for r, k in zip(done, bins) if k == b] for b in sorted(set(bins.tolist()))}
     rows = []
     for key, group in groups.items():
-        taus, source = [], "per-request"
-        for r in group:
-            c = engines.request_counts(engine, r.get("server_stats"), r.get("output_tokens"))
-            w = engines.figures(engine, c, "per-request", first_tokens=1.0) if c is not None else None
-            if w is not None and w.tau:
-                taus.append(w.tau)
+        metrics = [request_metrics(r) for r in group]
+        taus = [w.tau for w in (request_figures(engine, r) for r in group) if w is not None and w.tau]
+        source = "per-request"
         if not taus:
             source = "client proxy (tokens per chunk)"
-            taus = [m["tokens_per_chunk"] for m in map(request_metrics, group) if m["tokens_per_chunk"]]
-        speeds = [m["tps_user"] for m in map(request_metrics, group) if m["tps_user"]]
+            taus = [m["tokens_per_chunk"] for m in metrics if m["tokens_per_chunk"]]
+        speeds = [m["tps_user"] for m in metrics if m["tps_user"]]
         rows.append(
             {
                 ("turn" if by_turn else "prompt_quartile"): key,
@@ -144,10 +146,13 @@ def by_context(records: list[dict], engine: str | None, by_turn: bool) -> list[d
     return rows
 
 
-def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: str = "measured") -> dict:
+def summarise_run(
+    run: PointRun, cfg: LoadConfig, engine: str | None, source: str = "measured", records: list[dict] | None = None
+) -> dict:
     """The summary of one load point (definitions in core/loadstats.py); `source` is what the
-    server said it is: measured, or simulated (dsbench serve --sim)."""
-    records = [r.to_dict() for r in run.records]
+    server said it is: measured, or simulated (dsbench serve --sim); `records`: the run's records
+    as dicts, when the caller has them already."""
+    records = [r.to_dict() for r in run.records] if records is None else records
     s = {
         "label": run.spec.label,
         "mode": "closed" if run.spec.concurrency is not None else "poisson",
@@ -170,14 +175,13 @@ def summarise_run(run: PointRun, cfg: LoadConfig, engine: str | None, source: st
     )
     spec, counters = spec_window(run, engine, s, records)
     s["spec"] = spec.model_dump()
-    s["uncertainty"]["tau"] = vars(
-        tau_estimate(run, engine, spec, latency_pool(records, t0)[0], records, s.get("e2e_s_p50"))
-    )
+    pool, _ = latency_pool(records, t0)
+    s["uncertainty"]["tau"] = vars(tau_estimate(run, engine, spec, pool, records, s.get("e2e_s_p50")))
     if counters is not None:
         s["spec_counters"] = counters.model_dump()
     if spec.measured and spec.tau:
         s["chunk_warning"] = chunk_consistency(s.get("tokens_per_chunk_mean"), spec.tau)
-    s["by_context"] = by_context(latency_pool(records, t0)[0], engine, cfg.multi_turn)
+    s["by_context"] = by_context(pool, engine, cfg.multi_turn)
     lag = s.get("client_lag_s_p99")
     loop = float(np.percentile(run.loop_lag_s, 99)) if run.loop_lag_s else None
     s["client_loop_lag_s_p99"] = loop
@@ -366,8 +370,9 @@ class LoadSession:
         )
         return info
 
-    async def measure(self, spec: PointPlan, label: str | None = None) -> tuple[dict, PointRun]:
-        """Run one point and write it (as `label`, default the point's own); returns its summary."""
+    async def measure(self, spec: PointPlan, label: str | None = None) -> tuple[dict, PointRun, list[dict]]:
+        """Run one point and write it (as `label`, default the point's own); returns its summary,
+        the run and its records as dicts."""
         cfg, writer, progress = self.cfg, self.writer, self.progress
         on_progress = (lambda n, what=spec.label: progress(what, n, cfg.requests)) if progress else None
         if on_progress:
@@ -385,17 +390,18 @@ class LoadSession:
                 on_record=lambda r: writer.request(r.to_dict()),
                 on_progress=on_progress,
             )
-        summary = summarise_run(run, cfg, self.info.engine, self.info.server["source"])
+        records = [r.to_dict() for r in run.records]
+        summary = summarise_run(run, cfg, self.info.engine, self.info.server["source"], records)
         summary["client_processes"] = workers
         writer.point(
             label or spec.label,
             summary,
             [
-                {"id": r.id, "error": r.error, "output_tokens": r.output_tokens, **request_metrics(r.to_dict())}
-                for r in run.records
+                {"id": r["id"], "error": r["error"], "output_tokens": r["output_tokens"], **request_metrics(r)}
+                for r in records
             ],
         )
-        return summary, run
+        return summary, run, records
 
 
 def load_document(cfg: LoadConfig) -> dict:
@@ -437,7 +443,7 @@ def run_load(
         doc["engine"], doc["server_notes"], doc["served_models"] = info.engine, info.notes, info.served
         doc["server"] = info.server
         for spec in cfg.points():
-            summary, run = await session.measure(spec)
+            summary, run, _ = await session.measure(spec)
             doc["points"].append(summary)
             writer.summary(doc)
             if on_point:

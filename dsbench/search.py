@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import shlex
@@ -219,10 +220,10 @@ class Search:
                 lcfg, concurrency=[c], warmup_s=warmup_s, duration_s=warmup_s + cfg.duration_s - cfg.warmup_s
             ).points()[0]
             n = self.points[c].measurements + 1 if c in self.points else 1
-            summary, run = await session.measure(spec, label=f"c={c}" + (f"-{n}" if n > 1 else ""))
+            summary, run, records = await session.measure(spec, label=f"c={c}" + (f"-{n}" if n > 1 else ""))
             load_doc["points"].append(summary)
             self.writer.summary(load_doc)
-            self._add(c, summary, run)
+            self._add(c, summary, run, records)
             save()
             if on_step:
                 on_step(self.label, c, step.reason, self.points[c], self.settings)
@@ -247,10 +248,9 @@ class Search:
             speed = min(speed, 1 / (fit["tpot_s"] + fit["tpot_s_per_request"] * c))
         return max(self.cfg.warmup_s, 1.5 * self.cfg.max_tokens / speed)
 
-    def _add(self, c: int, summary: dict, run) -> None:
+    def _add(self, c: int, summary: dict, run, records: list[dict]) -> None:
         cfg = self.cfg
-        t1 = max(run.t1_ns, run.t0_ns + 1)
-        parts = window_figures([r.to_dict() for r in run.records], run.t0_ns, t1, cfg.windows, cfg.slo_stat)
+        parts = window_figures(records, run.t0_ns, max(run.t1_ns, run.t0_ns + 1), cfg.windows, cfg.slo_stat)
         p = self.points.setdefault(c, core.Measured(c))
         p.speeds += [w["speed"] for w in parts if w["speed"] is not None]
         p.throughputs += [w["throughput"] / cfg.gpus for w in parts]
@@ -300,8 +300,6 @@ class Search:
 
 def _prior(store: Store) -> dict | None:
     """An earlier search in the same --out to resume (None: none there, or --force)."""
-    import json
-
     path = store.path("search.json")
     if store.force or not path.exists():
         return None
@@ -377,7 +375,12 @@ def run_search(cfg: SearchConfig, store: Store, progress: Progress | None = None
             search = Search(cfg, label, command, store, done)
             doc["methods"].append(search.doc)
             log = store.out / label / "server.log"
-            with started(label, command, cfg.url, cfg.startup_timeout_s, log) if command else _at(cfg.url) as url:
+            server = (
+                started(label, command, cfg.url, cfg.startup_timeout_s, log)
+                if command
+                else contextlib.nullcontext(cfg.url.rstrip("/"))
+            )
+            with server as url:
                 asyncio.run(search.run(url, headers, progress, on_step, save))
             search.writer.close()
     except KeyboardInterrupt:
@@ -387,11 +390,6 @@ def run_search(cfg: SearchConfig, store: Store, progress: Progress | None = None
     save()
     figure()
     return doc
-
-
-@contextlib.contextmanager
-def _at(url: str):
-    yield url.rstrip("/")
 
 
 def _compare(doc: dict, baseline: str) -> None:
