@@ -163,12 +163,6 @@ def summarise(
     run_tokens = sum(r.get("output_tokens") or 0 for r in done)
     in_window = sum(1 for r in done if t0_ns <= (r.get("end_ns") or 0) <= t1_ns)
     tps = np.sort(col["tps_user"])
-    # decode tokens over decode time, pooled: one request whose chunks arrive together adds its
-    # tokens but next to no time, so it cannot run away with the mean (a mean of 1/TPOT can)
-    dec = [
-        (r.get("output_tokens") - 1, d["e2e_s"] - d["ttft_s"]) for r, d in zip(pool, derived) if d["tpot_s"] is not None
-    ]
-    dec_time = sum(t for _, t in dec)
     out = {
         "window_s": window_s,
         "run_s": run_s,
@@ -186,7 +180,7 @@ def summarise(
         "output_tok_s": thr,
         "output_tok_s_gpu": thr / gpus if thr is not None else None,
         "output_tok_s_run": run_tokens / run_s if run_s else None,
-        "tps_user_mean": sum(n for n, _ in dec) / dec_time if dec_time > 0 else None,
+        "tps_user_mean": pooled_speed(pool, derived),
         # pXX of speed: reached by XX % of requests, i.e. the (100 - XX)th percentile
         **{f"tps_user_p{q}": _pct(tps, 100 - q) for q in (50, 90, 99)},
         "tps_user_aggregate": thr / concurrency if thr is not None and concurrency else None,
@@ -295,15 +289,22 @@ def chunk_consistency(tokens_per_chunk: float | None, tau: float | None, toleran
 SPEED_STATS = ("mean", "p50", "p90")
 
 
+def pooled_speed(pool: list[dict], derived: list[dict]) -> float | None:
+    """Decode tokens over decode time, pooled over completed requests (`derived`: their
+    request_metrics), tok/s: one request whose chunks arrive together adds its tokens but next to
+    no time, so it cannot run away with the mean (a mean of 1/TPOT can)."""
+    dec = [(r["output_tokens"] - 1, d["e2e_s"] - d["ttft_s"]) for r, d in zip(pool, derived) if d["tpot_s"] is not None]
+    time = sum(t for _, t in dec)
+    return sum(n for n, _ in dec) / time if time > 0 else None
+
+
 def speed_stat(pool: list[dict], stat: str) -> float | None:
-    """Per-user speed (tok/s) of completed requests: `mean` pooled (decode tokens / decode time),
-    `pXX` the speed XX % of them reach."""
-    derived = [(r, request_metrics(r)) for r in pool]
+    """Per-user speed (tok/s) of completed requests: `mean` pooled (pooled_speed), `pXX` the
+    speed XX % of them reach."""
+    derived = [request_metrics(r) for r in pool]
     if stat == "mean":
-        dec = [(r["output_tokens"] - 1, d["e2e_s"] - d["ttft_s"]) for r, d in derived if d["tpot_s"] is not None]
-        time = sum(t for _, t in dec)
-        return sum(n for n, _ in dec) / time if time > 0 else None
-    speeds = np.array([d["tps_user"] for _, d in derived if d["tps_user"] is not None])
+        return pooled_speed(pool, derived)
+    speeds = np.array([d["tps_user"] for d in derived if d["tps_user"] is not None])
     return _pct(speeds, 100 - int(stat[1:]))
 
 
