@@ -88,6 +88,11 @@ class Target:
         return self.url.rstrip("/") + ("/v1/chat/completions" if self.api == "chat" else "/v1/completions")
 
 
+def _turns(prompt) -> tuple:
+    """A prompt's turns: a conversation's, else the prompt itself as one."""
+    return getattr(prompt, "turns", ()) or (getattr(prompt, "text", prompt),)
+
+
 def _domain(prompt) -> str | None:
     """What a request's figures are grouped by: a benchmark line's category, else its set."""
     return getattr(prompt, "category", None) or getattr(prompt, "domain", None)
@@ -137,8 +142,7 @@ class _Window:
             if prompt is not None:  # a session's later turn: its room in the budget was kept when it began
                 self.reserved -= 1
             else:  # a new session (or request) starts only if the budget holds all its turns
-                turns = min(spec.requests, len(getattr(self.prompts[self.prompt_index(i)], "turns", ()) or (1,)))
-                turns = turns if spec.multi_turn else 1
+                turns = self.budgeted_turns(self.prompts[self.prompt_index(i)]) if spec.multi_turn else 1
                 if self.issued + self.reserved + turns > spec.requests:
                     return None
                 self.reserved += turns - 1
@@ -197,10 +201,10 @@ class _Window:
         = the first's id, `turn`). A failed turn ends the session. Under a request budget a session
         starts only when the budget holds all its turns, so none is cut short by it."""
         prompt = self.prompts[self.prompt_index(rec.id)]
-        turns = getattr(prompt, "turns", ()) or (getattr(prompt, "text", prompt),)
+        turns = _turns(prompt)
         history: list[dict] = []
         first = rec.id
-        room = min(len(turns), self.spec.requests or len(turns)) - 1  # later turns the budget keeps for it
+        room = self.budgeted_turns(prompt) - 1  # later turns the budget keeps for it (next_request reserved them)
         for k, text in enumerate(turns, 1):
             if k > 1:
                 if room == 0 or (rec := self.next_request(time.monotonic_ns(), prompt)) is None:
@@ -213,6 +217,10 @@ class _Window:
             history += [{"role": "user", "content": text}, {"role": "assistant", "content": rec.reply}]
         if self.spec.requests is not None:
             self.reserved -= room  # a session that ended early gives its room back
+
+    def budgeted_turns(self, prompt) -> int:
+        """Turns of a session on `prompt` that the point's request budget can hold."""
+        return min(len(_turns(prompt)), self.spec.requests or len(_turns(prompt)))
 
     async def open_loop(self) -> list[asyncio.Task]:
         """Requests at arrival times drawn up front (core.arrivals: Poisson, or bursty Gamma gaps,
