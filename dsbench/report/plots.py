@@ -28,6 +28,7 @@ def frontier_figure(
     subtitle: str = "",
     best: dict[str, dict] | None = None,
     gamma_curves: dict[str, dict] | None = None,
+    style: str = "-o",
 ) -> Figure:
     """Throughput per GPU vs per-user speed, one line per method, the SLO as a vertical line.
 
@@ -35,7 +36,7 @@ def frontier_figure(
     `best`: per method the chosen point at the SLO ({"tps_user", "throughput"}), starred.
     `gamma_curves`: per method, per draft length tried, [tok/s per user, tok/s per GPU] points
     (the gamma search's), drawn faintly behind the chosen length's line, with their envelope
-    (the best length at each per-user speed) dashed.
+    (the best length at each per-user speed) dashed. `style`: the methods' lines (matplotlib's).
     """
     fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=110)
     methods = list(dict.fromkeys(r["method"] for r in rows))
@@ -55,7 +56,7 @@ def frontier_figure(
         ax.plot(
             [r["tps_user"] for r in pts],
             [r["throughput_tok_s_gpu"] for r in pts],
-            "-o",
+            style,
             ms=2.5,
             lw=1.6,
             color=color,
@@ -96,11 +97,8 @@ def search_figure(methods: list[dict], slo: float, title: str, subtitle: str) ->
         for m in methods
         if m.get("best")
     }
-    fig = frontier_figure(rows, slo, title, subtitle, best)
+    fig = frontier_figure(rows, slo, title, subtitle, best, style="--o")  # fitted: dashed; markers are the result
     ax = fig.axes[0]
-    for line in ax.get_lines():
-        if line.get_label() in best or line.get_label() in {r["method"] for r in rows}:
-            line.set_linestyle("--")  # fitted: dashed; the measured markers are the result
     for m in methods:
         pts = [p for p in m.get("points") or [] if p.get("speed") and p.get("throughput")]
         if not pts:
